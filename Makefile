@@ -1,0 +1,47 @@
+# Two commands do all set-up on a fresh machine with Python 3.11 and make: `make run` and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8501
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: run test test-fast lint bench demo clean
+
+$(PY):
+	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed: install python3.11 (or run make PYTHON=/path/to/python3.11)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(VENV)/.app-installed: requirements.txt | $(PY)
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev-installed: requirements-dev.txt requirements.txt $(VENV)/.app-installed
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+## Start the app on http://localhost:8501
+run: $(VENV)/.app-installed
+	$(PY) -m streamlit run app.py --server.port $(PORT)
+
+## The whole suite: unit, page (AppTest) and browser (Playwright + Chromium) tests
+test: $(VENV)/.dev-installed
+	$(PY) -m ruff check .
+	$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
+
+## Everything except the browser tests
+test-fast: $(VENV)/.dev-installed
+	$(PY) -m pytest -m "not e2e"; rc=$$?; [ $$rc -eq 5 ] && exit 0; exit $$rc
+
+lint: $(VENV)/.dev-installed
+	$(PY) -m ruff check .
+
+## Performance figures of this machine (see the README)
+bench: $(VENV)/.app-installed
+	$(PY) -m unet bench
+
+demo: $(VENV)/.app-installed
+	$(PY) -m unet demo-data workspace/demo-cells --kind cells
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts

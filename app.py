@@ -1,0 +1,24 @@
+"""U-Net Studio: the entry point. Builds the navigation over the pages that exist; nothing else."""
+
+from pathlib import Path
+
+import streamlit as st
+
+from unet.ui.sidebar import show_sidebar
+
+st.set_page_config(page_title="U-Net Studio", page_icon=":material/biotech:", layout="wide")
+
+PAGES = [
+    ("pages/dataset.py", "Dataset", ":material/photo_library:"),
+    ("pages/model.py", "Model", ":material/account_tree:"),
+    ("pages/train.py", "Train", ":material/monitoring:"),
+    ("pages/inference.py", "Inference", ":material/auto_fix_high:"),
+    ("pages/runs.py", "Runs", ":material/history:"),
+]
+
+here = Path(__file__).parent
+navigation = st.navigation(
+    [st.Page(path, title=title, icon=icon) for path, title, icon in PAGES if (here / path).exists()]
+)
+show_sidebar()
+navigation.run()

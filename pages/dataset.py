@@ -1,0 +1,208 @@
+"""Dataset page: bring images and masks in, read the check in plain words, tune and preview augmentation."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from pathlib import Path
+
+import streamlit as st
+
+from unet import workspace
+from unet.dataset import Dataset, ingest, list_datasets, stage_uploads
+from unet.demo import write_demo_dataset
+from unet.ui.augment_controls import augment_controls, preview_grid
+from unet.ui.feedback import user_errors
+from unet.ui.state import current_dataset, get_config, set_config, set_current_dataset
+
+st.title("Dataset")
+st.write(
+    "Give U-Net Studio pairs of pictures: each **image** with its **mask**, a picture of the same size that "
+    "paints what you want found. Files are paired by name (`cell01.png` with `cell01.png` or `cell01_mask.png`)."
+)
+
+
+def _staging() -> Path:
+    """A fresh folder inside the workspace for one upload; removed once the dataset is stored."""
+    folder = workspace.root() / "uploads" / uuid.uuid4().hex
+    folder.mkdir(parents=True)
+    return folder
+
+
+def _store(source: Path, name: str) -> None:
+    bar = st.progress(0.0, text="Checking files…")
+    dataset, report = ingest(
+        source, name, workspace.datasets_dir(), progress=lambda f, text: bar.progress(min(max(f, 0.0), 1.0), text=text)
+    )
+    bar.empty()
+    set_current_dataset(dataset.name)
+    st.session_state["ingest_summary"] = report.summary()
+
+
+def _load_demo(kind: str) -> None:
+    staging = _staging()
+    try:
+        with st.spinner("Generating demo images…"):
+            write_demo_dataset(staging / "demo", kind=kind)
+        _store(staging / "demo", f"demo-{kind}")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _store_zip(upload, name: str) -> None:
+    staging = _staging()
+    try:
+        target = staging / "upload.zip"
+        with target.open("wb") as out:
+            shutil.copyfileobj(upload, out, length=1 << 20)
+        _store(target, name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _store_files(images, masks, name: str) -> None:
+    staging = _staging()
+    try:
+        folder = stage_uploads([(f.name, f) for f in images], [(f.name, f) for f in masks], staging / "files")
+        _store(folder, name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+# --- 1. Choose the data -------------------------------------------------------------------------------------------
+st.header("1. Choose your data", divider="gray")
+demo_tab, zip_tab, files_tab, saved_tab = st.tabs(["Demo data", "Upload a zip", "Upload files", "Saved datasets"])
+
+with demo_tab:
+    kind = st.radio(
+        "Demo dataset",
+        ["cells", "shapes"],
+        format_func=lambda k: {
+            "cells": "Cells: grey microscopy-like images, one class",
+            "shapes": "Shapes: colour images, three classes",
+        }[k],
+        help="Generated on this machine in a second or two, so you can try every page before using your own data.",
+    )
+    if st.button("Load demo data", type="primary", icon=":material/science:"):
+        with user_errors("making the demo data"):
+            _load_demo(kind)
+
+with zip_tab:
+    archive = st.file_uploader(
+        "A zip with an `images/` and a `masks/` folder",
+        type=["zip"],
+        help="Mask folders may also be called labels, annotations or gt. Masks may be black/white, numbered "
+        "classes (0, 1, 2…) or one colour per class.",
+    )
+    zip_name = st.text_input(
+        "Dataset name",
+        value=Path(archive.name).stem if archive else "",
+        key="zip_name",
+        help="How this dataset is listed later. Letters, digits, '-' and '_' are kept.",
+    )
+    if st.button("Check and save", disabled=archive is None, key="save_zip", icon=":material/upload:"):
+        with user_errors(f"reading '{archive.name}'"):
+            _store_zip(archive, zip_name or Path(archive.name).stem)
+
+with files_tab:
+    left, right = st.columns(2)
+    image_files = left.file_uploader(
+        "Images",
+        accept_multiple_files=True,
+        type=["png", "jpg", "jpeg", "tif", "tiff", "bmp"],
+        help="PNG, JPEG, TIFF (8 or 16 bit) or BMP; grey, colour or with transparency.",
+    )
+    mask_files = right.file_uploader(
+        "Masks",
+        accept_multiple_files=True,
+        type=["png", "jpg", "jpeg", "tif", "tiff", "bmp", "gif"],
+        help="One mask per image, with the same name (a '_mask' or '_label' ending is fine).",
+    )
+    files_name = st.text_input("Dataset name", value="my-dataset", key="files_name", help="How this dataset is listed.")
+    if st.button("Check and save", disabled=not (image_files and mask_files), key="save_files", icon=":material/upload:"):
+        with user_errors("reading the uploaded files"):
+            _store_files(image_files, mask_files, files_name)
+
+with saved_tab:
+    stored = list_datasets(workspace.datasets_dir())
+    if not stored:
+        st.info("No saved datasets yet. Load the demo data or upload yours.")
+    else:
+        names = [d.name for d in stored]
+        chosen_now = current_dataset()
+        pick = st.selectbox(
+            "Saved datasets",
+            names,
+            index=names.index(chosen_now.name) if chosen_now and chosen_now.name in names else 0,
+            help="Datasets stored in this workspace; they stay after a refresh or a restart.",
+        )
+        if st.button("Use this dataset", key="use_saved"):
+            set_current_dataset(pick)
+            st.rerun()
+
+dataset: Dataset | None = current_dataset()
+if dataset is None:
+    st.info("Start with **Load demo data** above, or upload your own images and masks.", icon=":material/arrow_upward:")
+    st.stop()
+
+# --- 2. The check -------------------------------------------------------------------------------------------------
+st.header(f"2. Check: {dataset.name}", divider="gray")
+summary = st.session_state.pop("ingest_summary", None)
+if summary:
+    st.success(summary, icon=":material/task_alt:")
+
+facts = st.columns(4)
+facts[0].metric("Image/mask pairs", len(dataset.stems))
+facts[1].metric("Classes", dataset.num_classes)
+facts[2].metric("Channels", "grey" if dataset.channels == 1 else "colour (RGB)")
+sizes = dataset.image_sizes
+facts[3].metric(
+    "Image size",
+    f"{sizes['max'][1]}×{sizes['max'][0]}" if sizes.get("distinct", 1) == 1 else f"{sizes['distinct']} sizes",
+    help="Width × height in pixels. Images are resized (or cropped) to the model's input size for training.",
+)
+
+if dataset.problems:
+    with st.expander(f"{len(dataset.problems)} file(s) need attention", expanded=True, icon=":material/warning:"):
+        st.dataframe(
+            [{"File": p["file"], "Problem": p["problem"]} for p in dataset.problems], hide_index=True, width="stretch"
+        )
+else:
+    st.caption("Every file was read and paired without problems.")
+
+with st.expander("Classes: names and colours", icon=":material/palette:"):
+    with st.form("classes"):
+        names, colors = [], []
+        for info in dataset.classes:
+            name_col, color_col, pixels_col = st.columns([3, 1, 2])
+            names.append(name_col.text_input(f"Class {info.index}", value=info.name, key=f"class_name_{info.index}"))
+            colors.append(
+                color_col.color_picker("Colour", value="#%02x%02x%02x" % tuple(info.color), key=f"class_color_{info.index}")
+            )
+            pixels_col.metric("Pixels", f"{info.pixels:,}")
+        if st.form_submit_button("Save names and colours"):
+            with user_errors("saving the class names"):
+                dataset.save_classes(names, [[int(c[i : i + 2], 16) for i in (1, 3, 5)] for c in colors])
+                st.rerun()
+
+# --- 3. Augmentation ----------------------------------------------------------------------------------------------
+st.header("3. Augmentation", divider="gray")
+config = get_config()
+controls, preview = st.columns([1, 2], gap="large")
+with controls:
+    augment = augment_controls(config.augment)
+if augment != config.augment:
+    config = config.replace(augment=augment)
+    set_config(config)
+with preview:
+    top = st.columns([3, 1])
+    top[0].caption(
+        f"Eight training samples at the model's input size ({config.data.input_size}×{config.data.input_size}), "
+        "mask overlaid. This is exactly what the network will see."
+    )
+    if top[1].button("Reshuffle", icon=":material/shuffle:", help="Draw other samples and other random changes."):
+        st.session_state["preview_seed"] = st.session_state.get("preview_seed", 0) + 1
+    with user_errors("drawing the preview"):
+        preview_grid(dataset, config, seed=st.session_state.get("preview_seed", 0))
+
+st.page_link("pages/model.py", label="Next: choose the model", icon=":material/arrow_forward:")

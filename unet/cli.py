@@ -1,0 +1,120 @@
+"""`python -m unet`: the command line, the same engine the browser uses.
+
+Each subcommand parses its arguments, calls one function of the core and prints its result. A `UserError`
+becomes a one-line message on stderr and exit code 2; heavy modules (TensorFlow) are imported only by the
+subcommands that need them, so `inspect` and `demo-data` start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from unet.errors import UserError
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _demo_data(args: argparse.Namespace) -> int:
+    from unet.demo import write_demo_dataset
+
+    out = write_demo_dataset(Path(args.out), kind=args.kind, count=args.count, size=args.size, seed=args.seed)
+    print(f"wrote the '{args.kind}' demo dataset ({args.count} pairs) to {out}")
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from unet.dataset import inspect_source
+
+    report = inspect_source(Path(args.data))
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(report.summary())
+    return 0
+
+
+def _load_config(args: argparse.Namespace):
+    from unet.config import Config
+
+    config = Config.load(args.config) if args.config else Config()
+    overrides = {}
+    if args.epochs is not None:
+        overrides["epochs"] = args.epochs
+    if args.max_minutes is not None:
+        overrides["max_minutes"] = args.max_minutes
+    if overrides:
+        import dataclasses
+
+        config = config.replace(train=dataclasses.replace(config.train, **overrides))
+    return config
+
+
+def _train(args: argparse.Namespace) -> int:
+    from unet.training import train
+
+    return train(Path(args.out), Path(args.data), _load_config(args), resume=args.resume)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from unet.evaluation import evaluate
+
+    result = evaluate(Path(args.run), Path(args.data))
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"Dice {result['dice']:.4f}  IoU {result['iou']:.4f}  pixel accuracy {result['pixel_accuracy']:.4f}")
+        for row in result["per_class"]:
+            print(f"  class {row['class']} ({row['name']}): Dice {row['dice']:.4f}  IoU {row['iou']:.4f}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m unet", description="U-Net Studio from the command line.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, handler: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(handler=handler)
+        return p
+
+    p = command("demo-data", _demo_data, "write a generated demo dataset as OUT/images/*.png and OUT/masks/*.png")
+    p.add_argument("out", help="folder to write")
+    p.add_argument("--kind", choices=["cells", "shapes"], default="cells")
+    p.add_argument("--count", type=int, default=48, help="number of image/mask pairs")
+    p.add_argument("--size", type=int, default=128, help="side of each image in pixels")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = command("inspect", _inspect, "check a dataset folder or zip and report its pairs, classes and problems")
+    p.add_argument("data", help="folder or zip holding images/ and masks/")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = command("train", _train, "train a U-Net; leaves config.json, status.json, history.jsonl, model.keras")
+    p.add_argument("--data", required=True, help="folder or zip holding images/ and masks/, or a stored dataset")
+    p.add_argument("--out", required=True, help="run folder to write")
+    p.add_argument("--config", help="config.json (sections data, augment, model, train; missing keys take defaults)")
+    p.add_argument("--epochs", type=int, help="override train.epochs")
+    p.add_argument("--max-minutes", type=float, help="override train.max_minutes")
+    p.add_argument("--resume", action="store_true", help="continue a stopped or interrupted run from last.keras")
+
+    p = command("evaluate", _evaluate, "Dice, IoU and pixel accuracy of a run's best model on a labelled dataset")
+    p.add_argument("--run", required=True, help="run folder")
+    p.add_argument("--data", required=True, help="folder or zip holding images/ and masks/, or a stored dataset")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,24 @@
+"""The sidebar every page shares: which dataset and which model this tab is working with."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from unet.ui.state import current_dataset, get_config
+
+
+def show_sidebar() -> None:
+    with st.sidebar:
+        dataset = current_dataset()
+        st.caption("Current dataset")
+        if dataset is None:
+            st.markdown("*none yet*: load the demo data or upload yours on the **Dataset** page.")
+        else:
+            names = ", ".join(c.name for c in dataset.classes)
+            st.markdown(f"**{dataset.name}**  \n{len(dataset.stems)} pairs · {dataset.num_classes} classes ({names})")
+        config = get_config()
+        st.caption("Model")
+        st.markdown(
+            f"depth {config.model.depth} · {config.model.base_filters} filters · "
+            f"{config.data.input_size}×{config.data.input_size} input"
+        )
