@@ -7,10 +7,10 @@ import uuid
 from pathlib import Path
 
 import streamlit as st
+from unet.dataset import Dataset, ingest, list_datasets, stage_uploads
+from unet.demo import CLASS_NAMES, write_demo_dataset
 
 from unet import workspace
-from unet.dataset import Dataset, ingest, list_datasets, stage_uploads
-from unet.demo import write_demo_dataset
 from unet.ui.augment_controls import augment_controls, preview_grid
 from unet.ui.feedback import user_errors
 from unet.ui.state import current_dataset, get_config, set_config, set_current_dataset
@@ -45,6 +45,9 @@ def _load_demo(kind: str) -> None:
         with st.spinner("Generating demo images…"):
             write_demo_dataset(staging / "demo", kind=kind)
         _store(staging / "demo", f"demo-{kind}")
+        dataset = current_dataset()
+        if dataset is not None:
+            dataset.save_classes(list(CLASS_NAMES[kind]), [c.color for c in dataset.classes])
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -119,7 +122,8 @@ with files_tab:
         help="One mask per image, with the same name (a '_mask' or '_label' ending is fine).",
     )
     files_name = st.text_input("Dataset name", value="my-dataset", key="files_name", help="How this dataset is listed.")
-    if st.button("Check and save", disabled=not (image_files and mask_files), key="save_files", icon=":material/upload:"):
+    ready = bool(image_files and mask_files)
+    if st.button("Check and save", disabled=not ready, key="save_files", icon=":material/upload:"):
         with user_errors("reading the uploaded files"):
             _store_files(image_files, mask_files, files_name)
 
@@ -170,20 +174,18 @@ if dataset.problems:
 else:
     st.caption("Every file was read and paired without problems.")
 
-with st.expander("Classes: names and colours", icon=":material/palette:"):
-    with st.form("classes"):
-        names, colors = [], []
-        for info in dataset.classes:
-            name_col, color_col, pixels_col = st.columns([3, 1, 2])
-            names.append(name_col.text_input(f"Class {info.index}", value=info.name, key=f"class_name_{info.index}"))
-            colors.append(
-                color_col.color_picker("Colour", value="#%02x%02x%02x" % tuple(info.color), key=f"class_color_{info.index}")
-            )
-            pixels_col.metric("Pixels", f"{info.pixels:,}")
-        if st.form_submit_button("Save names and colours"):
-            with user_errors("saving the class names"):
-                dataset.save_classes(names, [[int(c[i : i + 2], 16) for i in (1, 3, 5)] for c in colors])
-                st.rerun()
+with st.expander("Classes: names and colours", icon=":material/palette:"), st.form("classes"):
+    names, colors = [], []
+    for info in dataset.classes:
+        name_col, color_col, pixels_col = st.columns([3, 1, 2])
+        names.append(name_col.text_input(f"Class {info.index}", value=info.name, key=f"class_name_{info.index}"))
+        hex_color = "#{:02x}{:02x}{:02x}".format(*info.color)
+        colors.append(color_col.color_picker("Colour", value=hex_color, key=f"class_color_{info.index}"))
+        pixels_col.metric("Pixels", f"{info.pixels:,}")
+    if st.form_submit_button("Save names and colours"):
+        with user_errors("saving the class names"):
+            dataset.save_classes(names, [[int(c[i : i + 2], 16) for i in (1, 3, 5)] for c in colors])
+            st.rerun()
 
 # --- 3. Augmentation ----------------------------------------------------------------------------------------------
 st.header("3. Augmentation", divider="gray")

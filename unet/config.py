@@ -140,7 +140,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _between(self.epochs, 1, 10000, "train.epochs")
         _between(self.batch_size, 1, 512, "train.batch_size")
-        _check(0 < self.learning_rate <= 1, "train.learning_rate", f"must be above 0 and at most 1, not {self.learning_rate}")
+        rate = self.learning_rate
+        _check(0 < rate <= 1, "train.learning_rate", f"must be above 0 and at most 1, not {rate}")
         _one_of(self.optimizer, OPTIMIZERS, "train.optimizer")
         _one_of(self.loss, LOSSES, "train.loss")
         _between(self.validation_split, 0.05, 0.5, "train.validation_split")

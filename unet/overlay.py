@@ -27,7 +27,8 @@ def class_colors(num_classes: int, colors: Sequence[Sequence[int]] | None = None
     rng = np.random.default_rng(7)
     while len(palette) < num_classes:
         k = len(palette)
-        palette.append(DEFAULT_COLORS[k] if k < len(DEFAULT_COLORS) else tuple(int(v) for v in rng.integers(40, 256, 3)))
+        extra = tuple(int(v) for v in rng.integers(40, 256, 3))
+        palette.append(DEFAULT_COLORS[k] if k < len(DEFAULT_COLORS) else extra)
     return np.asarray(palette, dtype=np.uint8).reshape(num_classes, 3)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from unet.ui.state import current_dataset, get_config
+from unet.ui.state import align_config_with_dataset, current_dataset
 
 
 def show_sidebar() -> None:
@@ -16,7 +16,7 @@ def show_sidebar() -> None:
         else:
             names = ", ".join(c.name for c in dataset.classes)
             st.markdown(f"**{dataset.name}**  \n{len(dataset.stems)} pairs · {dataset.num_classes} classes ({names})")
-        config = get_config()
+        config = align_config_with_dataset(dataset)
         st.caption("Model")
         st.markdown(
             f"depth {config.model.depth} · {config.model.base_filters} filters · "

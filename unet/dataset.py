@@ -1,0 +1,364 @@
+"""A user's images and masks, checked and stored as a clean dataset in the workspace.
+
+`inspect_source` checks a folder or zip and says in plain words what is wrong; `ingest` stores the usable pairs
+in the layout of docs/CONTRACTS.md (8-bit PNG images, masks of class indices, `dataset.json`); `Dataset` reads a
+stored one back. Finding and pairing files is in `unet.pairing`, decoding masks in `unet.masks`, unpacking zips
+in `unet.zipsafe`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from unet import images as imgio
+from unet.errors import UserError
+from unet.masks import MaskHistogram, MaskPlan, histogram, plan_classes, too_many_values
+from unet.pairing import Pair, find_folders, mask_base, pair_files, stored_stem
+from unet.report import DatasetReport, Problem
+from unet.workspace import child, safe_name
+from unet.zipsafe import MAX_MEMBERS, extract_zip, is_junk
+
+DATASET_FILE = "dataset.json"
+WHOLE_DATASET = "(whole dataset)"  # the file column of a problem that concerns no single file
+MIN_PAIRS = 4  # fewer than this and training can hardly hold any images out for validation
+Progress = Callable[[float, str], None]
+
+
+def _quiet(fraction: float, message: str) -> None:
+    pass
+
+
+@dataclass
+class _Checked:
+    """What checking a source found, beyond the report: the usable pairs and how to store them."""
+
+    report: DatasetReport
+    pairs: list[Pair] = field(default_factory=list)
+    plan: MaskPlan | None = None
+    channels: int = 1
+
+
+# --- checking a source ----------------------------------------------------------------------------------------
+
+
+def _check_pair(pair: Pair, report: DatasetReport) -> tuple[np.ndarray, MaskHistogram] | None:
+    """The decoded image and the mask's histogram, or None after reporting why the pair is unusable."""
+    try:
+        image_hw = imgio.check_pixels(pair.image)
+        image = imgio.read_image(pair.image)
+    except UserError as exc:
+        report.add(pair.image_label, str(exc))
+        return None
+    try:
+        mask_hw = imgio.check_pixels(pair.mask)
+        if mask_hw != image_hw:
+            raise UserError(
+                f"mask '{pair.mask.name}' is {mask_hw[1]}x{mask_hw[0]} but its image is {image_hw[1]}x{image_hw[0]}"
+            )
+        raw = imgio.read_mask_raw(pair.mask)
+        if raw.shape[:2] != image.shape[:2]:
+            raise UserError(f"mask '{pair.mask.name}' and its image are turned differently (EXIF orientation)")
+    except UserError as exc:
+        report.add(pair.mask_label, str(exc))
+        return None
+    hist = histogram(raw, imgio.is_lossy(pair.mask))
+    reason = too_many_values(hist)
+    if reason:
+        report.add(pair.mask_label, f"mask '{pair.mask.name}' {reason}")
+        return None
+    return image, hist
+
+
+def _check_folder(folder: Path, progress: Progress, start: float, end: float) -> _Checked:
+    checked = _Checked(DatasetReport())
+    report = checked.report
+    try:
+        images_dir, masks_dir = find_folders(folder)
+    except UserError as exc:
+        report.add("", str(exc))
+        return checked
+    pairs = pair_files(images_dir, masks_dir, report)
+    kept: list[tuple[Pair, int, tuple[int, int], MaskHistogram]] = []
+    for i, pair in enumerate(pairs):
+        progress(start + (end - start) * i / max(len(pairs), 1), f"Checking {pair.image.name}")
+        found = _check_pair(pair, report)
+        if found:
+            image, hist = found
+            kept.append((pair, imgio.channels_of(image), image.shape[:2], hist))
+    if not kept:
+        return checked
+    checked.channels = _majority_channels([(p, c) for p, c, _, _ in kept], report)
+    try:
+        plan = plan_classes([hist for *_, hist in kept])
+    except UserError as exc:
+        report.add("", str(exc))
+        return checked
+    totals = np.zeros(plan.num_classes, np.int64)
+    for pair, _, _, hist in kept:
+        pixels = plan.class_pixels(hist)
+        totals += pixels
+        if not plan.extra_foreground and pixels[1:].sum() == 0:
+            report.add(pair.mask_label, f"mask '{pair.mask.name}' has no foreground (all background); kept", False)
+    if plan.extra_foreground:
+        report.add("", "no mask has any foreground: every mask is all background, so there is nothing to learn", False)
+    if len(kept) < MIN_PAIRS:
+        report.add("", f"only {len(kept)} usable pairs; at least {MIN_PAIRS} are needed to train and validate", False)
+    sizes = [hw for _, _, hw, _ in kept]
+    report.image_sizes = {"min": list(min(sizes)), "max": list(max(sizes)), "distinct": len(set(sizes))}
+    report.pairs, report.channels, report.mask_kind = len(kept), checked.channels, str(plan.kind)
+    report.classes = plan.class_infos(totals)
+    checked.pairs, checked.plan = [pair for pair, *_ in kept], plan
+    return checked
+
+
+def _majority_channels(found: list[tuple[Pair, int]], report: DatasetReport) -> int:
+    """1 or 3: what most images have (RGB on a tie, which loses nothing); the others are converted and reported."""
+    counts = Counter(channels for _, channels in found)
+    channels = 3 if counts[3] >= counts[1] else 1
+    others = [pair.image.name for pair, c in found if c != channels]
+    if others:
+        had, now = ("colour", "grayscale") if channels == 1 else ("grayscale", "colour (RGB)")
+        listed = ", ".join(f"'{n}'" for n in others[:5]) + (" and more" if len(others) > 5 else "")
+        report.add(
+            "",
+            f"{len(others)} of {len(found)} images are {had} and were converted to {now} like the rest: {listed}",
+            False,
+        )
+    return channels
+
+
+def _open_source(source: Path, scratch: Path) -> tuple[Path, list]:
+    """A folder to check: `source` itself, or the zip unpacked into `scratch`, with the zip's own problems."""
+    if source.is_dir():
+        return source, []
+    if not source.is_file():
+        raise UserError(f"'{source.name}' was not found")
+    return scratch, extract_zip(source, scratch)
+
+
+def _check_source(source: Path, scratch: Path, progress: Progress, end: float) -> _Checked:
+    progress(0.0, f"Opening {source.name}")
+    folder, zip_problems = _open_source(source, scratch)
+    checked = _check_folder(folder, progress, 0.1, end)
+    checked.report.problems[:0] = zip_problems
+    checked.report.problems = [  # problems of the whole source name it, warnings about the whole dataset say so
+        p if p.file else Problem(source.name if p.skipped else WHOLE_DATASET, p.problem, p.skipped)
+        for p in checked.report.problems
+    ]
+    return checked
+
+
+def inspect_source(path: str | Path, progress: Progress | None = None) -> DatasetReport:
+    """Check a folder or zip without storing anything; every problem is in the report, never raised."""
+    with tempfile.TemporaryDirectory(prefix="unet-inspect-") as scratch:
+        return _check_source(Path(path), Path(scratch), progress or _quiet, 1.0).report
+
+
+# --- storing a dataset ----------------------------------------------------------------------------------------
+
+
+def _write(checked: _Checked, out: Path, name: str, progress: Progress) -> None:
+    """Write the normalised pairs and dataset.json into `out`."""
+    (out / "images").mkdir(parents=True)
+    (out / "masks").mkdir()
+    plan, report = checked.plan, checked.report
+    assert plan is not None
+    total, total_sq, count = 0.0, 0.0, 0
+    digest = hashlib.sha256()
+    for i, pair in enumerate(checked.pairs):
+        progress(0.55 + 0.45 * i / len(checked.pairs), f"Saving {pair.image.name}")
+        image = imgio.to_channels(imgio.to_uint8(imgio.read_image(pair.image)), checked.channels)
+        mask = plan.decode(imgio.read_mask_raw(pair.mask))
+        values = image.astype(np.float64) / 255.0
+        total, total_sq, count = total + values.sum(), total_sq + (values**2).sum(), count + values.size
+        stem = stored_stem(pair.stem)
+        for folder, array in (("images", image), ("masks", mask)):
+            path = out / folder / f"{stem}.png"
+            imgio.write_png(path, array)
+            digest.update(f"{folder}/{stem}.png".encode())
+            digest.update(path.read_bytes())
+    mean = total / max(count, 1)
+    info = {
+        "name": name,
+        "pairs": len(checked.pairs),
+        "channels": checked.channels,
+        "mask_kind": str(plan.kind),
+        "classes": report.classes,
+        "image_sizes": report.image_sizes,
+        "mean": mean,
+        "std": float(np.sqrt(max(total_sq / max(count, 1) - mean**2, 0.0))),
+        "problems": [p.to_dict() for p in report.problems],
+        "hash": digest.hexdigest(),
+    }
+    (out / DATASET_FILE).write_text(json.dumps(info, indent=2, ensure_ascii=False), encoding="utf-8")
+
+
+def ingest(
+    source: str | Path, name: str, root: str | Path, progress: Progress | None = None
+) -> tuple[Dataset, DatasetReport]:
+    """Check `source` (folder or zip) and store its usable pairs as `root/safe_name(name)`.
+
+    Everything is built in a hidden folder inside `root` and renamed into place at the end, so a failed ingest
+    leaves nothing half-written; a dataset of the same name is replaced. Raises UserError when no pair is usable.
+    """
+    progress = progress or _quiet
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    target = child(root, name)
+    work = Path(tempfile.mkdtemp(prefix=".ingest-", dir=root))
+    try:
+        checked = _check_source(Path(source), work / "source", progress, 0.55)
+        report = checked.report
+        if not checked.pairs or checked.plan is None:
+            raise UserError(f"no usable image/mask pairs: {report.reasons() or 'no files found'}")
+        _write(checked, work / "dataset", target.name, progress)
+        if target.exists():
+            target.rename(work / "replaced")
+        (work / "dataset").rename(target)
+        progress(1.0, f"Saved {report.pairs} pairs")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return Dataset.load(target), report
+
+
+# --- uploads --------------------------------------------------------------------------------------------------
+
+
+def _staged_name(filename: str, is_mask: bool) -> str:
+    """A safe file name that still pairs: a mask's '_mask' suffix is kept apart, so 'Ä_mask' still pairs with 'Ä'."""
+    name = Path(filename.replace("\\", "/")).name
+    stem, ext = Path(name).stem, safe_name(Path(name).suffix.lower(), fallback="")
+    base = mask_base(stem) if is_mask else stem
+    safe = stored_stem(base) + stem[len(base) :]
+    return f"{safe}.{ext}" if ext else safe
+
+
+def stage_uploads(images: list[tuple[str, BinaryIO]], masks: list[tuple[str, BinaryIO]], dest: Path) -> Path:
+    """Stream uploaded files into `dest/images` and `dest/masks` under safe names, ready for `ingest(dest, ...)`."""
+    dest = Path(dest)
+    if len(images) + len(masks) > MAX_MEMBERS:
+        raise UserError(f"{len(images) + len(masks)} files were uploaded; at most {MAX_MEMBERS} are accepted")
+    for folder, files in (("images", images), ("masks", masks)):
+        (dest / folder).mkdir(parents=True, exist_ok=True)
+        for filename, stream in files:
+            if is_junk((Path(filename).name,)):
+                continue
+            target = dest / folder / _staged_name(filename, folder == "masks")
+            copied = 0
+            with target.open("wb") as out:
+                while chunk := stream.read(1 << 20):
+                    copied += len(chunk)
+                    if copied > imgio.MAX_FILE_BYTES:
+                        break
+                    out.write(chunk)
+            if copied > imgio.MAX_FILE_BYTES:
+                target.unlink()
+                limit = imgio.MAX_FILE_BYTES // 1024**2
+                raise UserError(f"'{filename}' is over {limit} MB; files that big are refused")
+    return dest
+
+
+# --- a stored dataset -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    index: int
+    name: str
+    color: tuple[int, int, int]
+    pixels: int
+
+
+@dataclass
+class Dataset:
+    """A stored dataset (see docs/CONTRACTS.md); build one with `ingest`, read one with `Dataset.load`."""
+
+    root: Path
+    name: str
+    channels: int
+    classes: list[ClassInfo]
+    stems: list[str]
+    mean: float
+    std: float
+    mask_kind: str = ""
+    image_sizes: dict[str, Any] = field(default_factory=dict)
+    problems: list[dict[str, str]] = field(default_factory=list)
+    hash: str = ""
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> Dataset:
+        folder = Path(folder)
+        try:
+            info = json.loads((folder / DATASET_FILE).read_text(encoding="utf-8"))
+            classes = [ClassInfo(c["index"], c["name"], tuple(c["color"]), c.get("pixels", 0)) for c in info["classes"]]
+            stems = sorted(p.stem for p in (folder / "images").glob("*.png"))
+            return cls(
+                root=folder, name=info["name"], channels=int(info["channels"]), classes=classes, stems=stems,
+                mean=float(info["mean"]), std=float(info["std"]), mask_kind=info.get("mask_kind", ""),
+                image_sizes=info.get("image_sizes", {}), problems=info.get("problems", []), hash=info.get("hash", ""),
+            )  # fmt: skip
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise UserError(f"'{folder.name}' is not a stored dataset ({type(exc).__name__})") from None
+
+    def image_path(self, stem: str) -> Path:
+        return self.root / "images" / f"{stem}.png"
+
+    def mask_path(self, stem: str) -> Path:
+        return self.root / "masks" / f"{stem}.png"
+
+    def read_pair(self, stem: str) -> tuple[np.ndarray, np.ndarray]:
+        """(image uint8 HxW or HxWx3 RGB, mask uint8 HxW of class indices)."""
+        return imgio.read_image(self.image_path(stem)), imgio.read_image(self.mask_path(stem))
+
+    def save_classes(self, names: list[str], colors: list[list[int]]) -> None:
+        """Rename and recolour the classes (one name and one [r, g, b] per class), kept in dataset.json."""
+        if len(names) != self.num_classes or len(colors) != self.num_classes:
+            raise UserError(f"give {self.num_classes} names and {self.num_classes} colours, one per class")
+        cleaned = [str(n).strip()[:40] for n in names]
+        if not all(cleaned):
+            raise UserError("every class needs a name")
+        if len(set(cleaned)) != len(cleaned):
+            raise UserError("two classes have the same name; give each its own")
+        rgb = [tuple(int(v) for v in c) for c in colors]
+        if any(len(c) != 3 or not all(0 <= v <= 255 for v in c) for c in rgb):
+            raise UserError("a colour must be three numbers from 0 to 255 (red, green, blue)")
+        path = self.root / DATASET_FILE
+        info = json.loads(path.read_text(encoding="utf-8"))
+        for entry, name, color in zip(info["classes"], cleaned, rgb, strict=True):
+            entry["name"], entry["color"] = name, list(color)
+        temp = path.with_suffix(".tmp")
+        temp.write_text(json.dumps(info, indent=2, ensure_ascii=False), encoding="utf-8")
+        os.replace(temp, path)
+        self.classes = [
+            ClassInfo(c.index, name, color, c.pixels) for c, name, color in zip(self.classes, cleaned, rgb, strict=True)
+        ]
+
+
+def list_datasets(root: str | Path) -> list[Dataset]:
+    """Every stored dataset under `root`, by name; half-written or foreign folders are left out."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = []
+    for folder in sorted(root.iterdir()):
+        if folder.is_dir() and not folder.name.startswith(".") and (folder / DATASET_FILE).is_file():
+            try:
+                found.append(Dataset.load(folder))
+            except UserError:
+                continue
+    return found

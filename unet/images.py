@@ -1,0 +1,172 @@
+"""Reading and writing the user's image files, the one place that knows OpenCV's and Pillow's quirks.
+
+Why each choice:
+- Files are read as bytes and decoded with `cv2.imdecode`, so unicode paths work everywhere.
+- `IMREAD_ANYDEPTH | IMREAD_ANYCOLOR` keeps 16-bit data and grayscale as grayscale, drops alpha and applies
+  the JPEG EXIF orientation (`IMREAD_UNCHANGED` would keep alpha but ignore the orientation).
+- The size is read from the header with Pillow (which reads only the header) and checked before decoding, so a
+  30000x30000 PNG or a decompression bomb is refused without allocating its pixels. OpenCV's own limit is set too.
+- Errors are `UserError`s that name the file by its name only, never a server path.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+MAX_PIXELS = 100_000_000  # per image; a 10000x10000 photo is the largest accepted
+MAX_FILE_BYTES = 256 * 1024**2  # per file
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
+
+import cv2  # noqa: E402  (after the limit above, which OpenCV reads once)
+from PIL import Image, UnidentifiedImageError  # noqa: E402
+
+from unet.errors import UserError  # noqa: E402
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif")
+LOSSY_EXTENSIONS = (".jpg", ".jpeg")
+_DECODE_FLAGS = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR
+
+
+def _check_file(path: Path) -> None:
+    """Refuse empty and oversized files by their size on disk, before opening them."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise UserError(f"cannot read '{path.name}' ({exc.strerror or exc})") from None
+    if size == 0:
+        raise UserError(f"'{path.name}' is an empty file (0 bytes)")
+    if size > MAX_FILE_BYTES:
+        megabytes, limit = size / 1024**2, MAX_FILE_BYTES / 1024**2
+        raise UserError(f"'{path.name}' is {megabytes:.1f} MB; files over {limit:.0f} MB are refused")
+
+
+def _read_bytes(path: Path) -> bytes:
+    _check_file(path)
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"cannot read '{path.name}' ({exc.strerror or exc})") from None
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(height, width) from the file's header, without decoding the pixels."""
+    path = Path(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(path) as img:
+                width, height = img.size
+        except Image.DecompressionBombError:
+            raise UserError(f"'{path.name}' is too large: over {MAX_PIXELS // 1_000_000} megapixels") from None
+        except UnidentifiedImageError:
+            raise UserError(f"'{path.name}' is not an image (or a kind of image that cannot be read)") from None
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise UserError(f"'{path.name}' is damaged and cannot be read ({exc})") from None
+    return height, width
+
+
+def check_pixels(path: Path) -> tuple[int, int]:
+    """(height, width), refusing an empty file, or an image over MAX_PIXELS, before anything decodes it."""
+    _check_file(Path(path))
+    height, width = image_size(path)
+    if height * width > MAX_PIXELS:
+        raise UserError(
+            f"'{Path(path).name}' is {width}x{height} pixels; images over {MAX_PIXELS // 1_000_000} megapixels "
+            "are refused (shrink or tile it first)"
+        )
+    return height, width
+
+
+def _decode(path: Path) -> np.ndarray:
+    """Pixels as stored, in RGB order: HxW or HxWx3, uint8 or uint16 (other depths converted to uint8)."""
+    path = Path(path)
+    data = _read_bytes(path)
+    check_pixels(path)
+    try:
+        array = cv2.imdecode(np.frombuffer(data, np.uint8), _DECODE_FLAGS)
+    except cv2.error:
+        array = None
+    if array is None:
+        raise UserError(f"'{path.name}' is damaged, cut short or not an image, and cannot be read")
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim == 3:
+        array = cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
+    if array.dtype not in (np.uint8, np.uint16):
+        array = to_uint8(array)
+    return array
+
+
+def read_image(path: Path) -> np.ndarray:
+    """An image as uint8 or uint16, HxW (grayscale) or HxWx3 (RGB); alpha dropped, EXIF orientation applied."""
+    return _decode(path)
+
+
+def read_mask_raw(path: Path) -> np.ndarray:
+    """A mask's raw values before class decoding: HxW uint8/uint16, or HxWx3 uint8 RGB when the colours differ.
+
+    A colour mask whose three channels are equal is returned as HxW, so gray masks saved as RGB (or palette
+    PNGs with a gray palette) decode as values, not colours.
+    """
+    array = _decode(path)
+    if array.ndim == 3:
+        if array.dtype != np.uint8:
+            array = (array >> 8).astype(np.uint8)
+        if np.array_equal(array[:, :, 0], array[:, :, 1]) and np.array_equal(array[:, :, 0], array[:, :, 2]):
+            array = array[:, :, 0]
+    return array
+
+
+def is_lossy(path: Path) -> bool:
+    """True for JPEG files, whose compression noise must not be taken for classes."""
+    return Path(path).suffix.lower() in LOSSY_EXTENSIONS
+
+
+def write_png(path: Path, array: np.ndarray) -> None:
+    """Write HxW or HxWx3 (RGB) uint8/uint16 as PNG; the only writer of dataset files."""
+    path = Path(path)
+    pixels = cv2.cvtColor(array, cv2.COLOR_RGB2BGR) if array.ndim == 3 else array
+    ok, encoded = cv2.imencode(".png", pixels)
+    if not ok:
+        raise UserError(f"could not encode '{path.name}' as PNG")
+    path.write_bytes(encoded.tobytes())
+
+
+def to_uint8(array: np.ndarray) -> np.ndarray:
+    """8-bit pixels for storage.
+
+    16-bit images are divided by the range of the smallest bit depth that holds their brightest pixel: a 12-bit
+    camera image (max <= 4095) is scaled by 255/4095, a full 16-bit one by 255/65535. This keeps intensities
+    comparable across images from one camera, unlike a per-image stretch, and never makes a dim image black.
+    Float images are clipped to 0..1 when they fit there, otherwise stretched from their min to their max.
+    """
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype in (np.uint16, np.uint32, np.int32, np.int16):
+        top = int(array.max()) if array.size else 0
+        bits = max(8, top.bit_length())
+        scaled = array.astype(np.float64) * (255.0 / (2**bits - 1))
+        return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    values = np.nan_to_num(array.astype(np.float64))
+    low, high = (0.0, 1.0) if values.min() >= 0 and values.max() <= 1 else (values.min(), values.max())
+    scaled = (values - low) / max(high - low, 1e-12) * 255.0
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def channels_of(image: np.ndarray) -> int:
+    """1 for grayscale, 3 for colour; an RGB image whose channels are all equal counts as grayscale."""
+    if image.ndim == 2:
+        return 1
+    same = np.array_equal(image[:, :, 0], image[:, :, 1]) and np.array_equal(image[:, :, 0], image[:, :, 2])
+    return 1 if same else 3
+
+
+def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
+    """The image with 1 (HxW, luminance) or 3 (HxWx3 RGB) channels."""
+    if channels == 1:
+        return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2 else image

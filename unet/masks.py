@@ -1,0 +1,224 @@
+"""Turning masks into class indices, deciding once for the whole dataset.
+
+Masks come as binary pictures with any two values (0/1, 0/255, 0/1000 in 16 bit), index pictures 0..K-1,
+colour pictures (each colour a class; palette PNGs arrive as their palette colours) and JPEGs whose compression
+noise smears every edge into dozens of values. The values are counted over all masks first; the classes are the
+values found there, except for JPEG masks (or masks with more values than classes allowed), where the classes
+are the well-populated histogram peaks and every other value snaps to the nearest peak, so noise never invents
+a class. The background is value 0 / black when present, else the most common value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+import cv2
+import numpy as np
+
+from unet.errors import UserError
+
+MAX_CLASSES = 32  # background included; what the model accepts
+PEAK_MIN_FRACTION = 0.005  # a peak must hold this share of all mask pixels to be a class in a noisy mask
+GRAY_NOISE_RADIUS = 24  # 8-bit levels: peaks closer than this are one class smeared by noise
+COLOUR_NOISE_RADIUS = 48  # Euclidean distance in RGB, for the same purpose
+GRAY_BIN, COLOUR_BIN = 8, 16  # bin widths that pool a noisy class's values into one peak
+FLAT_TOLERANCE = 24  # a pixel is inside a region when its 3x3 neighbourhood varies by at most this much
+EXACT_MIN_FRACTION = 0.9  # a lossless mask with too many values is snapped only if its peaks hold this share
+_COLOUR_FLAG = 1 << 24  # marks packed RGB keys apart from gray values
+
+# A readable palette for index masks (background first), after Sasha Trubetskoy's 20 distinct colours.
+PALETTE = [
+    (0, 0, 0), (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
+    (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (220, 190, 255),
+    (170, 110, 40), (255, 250, 200), (128, 0, 0), (170, 255, 195), (128, 128, 0), (255, 215, 180), (0, 0, 128),
+    (128, 128, 128), (255, 255, 255), (100, 60, 60), (60, 100, 60), (60, 60, 100), (200, 100, 0), (0, 200, 100),
+    (100, 0, 200), (200, 0, 100), (100, 200, 0), (0, 100, 200), (180, 180, 80),
+]  # fmt: skip
+
+
+class MaskKind(StrEnum):
+    BINARY = "binary"  # background and one class
+    INDEX = "index"  # gray values, several classes
+    COLOUR = "colour"  # each colour a class
+
+
+@dataclass(frozen=True)
+class MaskHistogram:
+    """How often each value (or packed colour) occurs in one mask, over all pixels and over flat ones.
+
+    Flat pixels (their 3x3 neighbourhood nearly uniform) are the insides of regions; a class's peak is looked for
+    there, so the in-between values along every edge of a JPEG or an antialiased mask never form a class.
+    """
+
+    keys: np.ndarray  # gray values, or 0xRRGGBB | _COLOUR_FLAG for colours
+    counts: np.ndarray
+    flat_keys: np.ndarray
+    flat_counts: np.ndarray
+    colour: bool
+    lossy: bool
+
+
+def _keys(raw: np.ndarray) -> np.ndarray:
+    if raw.ndim == 2:
+        return raw.astype(np.int64)
+    rgb = raw.astype(np.int64)
+    return (rgb[..., 0] << 16 | rgb[..., 1] << 8 | rgb[..., 2]) | _COLOUR_FLAG
+
+
+def histogram(raw: np.ndarray, lossy: bool) -> MaskHistogram:
+    every = _keys(raw)
+    kernel = np.ones((3, 3), np.uint8)
+    spread = cv2.dilate(raw, kernel).astype(np.int64) - cv2.erode(raw, kernel)
+    flat = (spread.max(axis=2) if raw.ndim == 3 else spread) <= FLAT_TOLERANCE
+    keys, counts = _count(every)
+    flat_keys, flat_counts = _count(every[flat])
+    return MaskHistogram(keys, counts, flat_keys, flat_counts, raw.ndim == 3, lossy)
+
+
+def _count(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if keys.size and keys.max() < _COLOUR_FLAG:  # gray values: counting by bincount is far faster than sorting
+        counts = np.bincount(keys.ravel())
+        present = np.flatnonzero(counts)
+        return present.astype(np.int64), counts[present]
+    return np.unique(keys, return_counts=True)
+
+
+def _merge(keys: list[np.ndarray], counts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    merged, inverse = np.unique(np.concatenate(keys), return_inverse=True)
+    return merged, np.bincount(inverse, weights=np.concatenate(counts), minlength=len(merged)).astype(np.int64)
+
+
+def _as_colour(keys: np.ndarray) -> np.ndarray:
+    """Gray keys as packed gray colours (16-bit ones scaled to 8), so gray and colour masks share one set of classes."""
+    gray = np.where(keys > 255, keys >> 8, keys) & 255
+    return np.where(keys & _COLOUR_FLAG, keys, (gray * 0x010101) | _COLOUR_FLAG)
+
+
+def _points(keys: np.ndarray, colour: bool) -> np.ndarray:
+    if not colour:
+        return keys[:, None].astype(np.float64)
+    return np.stack([(keys >> 16) & 255, (keys >> 8) & 255, keys & 255], axis=1).astype(np.float64)
+
+
+def _peaks(keys: np.ndarray, counts: np.ndarray, colour: bool) -> list[int]:
+    """Indices of the keys that are the centres of well-populated, well-separated histogram peaks.
+
+    Noise spreads one class over many nearby values, so counts are first pooled in coarse bins; each bin is
+    represented by its most common exact value, and bins closer than the noise radius to a bigger one are dropped.
+    """
+    points = _points(keys, colour)
+    bins = (points // (COLOUR_BIN if colour else GRAY_BIN)).astype(np.int64) @ (1 << np.arange(points.shape[1]) * 8)
+    _, inverse = np.unique(bins, return_inverse=True)
+    bin_counts = np.bincount(inverse, weights=counts)
+    order = np.argsort(-counts, kind="stable")
+    _, first = np.unique(inverse[order], return_index=True)
+    modes = order[first]  # the most common key of each bin
+    radius = COLOUR_NOISE_RADIUS if colour else GRAY_NOISE_RADIUS
+    centres: list[int] = []
+    for b in np.argsort(-bin_counts, kind="stable"):
+        if bin_counts[b] < PEAK_MIN_FRACTION * counts.sum() or len(centres) > MAX_CLASSES:
+            break
+        if all(np.linalg.norm(points[modes[b]] - points[c]) > radius for c in centres):
+            centres.append(int(modes[b]))
+    return centres
+
+
+def find_levels(hist: MaskHistogram) -> np.ndarray | None:
+    """The values that are real classes, or None when there are too many to be classes."""
+    if len(hist.keys) <= MAX_CLASSES and not hist.lossy:
+        return hist.keys
+    if (not hist.colour and hist.keys.max() > 255) or not len(hist.flat_keys):
+        return None  # 16-bit masks are never JPEGs: their many values are real (e.g. instance labels)
+    centres = _peaks(hist.flat_keys, hist.flat_counts, hist.colour)
+    if not centres or len(centres) > MAX_CLASSES:
+        return None
+    if not hist.lossy and hist.flat_counts[centres].sum() < EXACT_MIN_FRACTION * hist.flat_counts.sum():
+        return None
+    return np.sort(hist.flat_keys[centres])
+
+
+def too_many_values(hist: MaskHistogram) -> str | None:
+    """A plain reason when one mask alone holds more values than a mask can have classes."""
+    if find_levels(hist) is not None:
+        return None
+    what = "colours" if hist.colour else "values"
+    return (
+        f"has {len(hist.keys)} different {what}; a mask paints each class in one value or colour, "
+        f"at most {MAX_CLASSES} classes (is this an image rather than a mask?)"
+    )
+
+
+@dataclass(frozen=True)
+class MaskPlan:
+    """The classes of a dataset and how to turn any of its masks into class indices."""
+
+    levels: np.ndarray  # one key per class, in class order (background first)
+    colour: bool
+    kind: MaskKind
+    snapped: bool  # True when noise was snapped to the nearest class
+    extra_foreground: bool = False  # every mask was background only; a foreground class is added
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.levels) + int(self.extra_foreground)
+
+    def _nearest(self, keys: np.ndarray) -> np.ndarray:
+        keys = _as_colour(keys) if self.colour else keys
+        here, there = _points(keys, self.colour), _points(self.levels, self.colour)
+        return np.argmin(((here[:, None, :] - there[None, :, :]) ** 2).sum(axis=2), axis=1).astype(np.uint8)
+
+    def decode(self, raw: np.ndarray) -> np.ndarray:
+        """A mask's raw values as uint8 class indices (HxW)."""
+        if raw.ndim == 2:  # gray: a lookup table over the values
+            return self._nearest(np.arange(int(raw.max()) + 1, dtype=np.int64))[raw]
+        keys, inverse = np.unique(_keys(raw), return_inverse=True)
+        return self._nearest(keys)[inverse.reshape(raw.shape[:2])]
+
+    def class_pixels(self, hist: MaskHistogram) -> np.ndarray:
+        """Pixels per class in one mask, from its histogram."""
+        counts = np.zeros(self.num_classes, np.int64)
+        np.add.at(counts, self._nearest(hist.keys), hist.counts)
+        return counts
+
+    def class_infos(self, pixels: np.ndarray) -> list[dict]:
+        """Default names and colours: the mask's own colours for colour masks, else the fixed palette."""
+        infos = []
+        for index in range(self.num_classes):
+            if self.kind == MaskKind.BINARY:
+                name = "background" if index == 0 else "foreground"
+            else:
+                name = "background" if index == 0 else f"class {index}"
+            if self.colour and index < len(self.levels):
+                key = int(self.levels[index])
+                color = [(key >> 16) & 255, (key >> 8) & 255, key & 255]
+                value: object = "#{:02x}{:02x}{:02x}".format(*color)
+            else:
+                color = list(PALETTE[index % len(PALETTE)])
+                value = int(self.levels[index]) if index < len(self.levels) else None
+            infos.append({"index": index, "name": name, "pixels": int(pixels[index]), "color": color, "value": value})
+        return infos
+
+
+def plan_classes(hists: list[MaskHistogram]) -> MaskPlan:
+    """Decide the classes from every usable mask at once; UserError when they cannot be classes."""
+    if not hists:
+        raise UserError("there are no readable masks")
+    colour = any(h.colour for h in hists)
+    recode = _as_colour if colour else (lambda keys: keys)
+    keys, counts = _merge([recode(h.keys) for h in hists], [h.counts for h in hists])
+    flat_keys, flat_counts = _merge([recode(h.flat_keys) for h in hists], [h.flat_counts for h in hists])
+    levels = find_levels(MaskHistogram(keys, counts, flat_keys, flat_counts, colour, any(h.lossy for h in hists)))
+    if levels is None:
+        what = "colours" if colour else "values"
+        raise UserError(
+            f"the masks together hold {len(keys)} different {what}, more than the {MAX_CLASSES} classes a model "
+            "can learn; each class must be painted in one value or colour"
+        )
+    background = _COLOUR_FLAG if colour else 0  # black, or value 0
+    if background not in levels:  # else the level of the most common value
+        top = _points(keys[[np.argmax(counts)]], colour)
+        background = int(levels[np.argmin(((_points(levels, colour) - top) ** 2).sum(axis=1))])
+    ordered = np.array([background] + [int(k) for k in levels if k != background], np.int64)
+    kind = MaskKind.BINARY if len(ordered) <= 2 else (MaskKind.COLOUR if colour else MaskKind.INDEX)
+    return MaskPlan(ordered, colour, kind, snapped=len(levels) < len(keys), extra_foreground=len(ordered) == 1)

@@ -1,0 +1,133 @@
+"""Finding the images and masks folders in a source and pairing their files by stem.
+
+A source holds `images/` and `masks/` (or `labels/`, `label/`, `annotations/`, `gt/`), in any letter case, at
+its top or one folder down (a zip of `mydata/images/...`). `cell01.png` pairs with a mask `cell01.png`,
+`cell01_mask.tif` or `cell01_label.png`. Whatever cannot be paired is reported, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from unet.errors import UserError
+from unet.images import IMAGE_EXTENSIONS
+from unet.report import DatasetReport
+from unet.workspace import safe_name
+from unet.zipsafe import is_junk
+
+IMAGE_FOLDERS = ("images", "image", "imgs", "img")
+MASK_FOLDERS = ("masks", "mask", "labels", "label", "annotations", "gt")
+_MASK_SUFFIX = re.compile(r"[_-](mask|label)s?$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Pair:
+    stem: str
+    image: Path
+    mask: Path
+
+    @property
+    def image_label(self) -> str:
+        return f"{self.image.parent.name}/{self.image.name}"
+
+    @property
+    def mask_label(self) -> str:
+        return f"{self.mask.parent.name}/{self.mask.name}"
+
+
+def mask_base(stem: str) -> str:
+    """The image stem a mask stem names: 'a_mask' and 'a_label' name 'a'."""
+    return _MASK_SUFFIX.sub("", stem) or stem
+
+
+def stored_stem(stem: str) -> str:
+    """A user's stem as a safe file name; a short hash keeps names apart that sanitising would make equal."""
+    safe = safe_name(stem, fallback="image")
+    return safe if safe == stem else f"{safe}-{hashlib.sha1(stem.encode()).hexdigest()[:8]}"
+
+
+def _subfolders(folder: Path) -> dict[str, Path]:
+    return {p.name.lower(): p for p in sorted(folder.iterdir()) if p.is_dir() and not is_junk((p.name,))}
+
+
+def find_folders(source: Path) -> tuple[Path, Path]:
+    """The images and masks folders, at the top of `source` or one folder down; UserError saying what is missing."""
+    candidates = [source] + list(_subfolders(source).values())
+    found_images = found_masks = None
+    for folder in candidates:
+        children = _subfolders(folder)
+        images = next((children[n] for n in IMAGE_FOLDERS if n in children), None)
+        masks = next((children[n] for n in MASK_FOLDERS if n in children), None)
+        if images and masks:
+            return images, masks
+        found_images, found_masks = found_images or images, found_masks or masks
+    expected = "an 'images' folder and a 'masks' folder (or 'labels', 'annotations', 'gt')"
+    if found_masks:
+        raise UserError(f"found a '{found_masks.name}' folder but no 'images' folder beside it; expected {expected}")
+    if found_images:
+        raise UserError(f"found an '{found_images.name}' folder but no masks folder beside it; expected {expected}")
+    if not any(p for p in source.rglob("*") if p.is_file()):
+        raise UserError("it is empty")
+    raise UserError(f"no images and masks folders found; expected {expected}")
+
+
+def _files(folder: Path, report: DatasetReport) -> list[Path]:
+    """Image files directly inside `folder`; other files are reported, system junk is ignored."""
+    files = []
+    for path in sorted(folder.iterdir()):
+        if is_junk((path.name,)) or path.is_dir():
+            continue
+        if path.suffix.lower() in IMAGE_EXTENSIONS:
+            files.append(path)
+        else:
+            kinds = ", ".join(e.lstrip(".") for e in IMAGE_EXTENSIONS)
+            report.add(f"{folder.name}/{path.name}", f"'{path.name}' is not an image file (accepted: {kinds})")
+    return files
+
+
+def _group(files: list[Path], key, what: str, report: DatasetReport) -> tuple[dict[str, Path], set[str]]:
+    """Files by key, and the keys shared by several files: those are reported and left out, as any could be meant."""
+    groups: dict[str, list[Path]] = defaultdict(list)
+    for path in files:
+        groups[key(path)].append(path)
+    unique, shared = {}, set()
+    for name, paths in groups.items():
+        if len(paths) == 1:
+            unique[name] = paths[0]
+            continue
+        shared.add(name)
+        listed = ", ".join(f"'{p.name}'" for p in paths)
+        for path in paths:
+            report.add(
+                f"{path.parent.name}/{path.name}",
+                f"{len(paths)} {what} are named '{name}' ({listed}); all are left out, rename them",
+            )
+    return unique, shared
+
+
+def pair_files(images_dir: Path, masks_dir: Path, report: DatasetReport) -> list[Pair]:
+    """The image/mask pairs, by stem; unpaired and ambiguous files become problems in `report`."""
+    images, shared_images = _group(_files(images_dir, report), lambda p: p.stem, "images", report)
+
+    def names_an_image(mask: Path) -> str:
+        return mask.stem if mask.stem in images else mask_base(mask.stem)
+
+    masks, shared_masks = _group(_files(masks_dir, report), names_an_image, "masks", report)
+    pairs = []
+    for stem, image in sorted(images.items()):
+        if stem in masks:
+            pairs.append(Pair(stem, image, masks[stem]))
+        elif stem not in shared_masks:
+            report.add(
+                f"{images_dir.name}/{image.name}",
+                f"image '{image.name}' has no mask (looked in "
+                f"'{masks_dir.name}/' for '{stem}', '{stem}_mask' or '{stem}_label' with any extension)",
+            )
+    for stem, mask in sorted(masks.items()):
+        if stem not in images and stem not in shared_images:
+            report.add(f"{masks_dir.name}/{mask.name}", f"mask '{mask.name}' has no image named '{stem}'")
+    return pairs
