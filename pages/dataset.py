@@ -89,6 +89,7 @@ with demo_tab:
     if st.button("Load demo data", type="primary", icon=":material/science:"):
         with user_errors("making the demo data"):
             _load_demo(kind)
+            st.rerun()
 
 with zip_tab:
     archive = st.file_uploader(
@@ -99,13 +100,14 @@ with zip_tab:
     )
     zip_name = st.text_input(
         "Dataset name",
-        value=Path(archive.name).stem if archive else "",
+        placeholder=Path(archive.name).stem if archive else "named after the zip",
         key="zip_name",
         help="How this dataset is listed later. Letters, digits, '-' and '_' are kept.",
     )
     if st.button("Check and save", disabled=archive is None, key="save_zip", icon=":material/upload:"):
         with user_errors(f"reading '{archive.name}'"):
             _store_zip(archive, zip_name or Path(archive.name).stem)
+            st.rerun()
 
 with files_tab:
     left, right = st.columns(2)
@@ -126,6 +128,7 @@ with files_tab:
     if st.button("Check and save", disabled=not ready, key="save_files", icon=":material/upload:"):
         with user_errors("reading the uploaded files"):
             _store_files(image_files, mask_files, files_name)
+            st.rerun()
 
 with saved_tab:
     stored = list_datasets(workspace.datasets_dir())
@@ -168,9 +171,11 @@ facts[3].metric(
 
 if dataset.problems:
     with st.expander(f"{len(dataset.problems)} file(s) need attention", expanded=True, icon=":material/warning:"):
-        st.dataframe(
-            [{"File": p["file"], "Problem": p["problem"]} for p in dataset.problems], hide_index=True, width="stretch"
-        )
+        rows = [{"File": p["file"], "Problem": p["problem"]} for p in dataset.problems]
+        if len(rows) <= 50:
+            st.table(rows, border="horizontal")
+        else:
+            st.dataframe(rows, hide_index=True, width="stretch")
 else:
     st.caption("Every file was read and paired without problems.")
 

@@ -71,7 +71,7 @@ def test_zip_with_a_broken_file_keeps_the_good_pairs_and_names_the_bad_one(works
     next(b for b in at.button if b.key == "save_zip").click().run()
     assert not at.exception
     assert "6 pairs ready" in at.success[0].value
-    problems = at.dataframe[0].value
+    problems = at.table[0].value
     assert "broken.png" in " ".join(problems["File"].astype(str))
 
 

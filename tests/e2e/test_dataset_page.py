@@ -41,7 +41,11 @@ def test_uploaded_zip_is_checked_previewed_and_survives_refresh(page, app_url, t
     preview = page.get_by_test_id("stImage")
     expect(preview).to_have_count(8)
 
+    expect(page.get_by_text("current dataset", exact=False).first).to_be_visible()
+    expect(page.get_by_test_id("stSidebar").get_by_text("lab-cells")).to_be_visible()
+    page.set_viewport_size({"width": 1400, "height": 2300})
     path = screenshot(page, "dataset-page")
+    page.set_viewport_size({"width": 1400, "height": 1000})
     docs = ROOT / "docs"
     docs.mkdir(exist_ok=True)
     shutil.copy(path, docs / "dataset-page.png")
