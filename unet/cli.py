@@ -73,6 +73,20 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict(args: argparse.Namespace) -> int:
+    from unet.inference import predict_folder
+
+    written = predict_folder(
+        Path(args.run) if args.run else None,
+        Path(args.images),
+        Path(args.out),
+        model_file=Path(args.model) if args.model else None,
+        threshold=args.threshold,
+    )
+    print(f"wrote {len(written)} masks to {args.out}")
+    return 0 if written else 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m unet", description="U-Net Studio from the command line.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -105,6 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, help="run folder")
     p.add_argument("--data", required=True, help="folder or zip holding images/ and masks/, or a stored dataset")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = command("predict", _predict, "one mask PNG (class indices) per image, at the image's own size and name")
+    p.add_argument("--run", help="run folder (its best model, preprocessing and class names)")
+    p.add_argument("--images", required=True, help="folder of images")
+    p.add_argument("--out", required=True, help="folder for the masks")
+    p.add_argument("--model", help="a .keras file (with --run: the run's settings are kept)")
+    p.add_argument("--threshold", type=float, default=0.5, help="probability above which a pixel is foreground")
     return parser
 
 

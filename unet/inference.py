@@ -1,0 +1,471 @@
+"""Prediction with a trained model on images of any size: load safely, preprocess as in training, predict, save.
+
+Loading. A model comes from a run folder (model.keras with the run's config.json and dataset.json, which give the
+class names, colours and normalisation statistics) or from an uploaded `.keras` file (channels and classes read
+from the model's input and output, normalisation 'unit'). A model file is data that can smuggle code: its
+config.json is read first and a Lambda layer, a pickled Python function or a class from outside Keras is refused
+before Keras sees the file; Keras then loads it with `safe_mode=True` anyway (see DESIGN.md, known traps).
+
+Scale, the one choice that must match training (`config.data.resize`):
+- 'resize' runs trained on whole images stretched to input_size x input_size (aspect not kept), so a new image is
+  stretched the same way (the same TF resize as training), predicted, and its probabilities resized back
+  (bilinear) to the image's own size. A model only ever sees objects at the scale it learned.
+- 'crop' runs trained on full-resolution windows, so a new image is predicted at full resolution: reflect-padded
+  whole when it fits in memory, otherwise in blended tiles (`unet.tiling`).
+An uploaded model with a fixed input size is treated as 'resize' at that size; one without is full resolution.
+
+Channels follow the model (grayscale into RGB: repeated; RGB into grayscale: luminance) and every conversion is
+said in `Prediction.notes`. The result keeps the probabilities, so a new threshold or clean-up never re-runs the
+model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import zipfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import keras
+import numpy as np
+import tensorflow as tf
+
+from unet import images as image_io
+from unet import postprocess, preprocess, runs, tiling
+from unet.config import Config
+from unet.errors import UserError
+from unet.overlay import class_colors
+from unet.postprocess import measurements_csv, zip_results
+
+__all__ = ["Prediction", "Predictor", "load_model_file", "load_predictor", "measurements_csv", "predict_folder",
+           "prepare_image", "zip_results"]
+
+MODEL_SUFFIX = ".keras"
+MAX_MODEL_BYTES = 2 * 1024**3  # the archive and its unpacked members alike
+MAX_ARCHIVE_MEMBERS = 1000
+MAX_CONFIG_BYTES = 64 * 1024**2
+CODE_CLASSES = {  # config class names that carry or load code
+    "Lambda": "a Lambda layer",
+    "TFSMLayer": "a TensorFlow SavedModel layer",
+    "__lambda__": "a Python lambda",
+}
+SAFE_PACKAGES = ("keras", "keras_hub", "keras_cv", "keras_nlp")  # the only modules Keras itself imports in safe mode
+MIN_SIDE = 8  # pixels; below this there is nothing for a U-Net to see
+FALLBACK_MULTIPLE = 32  # for an uploaded model whose down-sampling cannot be read from its layers
+MAX_MULTIPLE = 256
+DOWNSAMPLING = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D, keras.layers.Conv2D)
+MULTI_CLASS_DTYPE = np.float16  # K probabilities per pixel of a 12-megapixel image: halve the memory
+BINARY_DTYPE = np.float32
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Loading a model file safely
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _read_archive_config(path: Path, name: str) -> dict[str, Any]:
+    """The config.json of a `.keras` archive, after checking that the file is one (without unpacking it)."""
+    if not name.lower().endswith(MODEL_SUFFIX) or path.suffix.lower() != MODEL_SUFFIX:
+        raise UserError(f"'{name}' is not a .keras model file; only the .keras format is accepted (not .h5 or others)")
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise UserError(f"cannot read '{name}' ({exc.strerror})") from None
+    if size > MAX_MODEL_BYTES:
+        limit = MAX_MODEL_BYTES // 1024**3
+        raise UserError(f"'{name}' is {size / 1024**3:.1f} GB; model files over {limit} GB are refused")
+    not_a_model = f"'{name}' is not a Keras model file (a .keras file saved by Keras or by this app)"
+    if not zipfile.is_zipfile(path):
+        raise UserError(not_a_model)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+            if len(members) > MAX_ARCHIVE_MEMBERS or sum(m.file_size for m in members) > MAX_MODEL_BYTES:
+                raise UserError(f"{not_a_model}: it holds too many or too large files")
+            names = {m.filename: m for m in members}
+            if "config.json" not in names or names["config.json"].file_size > MAX_CONFIG_BYTES:
+                raise UserError(f"{not_a_model}: it has no model description (config.json)")
+            config = json.loads(archive.read("config.json"))
+    except (zipfile.BadZipFile, OSError, ValueError, UnicodeDecodeError):
+        raise UserError(f"{not_a_model}: it is damaged") from None
+    if not isinstance(config, dict) or not isinstance(config.get("class_name"), str):
+        raise UserError(f"{not_a_model}: its config.json does not describe a model")
+    return config
+
+
+def find_code(node: Any) -> str | None:
+    """What in a model's config would run code when loaded (None if nothing): the thing's description.
+
+    The compile section is skipped: it is not read when loading with `compile=False`.
+    """
+    if isinstance(node, list):
+        return next((found for item in node if (found := find_code(item))), None)
+    if not isinstance(node, dict):
+        return None
+    cls, module = node.get("class_name"), node.get("module")
+    if isinstance(cls, str):
+        if cls in CODE_CLASSES:
+            return CODE_CLASSES[cls]
+        if isinstance(module, str) and module.split(".")[0] not in SAFE_PACKAGES and module != "builtins":
+            kind = "function" if cls == "function" else "class"
+            return f"a custom {kind} '{node.get('registered_name') or cls}' from '{module}'"
+    return next((found for key, value in node.items() if key != "compile_config" and (found := find_code(value))), None)
+
+
+def load_model_file(path: Path, name: str | None = None) -> keras.Model:
+    """A `.keras` model, loaded only if its config holds no code; nothing of a refused file is executed.
+
+    Args:
+        path: the file on disk (an upload is saved to a temporary `.keras` file first).
+        name: the name to show the user (the uploaded file's name); defaults to the file's name.
+
+    Raises:
+        UserError: not `.keras`, not a model, damaged, or containing custom code.
+    """
+    path = Path(path)
+    name = name or path.name
+    config = _read_archive_config(path, name)
+    code = find_code(config)
+    if code:
+        raise UserError(
+            f"'{name}' contains custom code ({code}) and was not loaded: model files may use only Keras' built-in "
+            "layers, because code inside a file could harm this computer; rebuild the model without it"
+        )
+    try:
+        model = keras.models.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:  # Keras raises many types for a bad file; the user needs one plain message
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise UserError(f"'{name}' could not be loaded as a Keras model ({reason})") from None
+    if not isinstance(model, keras.Model):
+        raise UserError(f"'{name}' holds a Keras object that is not a model")
+    return model
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# What a model needs, read from the model itself
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _layers(model: keras.layers.Layer) -> Iterable[keras.layers.Layer]:
+    for layer in getattr(model, "layers", []):
+        yield layer
+        yield from _layers(layer)
+
+
+def downsampling_factor(model: keras.Model) -> int:
+    """How many times the model halves the image (as 2**depth): the product of its pooling/conv strides."""
+    factor = 1
+    for layer in _layers(model):
+        if isinstance(layer, DOWNSAMPLING):
+            strides = getattr(layer, "strides", None) or getattr(layer, "pool_size", (1, 1))
+            factor *= max(int(s) for s in strides)
+    return factor
+
+
+def _shapes(model: keras.Model, name: str) -> tuple[tuple, tuple]:
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise UserError(f"'{name}' has several inputs or outputs; a segmentation model has one image in, one mask out")
+    inp, out = tuple(model.inputs[0].shape), tuple(model.outputs[0].shape)
+    if len(inp) != 4 or len(out) != 4:
+        raise UserError(f"'{name}' does not take images and give masks (input {inp}, output {out})")
+    if inp[3] not in (1, 3):
+        raise UserError(f"'{name}' expects {inp[3]} channels per pixel; only 1 (grayscale) or 3 (RGB) are supported")
+    return inp, out
+
+
+def _outputs_scores(model: keras.Model) -> bool:
+    """True when the last layer has no activation, so its outputs are scores (logits), not probabilities."""
+    activation = getattr(model.layers[-1], "activation", None)
+    return getattr(activation, "__name__", "") == "linear"
+
+
+def _keeps_size(model: keras.Model, channels: int, side: int) -> bool:
+    try:
+        out = model(np.zeros((1, side, side, channels), np.float32), training=False)
+    except Exception:  # a model that cannot run at this size
+        return False
+    return tuple(out.shape[1:3]) == (side, side)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Prediction
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class Prediction:
+    """The model's probabilities for one image, at the image's own size.
+
+    `probabilities` is [H, W, 1] float32 (sigmoid of the foreground) for a binary model, [H, W, K] float16
+    (softmax) otherwise. `notes` says what was done to the image (channel conversion, resizing, tiling).
+    """
+
+    probabilities: np.ndarray
+    num_classes: int
+    notes: tuple[str, ...] = ()
+
+    @property
+    def binary(self) -> bool:
+        return self.probabilities.shape[-1] == 1
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.probabilities.shape[0], self.probabilities.shape[1]
+
+    def class_probability(self, k: int) -> np.ndarray:
+        """float32 [H, W] probability of class `k`."""
+        if self.binary:
+            p = self.probabilities[..., 0].astype(np.float32)
+            return p if k == 1 else 1.0 - p
+        return self.probabilities[..., k].astype(np.float32)
+
+    def mask(self, threshold: float = 0.5, min_size: int = 0, fill_holes: bool = False) -> np.ndarray:
+        """uint8 class indices [H, W]; `threshold` applies to binary models (multi-class is argmax).
+
+        `min_size` removes objects smaller than that many pixels; `fill_holes` fills background enclosed by an
+        object (both per class).
+        """
+        mask = postprocess.mask_from_probabilities(self.probabilities, threshold)
+        return postprocess.clean(mask, min_size, fill_holes)
+
+
+@dataclass(eq=False)
+class Predictor:
+    """A loaded model and everything needed to feed it as training did.
+
+    `multiple` is 2**depth: padded sizes are multiples of it. `resize_to` is the training input size for
+    'resize' runs (images are stretched to it) and None for full-resolution prediction.
+    """
+
+    model: keras.Model
+    channels: int
+    num_classes: int
+    multiple: int
+    class_names: tuple[str, ...]
+    colors: np.ndarray
+    normalisation: str = preprocess.UNIT
+    mean: float = 0.0
+    std: float = 1.0
+    resize_to: int | None = None
+    name: str = "model"
+    scores_out: bool = False  # the model gives logits; apply sigmoid/softmax here
+    tile: int = tiling.TILE
+    overlap: int = tiling.OVERLAP
+    tile_batch: int = tiling.TILE_BATCH
+    _forward: Callable[[Any], Any] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # Traced once per tile shape (bilinear up-sampling cannot be traced for unknown sizes); whole images of
+        # ever-new sizes run eagerly instead, which costs less than a new trace each.
+        self._forward = tf.function(lambda x: self.model(x, training=False), autograph=False)
+
+    @property
+    def depth(self) -> int:
+        return int(math.log2(self.multiple))
+
+    @property
+    def full_resolution_width(self) -> int:
+        """Filters of the first convolution: what sets the memory per pixel at full resolution."""
+        convs = [layer for layer in _layers(self.model) if isinstance(layer, keras.layers.Conv2D)]
+        return int(convs[0].filters) if convs else tiling.REFERENCE_WIDTH
+
+    @classmethod
+    def from_run(cls, run_dir: Path, model_file: Path | None = None) -> Predictor:
+        """The run's best model (or `model_file`) with the run's channels, scale, normalisation and classes."""
+        run = runs.Run(Path(run_dir))
+        if not run.file(runs.CONFIG).exists():
+            raise UserError(f"'{run.path.name}' is not a run folder (it has no {runs.CONFIG})")
+        config = Config.load(run.file(runs.CONFIG))
+        path = Path(model_file) if model_file else run.file(runs.BEST_MODEL)
+        if not path.exists():
+            raise UserError(f"run '{run.name}' has no model yet ({path.name}); train it first")
+        model = load_model_file(path)
+        inp, out = _shapes(model, path.name)
+        recorded = runs.read_json(run.file(runs.DATASET), {}) or {}
+        num_classes = max(2, int(out[3]))
+        names, colors = _classes(recorded.get("classes", []), num_classes)
+        data = config.data
+        if data.normalisation == preprocess.STANDARD and not {"mean", "std"} <= set(recorded):
+            raise UserError(f"run '{run.name}' uses 'standard' normalisation but its {runs.DATASET} has no mean/std")
+        return cls(
+            model=model, channels=int(inp[3]), num_classes=num_classes, multiple=2**config.model.depth,
+            class_names=names, colors=colors, normalisation=data.normalisation,
+            mean=float(recorded.get("mean", 0.0)), std=float(recorded.get("std", 1.0)),
+            resize_to=data.input_size if data.resize == preprocess.RESIZE else None, name=run.name,
+        )
+
+    @classmethod
+    def from_file(cls, path: Path, name: str | None = None) -> Predictor:
+        """An uploaded `.keras` model: channels and classes from its shapes, 'unit' normalisation, default colours."""
+        name = name or Path(path).name
+        model = load_model_file(Path(path), name)
+        inp, out = _shapes(model, name)
+        channels, num_classes = int(inp[3]), max(2, int(out[3]))
+        if inp[1] != inp[2]:
+            raise UserError(f"'{name}' takes {inp[2]}x{inp[1]} images; only square or any-size inputs are supported")
+        fixed = inp[1]  # a fixed input size: images are resized to it, as for a 'resize' run
+        multiple = downsampling_factor(model)
+        if multiple > MAX_MULTIPLE:
+            multiple = FALLBACK_MULTIPLE
+        probe = fixed or max(2 * multiple, FALLBACK_MULTIPLE)
+        if not _keeps_size(model, channels, probe):
+            multiple, probe = FALLBACK_MULTIPLE, fixed or 2 * FALLBACK_MULTIPLE
+            if not _keeps_size(model, channels, probe):
+                raise UserError(f"'{name}' does not give a mask the size of its input, so it cannot segment images")
+        names, colors = _classes([], num_classes)
+        return cls(model=model, channels=channels, num_classes=num_classes, multiple=multiple, class_names=names,
+                   colors=colors, resize_to=fixed, name=name, scores_out=_outputs_scores(model))
+
+    # -- running the network ------------------------------------------------------------------------------------
+
+    def _probabilities(self, batch01: np.ndarray, traced: bool = False) -> np.ndarray:
+        """float32 [B, h, w, K] probabilities of images in 0..1, normalised as in training."""
+        x = preprocess.normalise(np.asarray(batch01, np.float32), self.normalisation, self.mean, self.std)
+        x = tf.convert_to_tensor(x, tf.float32)
+        out = self._forward(x) if traced else self.model(x, training=False)
+        if self.scores_out:
+            out = tf.sigmoid(out) if out.shape[-1] == 1 else tf.nn.softmax(out, axis=-1)
+        return out.numpy().astype(np.float32, copy=False)
+
+    def _predict_raw(self, images: np.ndarray) -> np.ndarray:
+        return self._probabilities(images.astype(np.float32) / 255.0)
+
+    def _predict_tiles(self, tiles: np.ndarray) -> np.ndarray:
+        return self._probabilities(tiles.astype(np.float32) / 255.0, traced=True)
+
+    def predict(self, image: np.ndarray) -> Prediction:
+        """Probabilities for one image (uint8/uint16, [H, W], [H, W, 1], [H, W, 3] RGB or [H, W, 4] RGBA).
+
+        Raises:
+            UserError: an empty, too small or too large image, or one that is not a picture.
+        """
+        pixels, notes = prepare_image(image, self.channels)
+        height, width = pixels.shape[:2]
+        if self.resize_to:
+            probs = self._predict_resized(pixels, height, width)
+            size = f"{self.resize_to}x{self.resize_to}"
+            notes.append(f"resized to {size}, the size the model was trained at; mask resized back")
+        elif tiling.should_tile(height, width, self.full_resolution_width):
+            grid = tiling.TileGrid(height, width, self.multiple, self.tile, self.overlap)
+            probs = tiling.predict_tiles(self._predict_tiles, pixels, self.multiple, self.tile, self.overlap,
+                                         self.tile_batch)
+            notes.append(f"predicted in {len(grid)} overlapping tiles of {grid.tile[1]}x{grid.tile[0]} pixels")
+        else:
+            probs = tiling.predict_whole(self._predict_raw, pixels, self.multiple)
+        dtype = BINARY_DTYPE if probs.shape[-1] == 1 else MULTI_CLASS_DTYPE
+        return Prediction(probs.astype(dtype, copy=False), self.num_classes, tuple(notes))
+
+    def _predict_resized(self, pixels: np.ndarray, height: int, width: int) -> np.ndarray:
+        size = self.resize_to
+        blank = np.zeros((height, width, 1), np.uint8)  # the training resize takes a pair; the mask is unused
+        resized, _ = preprocess.center_or_resize(pixels, blank, size, preprocess.RESIZE)
+        probs = self._probabilities(resized.numpy()[None])[0]
+        out = np.empty((height, width, probs.shape[-1]), np.float32)
+        for k in range(probs.shape[-1]):  # one channel at a time: OpenCV caps the channel count
+            out[:, :, k] = cv2.resize(probs[:, :, k], (width, height), interpolation=cv2.INTER_LINEAR)
+        return out
+
+
+def _classes(recorded: list[dict[str, Any]], num_classes: int) -> tuple[tuple[str, ...], np.ndarray]:
+    """Class names and colours from dataset.json's classes, filled with defaults up to `num_classes`."""
+    by_index = {int(c["index"]): c for c in recorded if isinstance(c, dict) and "index" in c}
+    names = tuple(
+        str(by_index.get(k, {}).get("name") or ("background" if k == 0 else f"class {k}")) for k in range(num_classes)
+    )
+    given = [by_index[k]["color"] for k in range(num_classes) if k in by_index and "color" in by_index[k]]
+    colors = class_colors(num_classes, given if len(given) == num_classes else None)
+    return names, colors
+
+
+def prepare_image(image: np.ndarray, channels: int) -> tuple[np.ndarray, list[str]]:
+    """uint8 [H, W, channels] for the model, and notes on what was converted.
+
+    16-bit images are scaled to 8 bits as the dataset stores them (`unet.images.to_uint8`).
+    """
+    if not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or image.shape[2:] not in ((), (1,), (3,), (4,)):
+        raise UserError("an image must be grayscale (height x width) or colour (height x width x 3)")
+    notes: list[str] = []
+    height, width = image.shape[:2]
+    if image.size == 0:
+        raise UserError("the image is empty (0 pixels)")
+    if min(height, width) < MIN_SIDE:
+        raise UserError(f"the image is {width}x{height} pixels; at least {MIN_SIDE}x{MIN_SIDE} are needed")
+    if height * width > image_io.MAX_PIXELS:
+        limit = image_io.MAX_PIXELS // 1_000_000
+        raise UserError(f"the image is {width}x{height} pixels; images over {limit} megapixels are refused")
+    if image.ndim == 3 and image.shape[2] == 4:
+        image = image[:, :, :3]
+        notes.append("transparency (alpha) ignored")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.dtype != np.uint8:
+        notes.append(f"{image.dtype} pixels scaled to 8 bits")
+        image = image_io.to_uint8(image)
+    if channels == 3 and image.ndim == 2:
+        notes.append("grayscale image repeated into 3 channels for an RGB model")
+    elif channels == 1 and image.ndim == 3 and image_io.channels_of(image) == 3:
+        notes.append("colour image converted to grayscale (luminance) for a grayscale model")
+    pixels = image_io.to_channels(image, channels)
+    return (pixels[:, :, None] if pixels.ndim == 2 else pixels), notes
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Folders and downloads
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def load_predictor(run_dir: Path | None, model_file: Path | None = None) -> Predictor:
+    """A run's model (optionally another model file with the run's settings), or a bare model file."""
+    if run_dir is not None:
+        return Predictor.from_run(Path(run_dir), model_file)
+    if model_file is not None:
+        return Predictor.from_file(Path(model_file))
+    raise UserError("give a run folder (--run) or a model file (--model)")
+
+
+def _print_problem(name: str, problem: str) -> None:
+    print(f"skipped '{name}': {problem}", file=sys.stderr)
+
+
+def predict_folder(
+    run_dir: Path | None,
+    images: Path,
+    out: Path,
+    model_file: Path | None = None,
+    threshold: float = 0.5,
+    report: Callable[[str, str], None] = _print_problem,
+) -> list[Path]:
+    """`python -m unet predict`: one mask PNG (uint8 class indices, the image's size) per image, named STEM.png.
+
+    Unreadable images and files that are not images are passed to `report(file name, problem)` and skipped.
+    Returns the masks written.
+    """
+    images, out = Path(images), Path(out)
+    if not images.is_dir():
+        raise UserError(f"there is no folder '{images.name}'")
+    if out.resolve() == images.resolve():
+        raise UserError("write the masks to another folder than the images (they would replace them)")
+    files = sorted(p for p in images.iterdir() if p.is_file() and not p.name.startswith("."))
+    if not any(p.suffix.lower() in image_io.IMAGE_EXTENSIONS for p in files):
+        raise UserError(f"'{images.name}' holds no images ({', '.join(image_io.IMAGE_EXTENSIONS)})")
+    predictor = load_predictor(run_dir, model_file)
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for path in files:
+        target = out / f"{path.stem}.png"
+        if path.suffix.lower() not in image_io.IMAGE_EXTENSIONS:
+            report(path.name, "not an image file")
+        elif target in written:
+            report(path.name, f"another image named '{path.stem}' was already written as '{target.name}'")
+        else:
+            try:
+                image_io.write_png(target, predictor.predict(image_io.read_image(path)).mask(threshold))
+                written.append(target)
+            except UserError as exc:
+                report(path.name, str(exc))
+    return written
