@@ -20,5 +20,7 @@ here = Path(__file__).parent
 navigation = st.navigation(
     [st.Page(path, title=title, icon=icon) for path, title, icon in PAGES if (here / path).exists()]
 )
-show_sidebar()
-navigation.run()
+try:
+    navigation.run()
+finally:  # after the page, so the sidebar shows what the page just changed (also when a page stops early)
+    show_sidebar()

@@ -1,0 +1,79 @@
+"""Plotly figures of a run's history: shared by the Train page, the Runs page and the HTML report."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+PANELS = (("loss", "Loss (lower is better)"), ("dice", "Dice (higher is better)"), ("iou", "IoU (higher is better)"))
+TRAIN_COLOR = "#2f6f8f"
+VALIDATION_COLOR = "#e07a1f"
+MAX_POINTS = 400  # long runs are thinned so the browser redraw stays cheap
+
+
+def _thin(rows: Sequence[dict]) -> list[dict]:
+    if len(rows) <= MAX_POINTS:
+        return list(rows)
+    step = len(rows) / MAX_POINTS
+    picked = [rows[int(i * step)] for i in range(MAX_POINTS - 1)]
+    return [*picked, rows[-1]]
+
+
+def history_figure(history: Sequence[dict], class_names: Sequence[str] | None = None) -> go.Figure:
+    """Loss, Dice and IoU per epoch, train and validation side by side, the best validation Dice marked.
+
+    Per-class validation Dice curves are added (dotted) when the run has more than one foreground class.
+    """
+    rows = _thin(history)
+    epochs = [r["epoch"] for r in rows]
+    figure = make_subplots(rows=1, cols=3, subplot_titles=[title for _, title in PANELS], horizontal_spacing=0.07)
+    for col, (key, _) in enumerate(PANELS, start=1):
+        for prefix, name, color in (("", "train", TRAIN_COLOR), ("val_", "validation", VALIDATION_COLOR)):
+            values = [r.get(prefix + key) for r in rows]
+            figure.add_trace(
+                go.Scatter(
+                    x=epochs, y=values, name=name, legendgroup=name, showlegend=col == 1,
+                    mode="lines+markers" if len(rows) < 40 else "lines", line={"color": color},
+                ),
+                row=1, col=col,
+            )
+    foreground = list(class_names or [])[1:]
+    if len(foreground) > 1:
+        for k, name in enumerate(foreground, start=1):
+            figure.add_trace(
+                go.Scatter(x=epochs, y=[r.get(f"val_dice_{k}") for r in rows], name=f"val Dice: {name}",
+                           mode="lines", line={"dash": "dot"}),
+                row=1, col=2,
+            )
+    scored = [r for r in history if r.get("val_dice") is not None]
+    if scored:
+        best = max(scored, key=lambda r: r["val_dice"])
+        figure.add_trace(
+            go.Scatter(x=[best["epoch"]], y=[best["val_dice"]], name=f"best (epoch {best['epoch']})",
+                       mode="markers", marker={"symbol": "star", "size": 14, "color": "#c0392b"}),
+            row=1, col=2,
+        )
+    figure.update_xaxes(title_text="epoch", rangemode="tozero")
+    figure.update_yaxes(range=[0, 1.02], row=1, col=2)
+    figure.update_yaxes(range=[0, 1.02], row=1, col=3)
+    figure.update_layout(
+        height=330, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        legend={"orientation": "h", "y": -0.25}, template="plotly_white", uirevision="history",
+    )
+    return figure
+
+
+def compare_figure(histories: dict[str, Sequence[dict]], key: str = "val_dice") -> go.Figure:
+    """One metric of several runs overlaid, for the Runs page."""
+    figure = go.Figure()
+    for name, history in histories.items():
+        rows = _thin(history)
+        epochs = [r["epoch"] for r in rows]
+        figure.add_trace(go.Scatter(x=epochs, y=[r.get(key) for r in rows], name=name, mode="lines"))
+    figure.update_layout(
+        height=360, xaxis_title="epoch", yaxis_title=key, template="plotly_white",
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+    )
+    return figure

@@ -1,0 +1,288 @@
+"""Dice, IoU, pixel accuracy and the training losses, per class.
+
+Pure functions first (class indices -> confusion counts -> scores), then thin Keras objects over them, as in
+segmentation_models' `base/functional.py`: the metric during training, the evaluation command and the tests use
+the same Dice. Everything here is TensorFlow, XLA-compatible, and takes NumPy arrays as well as tensors.
+
+Shapes: `y_true` is an int mask [B, H, W, 1] of class indices; `y_pred` is the model's output, sigmoid
+[B, H, W, 1] for two classes, softmax [B, H, W, K] otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+BINARY_THRESHOLD = 0.5
+SMOOTH = 1.0  # keeps the soft Dice defined (and near 1) when a class is absent from both masks; tiny next to a batch
+FOCAL_GAMMA = 2.0
+EPSILON = 1e-7  # keeps log() finite
+TP, FP, FN, TN = range(4)  # columns of the confusion counts
+PACKAGE = "unet"  # the registration package, so saved models name our objects as unet>DiceScore etc.
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Pure functions
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def predicted_classes(y_pred: Any, num_classes: int) -> tf.Tensor:
+    """Class indices [..., 1] int32 from probabilities: sigmoid > 0.5 for two classes, argmax otherwise."""
+    y_pred = tf.convert_to_tensor(y_pred)
+    if num_classes == 2:
+        return tf.cast(y_pred > BINARY_THRESHOLD, tf.int32)
+    return tf.cast(tf.argmax(y_pred, axis=-1), tf.int32)[..., None]
+
+
+def confusion_counts(y_true: Any, y_pred: Any, num_classes: int) -> tf.Tensor:
+    """Per-class (tp, fp, fn, tn) pixel counts, float64 [K, 4], from two class-index tensors of one shape.
+
+    float64 keeps the counts exact past 2**24 pixels (float32 would not), and accumulates across an epoch.
+    """
+    y_true = tf.reshape(tf.cast(y_true, tf.int32), [-1])
+    y_pred = tf.reshape(tf.cast(y_pred, tf.int32), [-1])
+    pairs = y_true * num_classes + y_pred
+    ones = tf.ones_like(pairs, dtype=tf.float64)
+    matrix = tf.reshape(tf.math.unsorted_segment_sum(ones, pairs, num_classes * num_classes), [num_classes] * 2)
+    tp = tf.linalg.diag_part(matrix)
+    fp = tf.reduce_sum(matrix, axis=0) - tp  # predicted k, truly something else
+    fn = tf.reduce_sum(matrix, axis=1) - tp  # truly k, predicted something else
+    tn = tf.reduce_sum(matrix) - tp - fp - fn
+    return tf.stack([tp, fp, fn, tn], axis=1)
+
+
+def _ratio(numerator: tf.Tensor, denominator: tf.Tensor) -> tf.Tensor:
+    """numerator / denominator, and 1.0 where both are zero (a class absent from both masks is found perfectly)."""
+    return tf.where(denominator > 0, numerator / tf.maximum(denominator, 1), tf.ones_like(numerator))
+
+
+def dice_from_counts(counts: Any) -> tf.Tensor:
+    """Per-class Dice = 2tp / (2tp + fp + fn), [K]."""
+    counts = tf.convert_to_tensor(counts, tf.float64)
+    tp, fp, fn = counts[:, TP], counts[:, FP], counts[:, FN]
+    return _ratio(2 * tp, 2 * tp + fp + fn)
+
+
+def iou_from_counts(counts: Any) -> tf.Tensor:
+    """Per-class IoU (Jaccard) = tp / (tp + fp + fn), [K]."""
+    counts = tf.convert_to_tensor(counts, tf.float64)
+    tp, fp, fn = counts[:, TP], counts[:, FP], counts[:, FN]
+    return _ratio(tp, tp + fp + fn)
+
+
+def pixel_accuracy(counts: Any) -> tf.Tensor:
+    """The fraction of pixels whose class is right: sum(tp) / pixels."""
+    counts = tf.convert_to_tensor(counts, tf.float64)
+    pixels = tf.reduce_sum(counts[0])  # every row sums to the pixel count
+    return _ratio(tf.reduce_sum(counts[:, TP]), pixels)
+
+
+def foreground_mean(per_class: tf.Tensor) -> tf.Tensor:
+    """The mean over classes 1..K-1: the background's score would flatter every model."""
+    return tf.reduce_mean(per_class[1:])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Losses
+# ----------------------------------------------------------------------------------------------------------------
+
+LOSS_NAMES = ("dice_ce", "ce", "dice", "focal")
+
+
+def _probabilities(y_pred: tf.Tensor, num_classes: int) -> tf.Tensor:
+    """[B, H, W, K] probabilities for every class, also for the single sigmoid channel of a binary model."""
+    y_pred = tf.cast(y_pred, tf.float32)
+    if num_classes == 2:
+        return tf.concat([1 - y_pred, y_pred], axis=-1)
+    return y_pred
+
+
+def _one_hot(y_true: tf.Tensor, num_classes: int) -> tf.Tensor:
+    return tf.one_hot(tf.cast(y_true[..., 0], tf.int32), num_classes, dtype=tf.float32)
+
+
+def _pixel_weights(truth: tf.Tensor, class_weights: tf.Tensor | None) -> tf.Tensor:
+    if class_weights is None:
+        return tf.ones_like(truth[..., 0])
+    return tf.reduce_sum(truth * class_weights, axis=-1)
+
+
+def cross_entropy(truth: tf.Tensor, probs: tf.Tensor, class_weights: tf.Tensor | None = None) -> tf.Tensor:
+    """Mean (optionally class-weighted) cross-entropy over pixels; truth one-hot and probs [B, H, W, K]."""
+    per_pixel = -tf.reduce_sum(truth * tf.math.log(tf.maximum(probs, EPSILON)), axis=-1)
+    weights = _pixel_weights(truth, class_weights)
+    return tf.reduce_sum(per_pixel * weights) / tf.reduce_sum(weights)
+
+
+def focal(truth: tf.Tensor, probs: tf.Tensor, class_weights: tf.Tensor | None = None) -> tf.Tensor:
+    """Focal loss (Lin et al. 2017): cross-entropy scaled by (1 - p_true)**gamma, so easy pixels count less."""
+    p_true = tf.clip_by_value(tf.reduce_sum(truth * probs, axis=-1), EPSILON, 1.0)
+    per_pixel = -((1 - p_true) ** FOCAL_GAMMA) * tf.math.log(p_true)
+    weights = _pixel_weights(truth, class_weights)
+    return tf.reduce_sum(per_pixel * weights) / tf.reduce_sum(weights)
+
+
+def soft_dice(truth: tf.Tensor, probs: tf.Tensor, class_weights: tf.Tensor | None = None) -> tf.Tensor:
+    """1 - soft Dice over the whole batch, averaged over foreground classes (weighted if weights are given).
+
+    Summing over the batch, not per image, keeps it defined when an image has no foreground.
+    """
+    axes = [0, 1, 2]
+    intersection = tf.reduce_sum(truth * probs, axis=axes)
+    total = tf.reduce_sum(truth, axis=axes) + tf.reduce_sum(probs, axis=axes)
+    dice = (2 * intersection + SMOOTH) / (total + SMOOTH)
+    weights = tf.ones_like(dice[1:]) if class_weights is None else class_weights[1:]
+    return 1 - tf.reduce_sum(dice[1:] * weights) / tf.reduce_sum(weights)
+
+
+_LOSS_TERMS = {
+    "ce": (cross_entropy,),
+    "dice": (soft_dice,),
+    "dice_ce": (soft_dice, cross_entropy),
+    "focal": (focal,),
+}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class SegmentationLoss(keras.losses.Loss):
+    """A segmentation loss on sparse masks: cross-entropy, soft Dice, their sum, or focal.
+
+    Args:
+        kind: one of `LOSS_NAMES`.
+        num_classes: K, counting the background; 2 means a single sigmoid output.
+        class_weights: optional K weights; a pixel of class k counts `class_weights[k]` times.
+
+    Input shapes: y_true int [B, H, W, 1]; y_pred [B, H, W, 1] (K == 2) or [B, H, W, K]. Returns a scalar.
+
+    Example:
+        >>> model.compile(optimizer="adam", loss=SegmentationLoss("dice_ce", num_classes=2))
+    """
+
+    def __init__(
+        self,
+        kind: str = "dice_ce",
+        num_classes: int = 2,
+        class_weights: Sequence[float] | None = None,
+        name: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if kind not in _LOSS_TERMS:
+            raise ValueError(f"unknown loss '{kind}' (known: {', '.join(LOSS_NAMES)})")
+        if class_weights is not None and len(class_weights) != num_classes:
+            raise ValueError(f"{len(class_weights)} class weights given for {num_classes} classes")
+        super().__init__(name=name or kind, **kwargs)
+        self.kind = kind
+        self.num_classes = num_classes
+        self.class_weights = None if class_weights is None else [float(w) for w in class_weights]
+
+    def call(self, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+        truth = _one_hot(y_true, self.num_classes)
+        probs = _probabilities(y_pred, self.num_classes)
+        weights = None if self.class_weights is None else tf.constant(self.class_weights, tf.float32)
+        return tf.add_n([term(truth, probs, weights) for term in _LOSS_TERMS[self.kind]])
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(kind=self.kind, num_classes=self.num_classes, class_weights=self.class_weights)
+        return config
+
+
+def make_loss(name: str, num_classes: int, class_weights: Sequence[float] | None = None) -> SegmentationLoss:
+    """The loss a `TrainConfig.loss` names ('ce', 'dice', 'dice_ce' or 'focal')."""
+    return SegmentationLoss(name, num_classes, class_weights)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Metrics that accumulate over an epoch
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class _ConfusionMetric(keras.metrics.Metric):
+    """Accumulates per-class (tp, fp, fn, tn) over every batch since the last reset, then scores them once.
+
+    So an epoch's Dice is the Dice of the whole epoch's pixels, not a mean of per-batch Dice values.
+    """
+
+    def __init__(self, num_classes: int = 2, class_index: int | None = None, name: str = "", **kwargs: Any) -> None:
+        super().__init__(name=name, **kwargs)
+        if class_index is not None and not 0 <= class_index < num_classes:
+            raise ValueError(f"class_index {class_index} is not one of the {num_classes} classes")
+        self.num_classes = num_classes
+        self.class_index = class_index
+        self.counts = self.add_variable(shape=(num_classes, 4), initializer="zeros", dtype="float64", name="counts")
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        predicted = predicted_classes(y_pred, self.num_classes)
+        self.counts.assign_add(confusion_counts(y_true, predicted, self.num_classes))
+
+    def score(self, counts: tf.Tensor) -> tf.Tensor:
+        raise NotImplementedError
+
+    def result(self) -> tf.Tensor:
+        return tf.cast(self.score(self.counts), tf.float32)
+
+    def reset_state(self) -> None:
+        self.counts.assign(tf.zeros_like(self.counts))
+
+    def get_config(self) -> dict[str, Any]:
+        return {"num_classes": self.num_classes, "class_index": self.class_index, "name": self.name}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class DiceScore(_ConfusionMetric):
+    """Dice (F1) of the predicted classes, over a whole epoch.
+
+    Args:
+        num_classes: K, counting the background.
+        class_index: one class's Dice; None for the mean over foreground classes 1..K-1.
+        name: the key in the training history.
+
+    Input shapes: y_true int [B, H, W, 1]; y_pred the model output. A class absent from both masks scores 1.
+
+    Example:
+        >>> metrics = [DiceScore(3), DiceScore(3, class_index=1, name="dice_1")]
+    """
+
+    def __init__(self, num_classes: int = 2, class_index: int | None = None, name: str = "dice", **kwargs: Any):
+        super().__init__(num_classes, class_index, name, **kwargs)
+
+    def score(self, counts: tf.Tensor) -> tf.Tensor:
+        per_class = dice_from_counts(counts)
+        return foreground_mean(per_class) if self.class_index is None else per_class[self.class_index]
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class IoUScore(_ConfusionMetric):
+    """Intersection over union (Jaccard) of the predicted classes, over a whole epoch. Arguments as `DiceScore`."""
+
+    def __init__(self, num_classes: int = 2, class_index: int | None = None, name: str = "iou", **kwargs: Any):
+        super().__init__(num_classes, class_index, name, **kwargs)
+
+    def score(self, counts: tf.Tensor) -> tf.Tensor:
+        per_class = iou_from_counts(counts)
+        return foreground_mean(per_class) if self.class_index is None else per_class[self.class_index]
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class PixelAccuracy(_ConfusionMetric):
+    """The fraction of pixels whose predicted class is right, over a whole epoch."""
+
+    def __init__(self, num_classes: int = 2, name: str = "pixel_accuracy", **kwargs: Any):
+        kwargs.pop("class_index", None)
+        super().__init__(num_classes, None, name, **kwargs)
+
+    def score(self, counts: tf.Tensor) -> tf.Tensor:
+        return pixel_accuracy(counts)
+
+
+def segmentation_metrics(num_classes: int, per_class: bool = True) -> list[keras.metrics.Metric]:
+    """The metrics the trainer compiles: `dice` and `iou` (foreground mean), `pixel_accuracy`, and with
+    `per_class` also `dice_k` and `iou_k` for every class k (history.jsonl's per-class values)."""
+    metrics: list[keras.metrics.Metric] = [DiceScore(num_classes), IoUScore(num_classes), PixelAccuracy(num_classes)]
+    if per_class:
+        for k in range(num_classes):
+            metrics += [DiceScore(num_classes, k, name=f"dice_{k}"), IoUScore(num_classes, k, name=f"iou_{k}")]
+    return metrics
