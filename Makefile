@@ -22,7 +22,7 @@ $(VENV)/.dev-installed: requirements-dev.txt requirements.txt $(VENV)/.app-insta
 
 ## Start the app on http://localhost:8501
 run: $(VENV)/.app-installed
-	$(PY) -m streamlit run app.py --server.port $(PORT)
+	$(PY) -m unet.ui.serve --server.port $(PORT)
 
 ## The whole suite: unit, page (AppTest) and browser (Playwright + Chromium) tests
 test: $(VENV)/.dev-installed

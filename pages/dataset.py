@@ -12,11 +12,8 @@ from unet import workspace
 from unet.dataset import Dataset, ingest, list_datasets, stage_uploads
 from unet.demo import CLASS_NAMES, write_demo_dataset
 from unet.ui.augment_controls import augment_controls, preview_grid
-from unet.ui.boot import ensure_app_navigation
 from unet.ui.feedback import user_errors
 from unet.ui.state import current_dataset, get_config, set_config, set_current_dataset
-
-ensure_app_navigation()
 
 st.title("Dataset")
 st.write(

@@ -7,13 +7,10 @@ import streamlit as st
 from unet.config import Config
 from unet.errors import UserError
 from unet.presets import PRESETS, apply_preset
-from unet.ui.boot import ensure_app_navigation
 from unet.ui.feedback import user_errors
 from unet.ui.model_controls import load_into_widgets, model_controls
 from unet.ui.model_facts_view import show_model_facts
 from unet.ui.state import align_config_with_dataset, current_dataset, set_config
-
-ensure_app_navigation()
 
 st.title("Model")
 st.write(

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
+
 from unet.demo import write_demo_dataset
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")

@@ -58,14 +58,39 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The app's workspace for this test session (starts empty)."""
+    return tmp_path_factory.mktemp("workspace")
+
+
+@pytest.fixture(scope="session")
+def trained_run(workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny finished run in the app's workspace, trained by the command line as a user would."""
+    from unet.demo import write_demo_dataset
+
+    data = write_demo_dataset(tmp_path_factory.mktemp("data") / "cells", kind="cells", count=8, size=64)
+    config = tmp_path_factory.mktemp("config") / "tiny.json"
+    config.write_text(
+        '{"data": {"input_size": 64}, "augment": {"enabled": false}, "model": {"depth": 2, "base_filters": 4},'
+        ' "train": {"epochs": 2, "batch_size": 4}}'
+    )
+    run_dir = workspace / "runs" / "20260101-000000-tiny-cells"
+    done = subprocess.run(
+        [sys.executable, "-m", "unet", "train", "--data", str(data), "--out", str(run_dir), "--config", str(config)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def app_url(workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Start the app like `make run` does, on a free port with an empty workspace; stop it afterwards."""
     port = _free_port()
-    workspace = tmp_path_factory.mktemp("workspace")
     env = {**os.environ, "UNET_WORKSPACE": str(workspace), "TF_CPP_MIN_LOG_LEVEL": "2"}
     log = (tmp_path_factory.mktemp("server") / "streamlit.log").open("w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+        [sys.executable, "-m", "unet.ui.serve", "--server.port", str(port),
          "--server.headless", "true", "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )

@@ -7,9 +7,9 @@ import zipfile
 from pathlib import Path
 
 from playwright.sync_api import expect
-from unet.demo import write_demo_dataset
 
 from tests.e2e.conftest import ROOT, screenshot, wait_for_app
+from unet.demo import write_demo_dataset
 
 
 def _zip_with_one_broken_file(tmp_path: Path) -> Path:

@@ -1,0 +1,175 @@
+"""Inference page: a trained model's masks over the user's own images, at any size, ready to download."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from unet import runs, workspace
+from unet.postprocess import measure, measurements_csv, png_bytes, result_items, side_by_side, zip_results
+from unet.postprocess import scores as truth_scores
+from unet.ui.feedback import user_errors
+from unet.ui.inference_view import (
+    error_view,
+    predicted,
+    predictor_from_run,
+    predictor_from_upload,
+    read_uploads,
+    truth_for,
+)
+
+st.title("Inference")
+st.write("Use a trained model on new images: see what it finds, adjust the threshold, download the masks.")
+
+# --- 1. The model ------------------------------------------------------------------------------------------------
+st.header("1. Model", divider="gray")
+finished = [r for r in runs.list_runs(workspace.runs_dir()) if r.has_model]
+source = st.radio(
+    "Use",
+    ["run", "file"],
+    horizontal=True,
+    format_func={"run": "A model trained here", "file": "A .keras model file"}.get,
+    help="Models trained on the Train page are listed here; a .keras file from elsewhere can be uploaded.",
+)
+predictor = None
+if source == "run":
+    if not finished:
+        st.info("No trained model yet. Train one on the **Train** page, or upload a .keras file.")
+    else:
+        ids = [r.id for r in finished]
+        wanted = st.query_params.get("run")
+        chosen = st.selectbox(
+            "Run",
+            ids,
+            index=ids.index(wanted) if wanted in ids else 0,
+            format_func=lambda i: next(f"{r.name} (best Dice {r.read_status().get('best_val_dice') or 0:.3f})"
+                                       for r in finished if r.id == i),
+            help="The newest run is first; its best model (highest validation Dice) is used.",
+        )
+        with user_errors("loading the model"):
+            predictor = predictor_from_run(next(r for r in finished if r.id == chosen))
+else:
+    model_file = st.file_uploader(
+        "Model file (.keras)",
+        type=["keras"],
+        help="Only the Keras 3 format is accepted. Files that contain program code (e.g. Lambda layers) are "
+        "refused, because loading them could run that code.",
+    )
+    if model_file is not None:
+        with user_errors(f"loading '{model_file.name}'"):
+            predictor = predictor_from_upload(model_file)
+if predictor is None:
+    st.stop()
+binary = predictor.num_classes == 2
+st.caption(
+    f"Model **{predictor.name}**: {predictor.channels} channel(s) in, {predictor.num_classes} classes "
+    f"({', '.join(predictor.class_names)})."
+)
+
+# --- 2. The images -----------------------------------------------------------------------------------------------
+st.header("2. Images", divider="gray")
+uploads = st.file_uploader(
+    "Images (or a zip of images)",
+    type=["png", "jpg", "jpeg", "tif", "tiff", "bmp", "zip"],
+    accept_multiple_files=True,
+    help="Any size: large images are processed in overlapping tiles. Grey and colour images are both accepted.",
+)
+with st.expander("Compare with true masks (optional)", icon=":material/rule:"):
+    truth_uploads = st.file_uploader(
+        "Masks with the same names as the images",
+        type=["png", "tif", "tiff", "bmp"],
+        accept_multiple_files=True,
+        help="When given, each image shows right (green), extra (red) and missed (blue) pixels, with Dice and IoU; "
+        "the gallery puts the worst images first.",
+    )
+if not uploads:
+    st.info("Upload one or more images to see the model's masks.", icon=":material/arrow_upward:")
+    st.stop()
+
+images, problems = read_uploads(uploads)
+for name, problem in problems:
+    st.warning(f"'{name}': {problem}", icon=":material/warning:")
+if not images:
+    st.stop()
+
+# --- 3. Results --------------------------------------------------------------------------------------------------
+st.header("3. Results", divider="gray")
+controls = st.columns(4)
+threshold = controls[0].slider(
+    "Threshold", 0.05, 0.95, 0.5, 0.05, disabled=not binary,
+    help="How sure the model must be to mark a pixel. Lower finds more (and more false alarms), higher finds less."
+    + ("" if binary else " (Multi-class models pick the most likely class per pixel.)"),
+)
+opacity = controls[1].slider("Opacity", 0.0, 1.0, 0.5, 0.05, help="How strongly the mask colours cover the image.")
+min_size = controls[2].number_input(
+    "Remove objects smaller than (pixels)", 0, 100_000, 0, 10, help="Drops specks; 0 keeps everything."
+)
+with controls[3]:
+    contours = st.checkbox("Outlines", help="Draw each object's outline.")
+    fill = st.checkbox("Fill holes", help="Fill background holes inside objects.")
+visible = st.multiselect(
+    "Classes shown",
+    list(range(1, predictor.num_classes)),
+    default=list(range(1, predictor.num_classes)),
+    format_func=lambda k: predictor.class_names[k],
+    help="Hide a class to see the image under it.",
+)
+
+results = []
+bar = st.progress(0.0, text="Predicting…") if len(images) > 1 else None
+with user_errors("predicting"):
+    for i, (name, image) in enumerate(images):
+        prediction = predicted(predictor, name, image)
+        mask = prediction.mask(threshold=threshold, min_size=int(min_size), fill_holes=fill)
+        truth = truth_for(name, truth_uploads, image.shape[:2], predictor.num_classes)
+        score = truth_scores(mask, truth, predictor.class_names) if truth is not None else None
+        results.append((name, image, mask, truth, score, prediction.notes))
+        if bar:
+            bar.progress((i + 1) / len(images), text=f"Predicted {i + 1} of {len(images)}")
+if bar:
+    bar.empty()
+if not results:
+    st.stop()
+
+if any(r[4] for r in results):  # worst first when there is ground truth
+    results.sort(key=lambda r: sum(s["dice"] for s in r[4]) / max(1, len(r[4])) if r[4] else 2.0)
+
+names = [r[0] for r in results]
+picked = st.selectbox("Image", names, help="Pick an image to see it large.") if len(results) > 1 else names[0]
+name, image, mask, truth, score, notes = next(r for r in results if r[0] == picked)
+st.image(
+    side_by_side(image, mask, predictor.colors, opacity, contours, visible, max_side=900),
+    caption=f"{name}: image · overlay · mask",
+)
+for note in notes:
+    st.caption(note)
+if truth is not None:
+    error_view(image, mask, truth, score, opacity)
+rows = measure(mask, predictor.class_names, image=name)
+st.dataframe(rows, hide_index=True, width="stretch")
+
+stem = name.rsplit(".", 1)[0]
+items = result_items(stem, image, mask, predictor.colors, opacity, contours)
+download = st.columns(3)
+download[0].download_button("Mask (PNG)", png_bytes(mask), f"{stem}_mask.png", "image/png",
+                            icon=":material/download:", help="Class numbers per pixel (0 = background).")
+download[1].download_button("Overlay (PNG)", png_bytes(items[1][1]), f"{stem}_overlay.png", "image/png",
+                            icon=":material/download:")
+all_items = [item for r in results for item in result_items(r[0].rsplit(".", 1)[0], r[1], r[2], predictor.colors,
+                                                           opacity, contours)]
+all_rows = [row for r in results for row in measure(r[2], predictor.class_names, image=r[0])]
+download[2].download_button(
+    f"All {len(results)} as zip",
+    zip_results([*all_items, ("measurements.csv", measurements_csv(all_rows))]),
+    "predictions.zip",
+    "application/zip",
+    icon=":material/folder_zip:",
+    help="Masks, overlays and a CSV of areas and object counts for every image.",
+)
+
+if len(results) > 1:
+    st.subheader("Gallery", divider="gray")
+    cells = st.columns(4)
+    for i, (name, image, mask, _truth, score, _notes) in enumerate(results):
+        caption = name if not score else f"{name} · Dice {sum(s['dice'] for s in score) / len(score):.3f}"
+        cells[i % 4].image(side_by_side(image, mask, predictor.colors, opacity, False, visible, max_side=200),
+                           caption=caption)

@@ -1,0 +1,83 @@
+"""Train page: start a training in its own process and watch it learn; leaving the page loses nothing."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from unet import runs, workspace
+from unet.model import model_facts
+from unet.ui.feedback import user_errors
+from unet.ui.state import align_config_with_dataset, current_dataset, set_config
+from unet.ui.train_view import resume, run_view, start, train_settings
+
+st.title("Train")
+runs_root = workspace.runs_dir()
+runs.mark_interrupted_runs(runs_root)
+all_runs = runs.list_runs(runs_root)
+
+# The run on screen is kept in the URL, so a refresh or a second tab shows the same one.
+shown_id = st.query_params.get("run")
+if not shown_id:
+    active = next((r for r in all_runs if r.is_active), None)
+    shown_id = active.id if active else None
+shown = next((r for r in all_runs if r.id == shown_id), None)
+
+dataset = current_dataset()
+config = align_config_with_dataset(dataset)
+
+with st.expander("New training", expanded=shown is None, icon=":material/add_circle:"):
+    if dataset is None:
+        st.info("Choose a dataset first on the **Dataset** page (the demo data is one click away).")
+        st.page_link("pages/dataset.py", label="Go to the Dataset page", icon=":material/photo_library:")
+    else:
+        facts = model_facts(config)
+        st.markdown(
+            f"**Dataset** {dataset.name}: {len(dataset.stems)} pairs, {dataset.num_classes} classes · "
+            f"**Model** depth {config.model.depth}, {config.model.base_filters} filters, "
+            f"{config.data.input_size}×{config.data.input_size} input, {facts.params:,} parameters"
+        )
+        train = train_settings(config.train)
+        if train != config.train:
+            config = config.replace(train=train)
+            set_config(config)
+        name = st.text_input("Run name", value=f"{dataset.name}-d{config.model.depth}f{config.model.base_filters}",
+                             help="How this run is listed on the Runs page.")
+        busy = next((r for r in all_runs if r.is_active), None)
+        if busy:
+            st.caption(f"“{busy.name}” is training now; a new run waits in the queue until it finishes.")
+        if st.button("Start training", type="primary", icon=":material/play_arrow:"):
+            with user_errors("starting the training"):
+                run = start(config, dataset, name)
+                st.query_params["run"] = run.id
+                st.rerun()
+
+if shown is not None:
+    class_names = [c.name for c in dataset.classes] if dataset else []
+    run_view(shown, class_names)
+    can_resume = not shown.is_active and shown.can_resume
+    if can_resume and st.button("Resume", icon=":material/play_arrow:", help="Continue from the last finished epoch."):
+        with user_errors("resuming the run"):
+            resume(shown)
+            st.rerun()
+
+# --- Earlier runs ---------------------------------------------------------------------------------------------------
+if all_runs:
+    st.subheader("Runs", divider="gray")
+    rows = []
+    for run in all_runs:
+        status = run.read_status()
+        best = status.get("best_val_dice")
+        rows.append({
+            "Run": run.name,
+            "State": status.get("state", "?"),
+            "Best val Dice": round(best, 4) if isinstance(best, (int, float)) else None,
+            "Epochs": status.get("epoch"),
+            "Started": (status.get("started") or "")[:19].replace("T", " "),
+        })
+    st.dataframe(rows, hide_index=True, width="stretch")
+    ids = [r.id for r in all_runs]
+    pick = st.selectbox("Open a run", ids, index=ids.index(shown.id) if shown else 0,
+                        format_func=lambda i: next(r.name for r in all_runs if r.id == i))
+    if st.button("Open", icon=":material/visibility:") and pick != shown_id:
+        st.query_params["run"] = pick
+        st.rerun()

@@ -1,0 +1,37 @@
+"""Fixtures shared by the page tests: a workspace holding one real (tiny) run trained by the command line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_CONFIG = {
+    "data": {"input_size": 32},
+    "augment": {"enabled": False},
+    "model": {"depth": 2, "base_filters": 4},
+    "train": {"epochs": 2, "batch_size": 4},
+}
+TINY_RUN = "20260101-000000-tiny"
+
+
+@pytest.fixture(scope="session")
+def trained_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace with runs/TINY_RUN: two epochs on 8 demo cells at 32x32, through `python -m unet train`."""
+    from unet.demo import write_demo_dataset
+
+    workspace = tmp_path_factory.mktemp("trained-workspace")
+    data = write_demo_dataset(tmp_path_factory.mktemp("data") / "cells", kind="cells", count=8, size=48)
+    config = workspace / "tiny.json"
+    config.write_text(json.dumps(TINY_CONFIG))
+    done = subprocess.run(
+        [sys.executable, "-m", "unet", "train", "--data", str(data), "--out", str(workspace / "runs" / TINY_RUN),
+         "--config", str(config)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return workspace

@@ -1,0 +1,42 @@
+"""The Train page in AppTest, over a real (tiny) run trained by the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import TINY_RUN
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+def _page(workspace: Path, monkeypatch: pytest.MonkeyPatch, run: str | None = None) -> AppTest:
+    monkeypatch.setenv("UNET_WORKSPACE", str(workspace))
+    at = AppTest.from_file(APP, default_timeout=60)
+    if run:
+        at.query_params["run"] = run
+    at.switch_page("pages/train.py").run()
+    assert not at.exception
+    return at
+
+
+def test_a_finished_run_shows_its_charts_state_and_best_dice(trained_workspace, monkeypatch):
+    at = _page(trained_workspace, monkeypatch, run=TINY_RUN)
+    assert any("Completed" in m.value for m in at.markdown)
+    assert len(at.get("plotly_chart")) == 1
+    best = next(m for m in at.metric if m.label == "Best validation Dice")
+    assert 0.0 <= float(best.value) <= 1.0
+    assert not any(b.label == "Stop" for b in at.button), "a finished run has nothing to stop"
+
+
+def test_the_run_list_shows_every_run(trained_workspace, monkeypatch):
+    at = _page(trained_workspace, monkeypatch)
+    table = at.dataframe[0].value
+    assert "completed" in set(table["State"])
+
+
+def test_without_a_dataset_the_page_says_where_to_get_one(trained_workspace, monkeypatch):
+    at = _page(trained_workspace, monkeypatch)
+    assert any("Dataset" in i.value for i in at.info)

@@ -1,0 +1,306 @@
+"""The run store on disk: create, list, start, stop and read runs; find runs whose trainer died.
+
+A run is a folder `runs/YYYYmmdd-HHMMSS-name/` that the trainer process fills (see unet.training) and everybody
+else only reads. Files are written whole (temp file + `os.replace`), so a reader never sees half a JSON object;
+`history.jsonl` is append-only and its last line may be half-written while the trainer works.
+
+Only this module and the trainer know file names inside a run folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from unet import workspace
+from unet.config import Config
+from unet.errors import UserError
+
+# Run folder files.
+CONFIG = "config.json"
+RUN_INFO = "run.json"
+DATASET = "dataset.json"
+VERSIONS = "versions.json"
+STATUS = "status.json"
+HISTORY = "history.jsonl"
+BEST_MODEL = "model.keras"
+LAST_MODEL = "last.keras"
+SAMPLES = "samples"
+LOG = "trainer.log"
+STOP = "STOP"
+TENSORBOARD = "tensorboard"
+DATA = "data"  # a raw (unstored) dataset given to `train` is ingested here, inside the run
+LOCK = ".training.lock"  # in the runs root: one training at a time on this machine
+
+# Run states.
+QUEUED, RUNNING, COMPLETED, STOPPED, FAILED, INTERRUPTED = (
+    "queued", "running", "completed", "stopped", "failed", "interrupted",
+)
+ACTIVE_STATES = (QUEUED, RUNNING)
+RESUMABLE_STATES = (STOPPED, INTERRUPTED, FAILED)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to a temp file beside `path`, then rename it over `path`: readers see the old or the new file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the file from a web server running as another user
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: Path, default: Any = None) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return default
+
+
+def now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def pid_is_trainer(pid: int | None) -> bool:
+    """Whether `pid` is a live unet process; a reused pid of another program, or a zombie, counts as gone."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, owned by someone else
+    proc = Path(f"/proc/{pid}")
+    if not proc.exists():
+        return True  # no /proc (macOS): trust kill(0)
+    try:
+        stat = (proc / "stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+            return False
+        return b"unet" in (proc / "cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run folder. Every read goes to disk, so a `Run` never goes stale."""
+
+    path: Path
+
+    @property
+    def id(self) -> str:
+        return self.path.name
+
+    @property
+    def name(self) -> str:
+        """The display name (renamable); the folder name never changes."""
+        return read_json(self.path / RUN_INFO, {}).get("name") or self.id
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return read_json(self.path / RUN_INFO, {})
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def config(self) -> Config:
+        return Config.load(self.path / CONFIG)
+
+    def read_status(self) -> dict[str, Any]:
+        """status.json, or a 'queued' placeholder when the trainer has not written one yet."""
+        status = read_json(self.path / STATUS)
+        return status if isinstance(status, dict) else {"state": QUEUED, "message": "not started"}
+
+    def read_history(self) -> list[dict[str, Any]]:
+        """One dict per finished epoch; a half-written or damaged line is skipped."""
+        try:
+            lines = (self.path / HISTORY).read_text(encoding="utf-8").splitlines()
+        except OSError:
+            return []
+        rows = []
+        for line in lines:
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict):
+                rows.append(row)
+        return rows
+
+    def request_stop(self) -> None:
+        """Ask the trainer to stop after the current batch; it keeps the best model and a resumable checkpoint."""
+        (self.path / STOP).write_text(now_iso())
+
+    @property
+    def stop_requested(self) -> bool:
+        return (self.path / STOP).exists()
+
+    @property
+    def is_active(self) -> bool:
+        status = self.read_status()
+        return status.get("state") in ACTIVE_STATES and pid_is_trainer(status.get("pid"))
+
+    @property
+    def has_model(self) -> bool:
+        return (self.path / BEST_MODEL).exists()
+
+    @property
+    def can_resume(self) -> bool:
+        return (self.path / LAST_MODEL).exists() and self.read_status().get("state") in RESUMABLE_STATES
+
+
+def _unique_folder(root: Path, name: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = f"{stamp}-{workspace.safe_name(name, fallback='run', max_length=48)}"
+    for i in range(1, 1000):
+        path = root / (base if i == 1 else f"{base}-{i}")
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            continue
+    raise UserError(f"cannot create a run folder for '{name}'")
+
+
+def create_run(root: Path, name: str, config: Config, dataset_dir: Path | None = None) -> Run:
+    """A new run folder `root/YYYYmmdd-HHMMSS-name` holding config.json and run.json, not yet started."""
+    path = _unique_folder(Path(root), name)
+    (path / CONFIG).write_text(config.to_json(), encoding="utf-8")
+    info = {"name": name, "created": now_iso(), "dataset": str(dataset_dir) if dataset_dir else None}
+    write_json_atomic(path / RUN_INFO, info)
+    return Run(path)
+
+
+def open_run(root: Path, run_id: str) -> Run:
+    path = workspace.child(Path(root), run_id)
+    if not (path / CONFIG).exists():
+        raise UserError(f"there is no run '{run_id}'")
+    return Run(path)
+
+
+def list_runs(root: Path) -> list[Run]:
+    """Every run folder under `root`, newest first (folder names start with their creation time)."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    runs = [Run(p) for p in root.iterdir() if p.is_dir() and (p / CONFIG).exists()]
+    return sorted(runs, key=lambda r: r.id, reverse=True)
+
+
+def rename_run(run: Run, name: str) -> None:
+    info = run.info
+    info["name"] = name.strip() or run.id
+    write_json_atomic(run.path / RUN_INFO, info)
+
+
+def delete_run(run: Run) -> None:
+    """Remove a run folder; refused while its trainer is alive."""
+    import shutil
+
+    if run.is_active:
+        raise UserError(f"run '{run.name}' is still training; stop it first")
+    shutil.rmtree(run.path)
+
+
+def mark_interrupted_runs(root: Path) -> list[Run]:
+    """Runs that say `running`/`queued` but whose trainer is gone become `interrupted` (their checkpoints stay).
+
+    A run with no pid yet (created, never started) is left alone.
+    """
+    marked = []
+    for run in list_runs(root):
+        status = run.read_status()
+        if status.get("state") in ACTIVE_STATES and status.get("pid") and not pid_is_trainer(status["pid"]):
+            status.update(state=INTERRUPTED, ended=status.get("ended") or now_iso(),
+                          message="the training process ended unexpectedly; resume continues from the last epoch")
+            write_json_atomic(run.path / STATUS, status)
+            marked.append(run)
+    return marked
+
+
+def lock_holder(root: Path) -> str | None:
+    """The id of the run that holds the training lock, as it wrote it (may be stale if nobody holds it)."""
+    try:
+        return (Path(root) / LOCK).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def start_training(
+    run_dir: Path,
+    data: Path,
+    resume: bool = False,
+    epochs: int | None = None,
+    max_minutes: float | None = None,
+) -> subprocess.Popen:
+    """Start `python -m unet train` for a run in its own session, as the command line would.
+
+    The trainer outlives a page rerun or a web-server restart; its output goes to trainer.log. A pid is written
+    to status.json at once, so the run counts as active before TensorFlow has even been imported.
+    """
+    run_dir = Path(run_dir).resolve()
+    cmd = [sys.executable, "-m", "unet", "train", "--data", str(Path(data).resolve()), "--out", str(run_dir),
+           "--config", str(run_dir / CONFIG)]
+    if epochs is not None:
+        cmd += ["--epochs", str(epochs)]
+    if max_minutes is not None:
+        cmd += ["--max-minutes", str(max_minutes)]
+    if resume:
+        cmd.append("--resume")
+    (run_dir / STOP).unlink(missing_ok=True)
+    env = dict(os.environ)
+    package_parent = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env["PYTHONUNBUFFERED"] = "1"  # trainer.log shows each epoch as it ends
+    with open(run_dir / LOG, "ab") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, env=env)
+    status = Run(run_dir).read_status()
+    if status.get("pid") != proc.pid:  # the trainer has not written its own status yet
+        status.update(state=QUEUED, pid=proc.pid, message="starting", ended=None, error=None)
+        write_json_atomic(run_dir / STATUS, status)
+    return proc
+
+
+class StatusWriter:
+    """The trainer's side of status.json: keeps the whole status in memory and rewrites it atomically.
+
+    Progress writes (`force=False`) are throttled to at most `1 / min_interval` per second, so a fast batch loop
+    does not spend its time on the disk; state changes are written at once.
+    """
+
+    def __init__(self, run_dir: Path, initial: dict[str, Any], min_interval: float = 0.5) -> None:
+        self.run_dir = Path(run_dir)
+        self.data = dict(initial)
+        self.min_interval = min_interval
+        self._last_write = 0.0
+        self._stop = False
+        self.write(force=True)
+
+    def write(self, force: bool = True, **changes: Any) -> None:
+        self.data.update(changes)
+        now = time.monotonic()
+        if force or now - self._last_write >= self.min_interval:
+            self.data["updated"] = now_iso()
+            write_json_atomic(self.run_dir / STATUS, self.data)
+            self._last_write = now
+
+    def request_stop(self) -> None:
+        """Called from a signal handler (SIGTERM): stop as if a STOP file had appeared."""
+        self._stop = True
+
+    def stop_requested(self) -> bool:
+        return self._stop or (self.run_dir / STOP).exists()

@@ -1,0 +1,465 @@
+"""The trainer: one process that fits a U-Net and reports everything through files in its run folder.
+
+`train()` is what `python -m unet train` runs, for the browser and the command line alike. It holds the
+machine's training lock (a second trainer waits, `queued`), writes `status.json` (progress, throttled) and one
+line per epoch to `history.jsonl`, saves the best model (`model.keras`, by validation Dice) and a resumable
+checkpoint (`last.keras`, with optimizer state), and stops cleanly after the current batch when a `STOP` file
+appears (or on SIGTERM, or at the time limit). Every file is replaced atomically, so a crash or a full disk never
+leaves a damaged checkpoint or status behind.
+
+Readers (pages, `unet.runs`) never import this module; it imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import importlib.util
+import json
+import logging
+import os
+import platform
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import cv2
+import keras
+import numpy as np
+import tensorflow as tf
+
+from unet import metrics as unet_metrics
+from unet import pipeline, runs
+from unet.augment import Augmenter
+from unet.config import Config
+from unet.dataset import Dataset
+from unet.errors import UserError
+from unet.model import build_unet
+from unet.overlay import class_colors, colorize, to_rgb
+from unet.runs import StatusWriter
+
+log = logging.getLogger("unet.training")
+
+LOCK_POLL_SECONDS = 1.0
+EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR = 0, 1, 2
+
+
+def strategy() -> tf.distribute.Strategy:
+    """The one place that decides how training uses devices: all local GPUs when there are several.
+
+    Mixed precision (float16 compute, float32 weights) is switched on only with a GPU; on a CPU it is slower.
+    TensorFlow's own thread pools are left at their defaults (intra- and inter-op = cores): on a 2-core machine
+    nothing else measured faster (intra-op 1 halved the speed; inter-op 1, 2 or 4 made no difference).
+    """
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    if len(gpus) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def versions() -> dict[str, str]:
+    return {
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def save_model_atomic(model: keras.Model, path: Path) -> None:
+    """Save to a temp `.keras` file beside `path`, then rename it over `path`; the old file survives a failure."""
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.keras")
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Setting up: log, lock, data, model.
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _setup_log(run_dir: Path) -> list[logging.Handler]:
+    """Log to trainer.log, and to the terminal too unless stdout already is trainer.log (`runs.start_training`)."""
+    log_path = run_dir / runs.LOG
+    try:
+        same = log_path.exists() and os.path.samestat(os.fstat(sys.stdout.fileno()), log_path.stat())
+    except (OSError, ValueError, AttributeError):
+        same = False
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
+    if not same:
+        handlers = [logging.FileHandler(log_path, encoding="utf-8"), logging.StreamHandler(sys.stderr)]
+    for handler in handlers:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    return handlers
+
+
+@contextmanager
+def _training_lock(run_dir: Path, status: StatusWriter) -> Iterator[bool]:
+    """Hold `runs/.training.lock` for the whole training; while another trainer holds it, wait as `queued`.
+
+    Yields False if a stop was requested while waiting. The kernel drops the lock when the process dies.
+    """
+    lock_path = run_dir.parent / runs.LOCK
+    with open(lock_path, "a+") as lock:
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if status.stop_requested():
+                    yield False
+                    return
+                holder = runs.lock_holder(run_dir.parent) or "another run"
+                status.write(state=runs.QUEUED, message=f"waiting for run {holder} to finish", force=False)
+                time.sleep(LOCK_POLL_SECONDS)
+        lock.seek(0)
+        lock.truncate()
+        lock.write(run_dir.name)
+        lock.flush()
+        try:
+            yield True
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def load_data(data: Path, run_dir: Path, reuse: bool) -> Dataset:
+    """The dataset to train on; a raw folder or zip is stored into `RUN_DIR/data` (kept, so resume needs no DATA)."""
+    stored = run_dir / runs.DATA
+    if not (Path(data) / "dataset.json").exists():
+        if reuse and (stored / "dataset.json").exists():
+            return Dataset.load(stored)
+        if stored.exists():
+            shutil.rmtree(stored)
+        log.info("storing the raw dataset %s in %s", data, stored)
+    return pipeline.open_dataset(data, stored)
+
+
+def fit_config(config: Config, dataset: Dataset) -> Config:
+    """The config with channels and classes taken from the dataset, which decides them."""
+    data = dataclasses.replace(config.data, channels=dataset.channels)
+    model = dataclasses.replace(config.model, num_classes=dataset.num_classes)
+    if data != config.data or model != config.model:
+        log.info("using the dataset's %d channel(s) and %d classes", dataset.channels, dataset.num_classes)
+    return config.replace(data=data, model=model)
+
+
+def _split(run_dir: Path, dataset: Dataset, config: Config, resume: bool) -> pipeline.Split:
+    recorded = runs.read_json(run_dir / runs.DATASET)
+    if resume and recorded:
+        split = pipeline.Split(train=recorded["train"], val=recorded["val"])
+        missing = sorted(set(split.train + split.val) - set(dataset.stems))
+        if missing:
+            raise UserError(f"cannot resume: the dataset no longer has '{missing[0]}' ({len(missing)} missing)")
+        if recorded.get("hash") != dataset.hash:
+            log.warning("the dataset's files changed since this run started")
+        return split
+    return pipeline.split_stems(dataset.stems, config.train.validation_split, config.train.seed)
+
+
+def _record_dataset(run_dir: Path, dataset: Dataset, split: pipeline.Split, config: Config) -> None:
+    runs.write_json_atomic(run_dir / runs.DATASET, {
+        "name": dataset.name,
+        "path": str(dataset.root),
+        "hash": dataset.hash,
+        "channels": dataset.channels,
+        "classes": [{"index": c.index, "name": c.name, "color": list(c.color)} for c in dataset.classes],
+        "mean": float(dataset.mean),
+        "std": float(dataset.std),
+        "seed": config.train.seed,
+        "validation_split": config.train.validation_split,
+        "train": split.train,
+        "val": split.val,
+    })
+
+
+def _optimizer(config: Config) -> keras.optimizers.Optimizer:
+    lr = config.train.learning_rate
+    return {
+        "adam": lambda: keras.optimizers.Adam(lr),
+        "adamw": lambda: keras.optimizers.AdamW(lr),
+        "sgd": lambda: keras.optimizers.SGD(lr, momentum=0.9, nesterov=True),
+        "rmsprop": lambda: keras.optimizers.RMSprop(lr),
+    }[config.train.optimizer]()
+
+
+def build_model(config: Config, weights: list[float] | None, resume_from: Path | None) -> keras.Model:
+    """A compiled model: fresh, or restored from `last.keras` with its optimizer state."""
+    if resume_from is not None:
+        return keras.models.load_model(resume_from, safe_mode=True, compile=True)
+    k = config.model.num_classes
+    model = build_unet(config)
+    model.compile(
+        optimizer=_optimizer(config),
+        loss=unet_metrics.make_loss(config.train.loss, k, weights),
+        metrics=unet_metrics.segmentation_metrics(k, per_class=k > 2),
+    )
+    return model
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# What the trainer leaves in the run folder while it works.
+# ---------------------------------------------------------------------------------------------------------------
+
+SAMPLE_TILE = 128  # pixels per side of one picture in samples/*.png
+
+
+def predict_classes(model: keras.Model, images: tf.Tensor | np.ndarray) -> np.ndarray:
+    """Class indices [B, H, W] from a sigmoid (binary) or softmax output."""
+    probs = keras.ops.convert_to_numpy(model(images, training=False))
+    return (probs[..., 0] > 0.5).astype(np.int64) if probs.shape[-1] == 1 else probs.argmax(-1)
+
+
+def sample_picture(images01: np.ndarray, masks: np.ndarray, predicted: np.ndarray, colors: np.ndarray) -> np.ndarray:
+    """Rows of image | truth | prediction (uint8 RGB), each tile at most SAMPLE_TILE pixels wide."""
+    rows = []
+    for image, mask, pred in zip(images01, masks, predicted, strict=True):
+        tiles = [to_rgb((np.clip(image, 0, 1) * 255).round().astype(np.uint8)), colorize(mask, colors),
+                 colorize(pred, colors)]
+        if tiles[0].shape[0] > SAMPLE_TILE:
+            tiles = [cv2.resize(t, (SAMPLE_TILE, SAMPLE_TILE), interpolation=cv2.INTER_NEAREST) for t in tiles]
+        rows.append(np.concatenate(tiles, axis=1))
+    return np.concatenate(rows, axis=0)
+
+
+def write_png_atomic(path: Path, rgb: np.ndarray) -> None:
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise OSError(f"cannot encode {path.name}")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(encoded.tobytes())
+    os.replace(tmp, path)
+
+
+def _number(value: Any) -> float | None:
+    value = float(keras.ops.convert_to_numpy(value))
+    return value if np.isfinite(value) else None
+
+
+class RunRecorder(keras.callbacks.Callback):
+    """Writes the run folder as training goes, and stops training on STOP, SIGTERM or the time limit.
+
+    Per batch: progress in status.json (throttled). Per epoch: a history.jsonl line, `last.keras`, `model.keras`
+    when validation Dice improved, and `samples/epoch_NNN.png` + `samples/latest.png`.
+    """
+
+    def __init__(self, run_dir: Path, status: StatusWriter, config: Config, dataset: Dataset,
+                 samples: tuple[tf.Tensor, tf.Tensor], history: list[dict[str, Any]], steps: int) -> None:
+        super().__init__()
+        self.run_dir, self.status, self.config, self.steps = run_dir, status, config, steps
+        scored = [(h["val_dice"], h["epoch"]) for h in history if isinstance(h.get("val_dice"), (int, float))]
+        self.best_val_dice, self.best_epoch = max(scored, default=(-1.0, None))
+        self.last_epoch = max((int(h["epoch"]) for h in history), default=0)
+        self.stop_reason: str | None = None
+        self.deadline = time.monotonic() + config.train.max_minutes * 60 if config.train.max_minutes else None
+        images, masks = samples
+        self.sample_inputs = images
+        std, mean = (dataset.std, dataset.mean) if config.data.normalisation == "standard" else (1.0, 0.0)
+        self.sample_images = images.numpy() * max(float(std), 1e-6) + float(mean)
+        self.sample_masks = masks.numpy()[..., 0]
+        self.colors = class_colors(config.model.num_classes, [c.color for c in dataset.classes])
+        (run_dir / runs.SAMPLES).mkdir(exist_ok=True)
+        # Drop a half-written last line (a killed trainer) so the file stays one object per line.
+        tmp = run_dir / f".{runs.HISTORY}.tmp-{os.getpid()}"
+        tmp.write_text("".join(json.dumps(h) + "\n" for h in history), encoding="utf-8")
+        os.replace(tmp, run_dir / runs.HISTORY)
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch_started = time.monotonic()
+        lr = _number(self.model.optimizer.learning_rate)
+        self.lr = None if lr is None else float(f"{lr:.6g}")  # the float32 variable's noise digits help nobody
+        self.status.write(state=runs.RUNNING, epoch=epoch + 1, batch=0, batches=self.steps,
+                          message=f"epoch {epoch + 1} of {self.config.train.epochs}")
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if self.status.stop_requested():
+            self.stop_reason = "stop"
+        elif self.deadline is not None and time.monotonic() > self.deadline:
+            self.stop_reason = "time"
+        if self.stop_reason:
+            self.model.stop_training = True
+            self.status.write(batch=batch + 1, message="stopping: checking the model on the validation images")
+        else:
+            self.status.write(batch=batch + 1, force=False)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        row: dict[str, Any] = {"epoch": epoch + 1, "seconds": round(time.monotonic() - self.epoch_started, 3),
+                               "lr": self.lr}
+        for key, value in (logs or {}).items():
+            if key != "learning_rate":
+                row[key] = _number(value)
+        for prefix in ("", "val_"):  # binary: the one foreground class is class 1
+            for name in ("dice", "iou"):
+                row.setdefault(f"{prefix}{name}_1", row.get(f"{prefix}{name}"))
+        if self.stop_reason:
+            row["partial"] = True  # the epoch was cut short after some batches
+        # Checkpoints first, the history line last: a line in history.jsonl means its epoch is in last.keras.
+        val_dice = row.get("val_dice")
+        if val_dice is not None and val_dice > self.best_val_dice:
+            self.best_val_dice, self.best_epoch = val_dice, epoch + 1
+            save_model_atomic(self.model, self.run_dir / runs.BEST_MODEL)
+        elif not (self.run_dir / runs.BEST_MODEL).exists():
+            save_model_atomic(self.model, self.run_dir / runs.BEST_MODEL)  # never finish without a model
+        save_model_atomic(self.model, self.run_dir / runs.LAST_MODEL)
+        self._write_samples(epoch + 1)
+        with open(self.run_dir / runs.HISTORY, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+        self.last_epoch = epoch + 1
+        self.status.write(epoch=epoch + 1, best_val_dice=None if self.best_epoch is None else self.best_val_dice,
+                          best_epoch=self.best_epoch)
+
+    def _write_samples(self, epoch: int) -> None:
+        predicted = predict_classes(self.model, self.sample_inputs)
+        picture = sample_picture(self.sample_images, self.sample_masks, predicted, self.colors)
+        folder = self.run_dir / runs.SAMPLES
+        write_png_atomic(folder / f"epoch_{epoch:03d}.png", picture)
+        write_png_atomic(folder / "latest.png", picture)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The training itself.
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _fit(run_dir: Path, data: Path, config: Config, resume: bool, status: StatusWriter) -> tuple[str, str]:
+    """Fit and return (final state, message). Raises UserError for things the user can fix."""
+    run = runs.Run(run_dir)
+    last = run_dir / runs.LAST_MODEL
+    history = run.read_history() if resume else []
+    if resume and not last.exists():
+        raise UserError("cannot resume: this run has no checkpoint (last.keras); start a new run instead")
+    done = max((int(h.get("epoch", 0)) for h in history), default=0)
+
+    status.write(state=runs.RUNNING, message="reading the dataset")
+    dataset = load_data(data, run_dir, reuse=resume)
+    config = fit_config(config, dataset)
+    split = _split(run_dir, dataset, config, resume)
+    (run_dir / runs.CONFIG).write_text(config.to_json(), encoding="utf-8")
+    _record_dataset(run_dir, dataset, split, config)
+    runs.write_json_atomic(run_dir / runs.VERSIONS, versions())
+    if done >= config.train.epochs:
+        return runs.COMPLETED, f"already trained for {done} epochs; raise the number of epochs to continue"
+
+    train_bytes = pipeline.decoded_bytes(dataset, split.train, config.data.channels)
+    val_bytes = pipeline.decoded_bytes(dataset, split.val, config.data.channels)
+    cache_train, cache_val = pipeline.plan_cache(train_bytes, val_bytes, pipeline.CACHE_BUDGET_BYTES)
+    steps = pipeline.steps_for(len(split.train), config.train.batch_size)
+    augmenter = Augmenter(config.augment)
+    train_in = pipeline.train_pipeline(dataset, split.train, config, augmenter, cache_train, start_step=done * steps)
+    val_in = pipeline.eval_pipeline(dataset, split.val, config, cache_val)
+    log.info("%d training and %d validation pairs, %d batches per epoch, cached in memory: train %s, val %s",
+             len(split.train), len(split.val), steps, cache_train, cache_val)
+
+    weights = None
+    if config.train.class_weights:
+        counts = pipeline.class_pixel_counts(dataset, split.train, config.model.num_classes)
+        weights = pipeline.class_weights(counts)
+        log.info("class weights from training pixel counts %s: %s", counts.tolist(), weights)
+
+    status.write(message="building the model")
+    with strategy().scope():
+        model = build_model(config, weights, last if resume else None)
+
+    samples = next(iter(pipeline.eval_pipeline(dataset, split.val[:4], config, cache=False, batch_size=4).dataset))
+    recorder = RunRecorder(run_dir, status, config, dataset, samples, history, steps)
+    callbacks: list[keras.callbacks.Callback] = [recorder]
+    early = None
+    if config.train.early_stopping_patience:
+        early = keras.callbacks.EarlyStopping("val_dice", patience=config.train.early_stopping_patience, mode="max")
+        callbacks.append(early)
+    if config.train.reduce_lr_patience:
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(
+            "val_loss", factor=0.5, patience=config.train.reduce_lr_patience, min_lr=1e-6, verbose=1))
+    if importlib.util.find_spec("tensorboard") is not None:  # tf.summary needs the tensorboard package
+        callbacks.append(keras.callbacks.TensorBoard(
+            str(run_dir / runs.TENSORBOARD), histogram_freq=0, write_graph=False, update_freq="epoch", profile_batch=0))
+    else:
+        log.info("tensorboard is not installed: no TensorBoard logs (pip install tensorboard to get them)")
+
+    status.write(message=f"training from epoch {done + 1}")
+    model.fit(train_in.dataset, epochs=config.train.epochs, initial_epoch=done, steps_per_epoch=steps,
+              validation_data=val_in.dataset, callbacks=callbacks, verbose=2, shuffle=False)
+
+    last_epoch = recorder.last_epoch
+    if recorder.stop_reason == "stop":
+        return runs.STOPPED, f"stopped on request after epoch {last_epoch}; resume continues from there"
+    if recorder.stop_reason == "time":
+        limit = f"{config.train.max_minutes:g} minutes"
+        return runs.STOPPED, f"stopped at the time limit ({limit}) after epoch {last_epoch}; resume continues"
+    if early is not None and early.stopped_epoch > 0:
+        return runs.COMPLETED, (f"stopped early after epoch {last_epoch}: validation Dice did not improve for "
+                                f"{config.train.early_stopping_patience} epochs")
+    return runs.COMPLETED, f"finished {last_epoch} epochs"
+
+
+def _plain_error(exc: BaseException) -> str:
+    """A message for status.json: what happened, in a line, without a traceback."""
+    if isinstance(exc, (tf.errors.ResourceExhaustedError, MemoryError)):
+        return "training ran out of memory; use a smaller batch size, input size or model, then start again"
+    if isinstance(exc, OSError) and exc.errno == 28:
+        return "the disk is full; free some space, then resume the run"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"training failed: {type(exc).__name__}: {text[:200]}; see trainer.log"
+
+
+def train(run_dir: Path, data: Path, config: Config, resume: bool = False) -> int:
+    """Train one run to the end (or a stop) and return the process exit code: 0, 1 (crash) or 2 (user error).
+
+    Args:
+        run_dir: the run folder; created if missing (the command line may name a new one).
+        data: a stored dataset folder, or a raw folder/zip of images/ and masks/ (stored into RUN_DIR/data).
+        config: the run's config; channels and number of classes are taken from the dataset.
+        resume: continue from `last.keras`, its optimizer state and `history.jsonl`.
+    """
+    run_dir = Path(run_dir).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handlers = _setup_log(run_dir)
+    if not (run_dir / runs.CONFIG).exists():
+        (run_dir / runs.CONFIG).write_text(config.to_json(), encoding="utf-8")
+    previous = runs.Run(run_dir).read_status() if resume else {}
+    status = StatusWriter(run_dir, {
+        "state": runs.QUEUED, "pid": os.getpid(), "started": runs.now_iso(), "ended": None,
+        "epoch": previous.get("epoch", 0), "epochs": config.train.epochs, "batch": 0, "batches": 0,
+        "best_val_dice": previous.get("best_val_dice"), "best_epoch": previous.get("best_epoch"),
+        "message": "preparing", "error": None,
+    })
+    if not resume:
+        (run_dir / runs.STOP).unlink(missing_ok=True)
+    previous_handler = signal.signal(signal.SIGTERM, lambda *_: status.request_stop())
+    code = EXIT_OK
+    try:
+        with _training_lock(run_dir, status) as acquired:
+            if not acquired:
+                state, message = runs.STOPPED, "stopped while waiting for another run"
+            else:
+                state, message = _fit(run_dir, data, config, resume, status)
+        status.write(state=state, message=message, ended=runs.now_iso(), force=True)
+    except UserError as exc:
+        log.error("%s", exc)
+        status.write(state=runs.FAILED, message=str(exc), error=str(exc), ended=runs.now_iso(), force=True)
+        code = EXIT_USER_ERROR
+    except Exception as exc:  # noqa: BLE001 - the edge of the trainer process: every failure becomes a status
+        log.exception("training failed")
+        message = _plain_error(exc)
+        status.write(state=runs.FAILED, message=message, error=message, ended=runs.now_iso(), force=True)
+        code = EXIT_FAILED
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+        (run_dir / runs.STOP).unlink(missing_ok=True)
+        for handler in handlers:
+            handler.flush()
+            log.removeHandler(handler)
+            handler.close()
+    return code

@@ -1,0 +1,146 @@
+"""The Inference page's state: the loaded model and its predictions, kept per tab so sliders never re-run it.
+
+Models and predictions live in `st.session_state`, not `st.cache_resource`: an uploaded model or image is one
+user's data and must never be shared with another session.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from unet import workspace
+from unet.errors import UserError
+from unet.images import IMAGE_EXTENSIONS, read_image, read_mask_raw
+from unet.inference import Prediction, Predictor
+from unet.postprocess import error_overlay
+from unet.runs import BEST_MODEL, Run
+from unet.zipsafe import extract_zip
+
+_PREDICTOR = "inference_predictor"
+_PREDICTIONS = "inference_predictions"
+MAX_CACHED_PREDICTIONS = 64
+
+
+def _staging() -> Path:
+    folder = workspace.root() / "uploads" / uuid.uuid4().hex
+    folder.mkdir(parents=True)
+    return folder
+
+
+def _cached_predictor(key: tuple, load) -> Predictor:
+    held = st.session_state.get(_PREDICTOR)
+    if held and held[0] == key:
+        return held[1]
+    with st.spinner("Loading the model…"):
+        predictor = load()
+    st.session_state[_PREDICTOR] = (key, predictor)
+    st.session_state[_PREDICTIONS] = {}
+    return predictor
+
+
+def predictor_from_run(run: Run) -> Predictor:
+    model = run.file(BEST_MODEL)
+    return _cached_predictor(("run", run.id, model.stat().st_mtime), lambda: Predictor.from_run(run.path))
+
+
+def predictor_from_upload(upload) -> Predictor:
+    """Save the uploaded .keras file inside the workspace, load it with safe mode, delete the copy."""
+
+    def load() -> Predictor:
+        folder = _staging()
+        try:
+            path = folder / (workspace.safe_name(Path(upload.name).stem, fallback="model") + ".keras")
+            with path.open("wb") as out:
+                shutil.copyfileobj(upload, out, length=1 << 20)
+            return Predictor.from_file(path, name=upload.name)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    return _cached_predictor(("file", upload.file_id), load)
+
+
+def read_uploads(uploads) -> tuple[list[tuple[str, np.ndarray]], list[tuple[str, str]]]:
+    """Decode uploaded images (and images inside uploaded zips); broken files are reported, not fatal."""
+    images: list[tuple[str, np.ndarray]] = []
+    problems: list[tuple[str, str]] = []
+    folder = _staging()
+    try:
+        for upload in uploads:
+            target = folder / uuid.uuid4().hex / workspace.safe_name(upload.name, fallback="image")
+            target.parent.mkdir()
+            with target.open("wb") as out:
+                shutil.copyfileobj(upload, out, length=1 << 20)
+            if target.suffix.lower() == ".zip":
+                try:
+                    skipped = extract_zip(target, target.parent / "unzipped")
+                except UserError as exc:
+                    problems.append((upload.name, str(exc)))
+                    continue
+                problems += [(p.file, p.problem) for p in skipped]
+                members = sorted(p for p in (target.parent / "unzipped").rglob("*")
+                                 if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+                files = [(str(p.relative_to(target.parent / "unzipped")), p) for p in members]
+            else:
+                files = [(upload.name, target)]
+            for name, path in files:
+                try:
+                    images.append((name, read_image(path)))
+                except UserError as exc:
+                    problems.append((name, str(exc)))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return images, problems
+
+
+def predicted(predictor: Predictor, name: str, image: np.ndarray) -> Prediction:
+    """The model's prediction for an image, computed once per tab and image."""
+    cache: dict = st.session_state.setdefault(_PREDICTIONS, {})
+    key = (name, image.shape, int(image[::17, ::17].sum()))
+    if key not in cache:
+        if len(cache) >= MAX_CACHED_PREDICTIONS:
+            cache.pop(next(iter(cache)))
+        with st.spinner(f"Predicting {name}…"):
+            cache[key] = predictor.predict(image)
+    return cache[key]
+
+
+def truth_for(name: str, uploads, shape: tuple[int, int], num_classes: int) -> np.ndarray | None:
+    """The uploaded true mask for image `name` as class indices, or None; its values are mapped in order
+    (0/255 -> 0/1), so binary masks in any two values work."""
+    stem = Path(name).stem
+    match = next((u for u in uploads or [] if Path(u.name).stem.removesuffix("_mask").removesuffix("_label") == stem),
+                 None)
+    if match is None:
+        return None
+    folder = _staging()
+    try:
+        path = folder / workspace.safe_name(match.name, fallback="mask")
+        path.write_bytes(match.getvalue())
+        raw = read_mask_raw(path)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    if raw.ndim == 3:
+        raw = raw[..., 0]
+    values = np.unique(raw)
+    if raw.shape != shape:
+        raise UserError(f"mask '{match.name}' is {raw.shape[1]}x{raw.shape[0]} but its image is {shape[1]}x{shape[0]}")
+    if len(values) > num_classes:
+        raise UserError(f"mask '{match.name}' has {len(values)} different values but the model knows {num_classes} "
+                        "classes")
+    if values.max(initial=0) < num_classes:
+        return raw.astype(np.uint8)
+    return np.searchsorted(values, raw).astype(np.uint8)
+
+
+def error_view(image: np.ndarray, mask: np.ndarray, truth: np.ndarray, score: list[dict], opacity: float) -> None:
+    """True positives green, false positives red, false negatives blue, with Dice and IoU per class."""
+    left, right = st.columns([3, 1])
+    left.image(error_overlay(image, mask, truth, opacity), caption="green: right · red: extra · blue: missed")
+    for row in score:
+        right.metric(f"Dice · {row['name']}", f"{row['dice']:.3f}", help="1.0 = identical to the true mask.")
+        right.metric(f"IoU · {row['name']}", f"{row['iou']:.3f}")

@@ -1,0 +1,178 @@
+"""The Train page's pieces: the training settings form and the live view of one run.
+
+The live view only reads the run folder; a fragment with `run_every` redraws it while the run is active and
+stops polling (`run_every=None`) once it has ended, so an idle page costs nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from datetime import datetime
+
+import streamlit as st
+
+from unet import runs, workspace
+from unet.charts import history_figure
+from unet.config import LOSSES, OPTIMIZERS, Config, TrainConfig
+from unet.dataset import Dataset
+
+REFRESH_SECONDS = 1.5
+STATE_BADGES = {
+    "queued": ("Queued", "gray", ":material/schedule:"),
+    "running": ("Training", "blue", ":material/play_circle:"),
+    "completed": ("Completed", "green", ":material/check_circle:"),
+    "stopped": ("Stopped", "orange", ":material/stop_circle:"),
+    "failed": ("Failed", "red", ":material/error:"),
+    "interrupted": ("Interrupted", "violet", ":material/pause_circle:"),
+}
+LOSS_NAMES = {
+    "dice_ce": "Dice + cross-entropy (recommended)",
+    "ce": "Cross-entropy",
+    "dice": "Dice",
+    "focal": "Focal (for rare classes)",
+}
+
+
+def train_settings(current: TrainConfig) -> TrainConfig:
+    """Widgets for the training options; returns the TrainConfig they describe."""
+    left, right = st.columns(2)
+    epochs = left.number_input(
+        "Epochs", 1, 10000, current.epochs,
+        help="How many times the network sees every training image. Early stopping may end sooner.",
+    )
+    learning_rate = left.select_slider(
+        "Learning rate", [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2],
+        value=min([1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2], key=lambda v: abs(v - current.learning_rate)),
+        format_func=lambda v: f"{v:g}",
+        help="How big each learning step is. 0.001 suits Adam; lower it if the loss jumps around.",
+    )
+    optimizer = left.selectbox(
+        "Optimizer", OPTIMIZERS, index=OPTIMIZERS.index(current.optimizer),
+        help="The method that adjusts the network. Adam is a safe default.",
+    )
+    loss = left.selectbox(
+        "Loss", LOSSES, index=LOSSES.index(current.loss), format_func=LOSS_NAMES.get,
+        help="What the network tries to make small. Dice + cross-entropy copes well with small objects.",
+    )
+    validation_split = right.slider(
+        "Validation share", 0.05, 0.5, current.validation_split, 0.05,
+        help="Images held back to measure progress honestly; the network never learns from them.",
+    )
+    early = right.number_input(
+        "Stop early after (epochs without improvement)", 0, 1000, current.early_stopping_patience,
+        help="Ends training when validation Dice has not improved for this many epochs. 0 turns it off.",
+    )
+    reduce_lr = right.number_input(
+        "Lower the learning rate after (epochs without improvement)", 0, 1000, current.reduce_lr_patience,
+        help="Halves the learning rate when progress stalls. 0 turns it off.",
+    )
+    max_minutes = right.number_input(
+        "Time limit (minutes, 0 = none)", 0.0, 10080.0, float(current.max_minutes), 1.0,
+        help="Training stops cleanly after this long and keeps the best model.",
+    )
+    class_weights = st.checkbox(
+        "Weight rare classes more", current.class_weights,
+        help="Counts mistakes on rare classes more, so small structures are not ignored.",
+    )
+    return dataclasses.replace(
+        current, epochs=int(epochs), learning_rate=float(learning_rate), optimizer=optimizer, loss=loss,
+        validation_split=float(validation_split), early_stopping_patience=int(early),
+        reduce_lr_patience=int(reduce_lr), max_minutes=float(max_minutes), class_weights=class_weights,
+    )
+
+
+def start(config: Config, dataset: Dataset, name: str) -> runs.Run:
+    """Create a run folder and start its trainer process; the process is reaped in a thread (no zombies)."""
+    run = runs.create_run(workspace.runs_dir(), name or dataset.name, config, dataset.root)
+    process = runs.start_training(run.path, dataset.root)
+    threading.Thread(target=process.wait, daemon=True).start()
+    return run
+
+
+def resume(run: runs.Run) -> None:
+    data = run.info.get("dataset")
+    process = runs.start_training(run.path, data, resume=True)
+    threading.Thread(target=process.wait, daemon=True).start()
+
+
+def _clock(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else \
+        f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def _elapsed(status: dict) -> float:
+    try:
+        start = datetime.fromisoformat(status["started"]).timestamp()
+    except (KeyError, TypeError, ValueError):
+        return 0.0
+    end = status.get("ended")
+    try:
+        stop = datetime.fromisoformat(end).timestamp() if end else time.time()
+    except (TypeError, ValueError):
+        stop = time.time()
+    return max(0.0, stop - start)
+
+
+def _progress(status: dict, history: list[dict]) -> tuple[float, str, float | None]:
+    """(fraction done, label, seconds left or None) from the status and the finished epochs."""
+    epochs = max(1, int(status.get("epochs") or 1))
+    done_epochs = len(history)
+    batches = max(1, int(status.get("batches") or 1))
+    batch = int(status.get("batch") or 0)
+    in_epoch = 0.0 if status.get("state") != "running" else min(batch / batches, 1.0)
+    fraction = min(1.0, (done_epochs + in_epoch) / epochs)
+    label = f"Epoch {min(done_epochs + 1, epochs)} of {epochs} · batch {batch} of {batches}"
+    left = None
+    if history:
+        per_epoch = sum(r.get("seconds", 0) for r in history[-3:]) / len(history[-3:])
+        left = per_epoch * (epochs - done_epochs - in_epoch)
+    return fraction, label, left
+
+
+def run_view(run: runs.Run, class_names: list[str]) -> None:
+    """Status, progress, charts and latest samples of a run; polls the folder while the run is active."""
+    active = run.is_active
+
+    @st.fragment(run_every=REFRESH_SECONDS if active else None)
+    def live() -> None:
+        status = run.read_status()
+        history = run.read_history()
+        state = status.get("state", "queued")
+        if state in ("running", "queued") and not run.is_active:
+            runs.mark_interrupted_runs(workspace.runs_dir())
+            status = run.read_status()
+            state = status.get("state", state)
+        label, color, icon = STATE_BADGES.get(state, (state, "gray", ":material/help:"))
+        head = st.columns([2, 1, 1, 1])
+        head[0].markdown(f"### {run.name}  \n:{color}-badge[{icon} {label}]")
+        fraction, progress_label, left = _progress(status, history)
+        head[1].metric("Elapsed", _clock(_elapsed(status)))
+        head[2].metric("Time left", _clock(left) if left is not None and state == "running" else "–",
+                       help="Estimated from the last epochs; early stopping may end sooner.")
+        best = status.get("best_val_dice")
+        head[3].metric("Best validation Dice", f"{best:.3f}" if isinstance(best, (int, float)) else "–",
+                       help="1.0 means every validation pixel right; the best model is what is kept.")
+        if state in ("running", "queued"):
+            st.progress(fraction, text=progress_label if state == "running" else status.get("message", "Waiting…"))
+            if st.button("Stop", icon=":material/stop:", type="secondary", key=f"stop_{run.id}",
+                         help="Stops after the current batch and keeps the best model so far; you can resume later."):
+                run.request_stop()
+                st.toast("Stopping after the current batch…")
+        if state == "failed" and status.get("error"):
+            st.error(status["error"], icon=":material/error:")
+        elif status.get("message") and state not in ("running", "queued"):
+            st.caption(status["message"])
+        if history:
+            st.plotly_chart(history_figure(history, class_names), width="stretch", key=f"chart_{run.id}")
+        elif state in ("running", "queued"):
+            st.caption("The charts appear after the first epoch.")
+        latest = run.file("samples") / "latest.png"
+        if latest.exists():
+            st.image(latest.read_bytes(), caption="Validation samples: image · truth · prediction (latest epoch)")
+        if active and state not in ("running", "queued"):
+            st.rerun()  # the run just ended: redraw the whole page once (Resume button, run list) and stop polling
+
+    live()
