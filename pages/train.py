@@ -16,11 +16,13 @@ runs.mark_interrupted_runs(runs_root)
 all_runs = runs.list_runs(runs_root)
 
 # The run on screen is kept in the URL, so a refresh or a second tab shows the same one.
+# Without one (e.g. after navigating here), the active run is shown, else the newest.
 shown_id = st.query_params.get("run")
-if not shown_id:
-    active = next((r for r in all_runs if r.is_active), None)
-    shown_id = active.id if active else None
 shown = next((r for r in all_runs if r.id == shown_id), None)
+if shown is None and all_runs:
+    shown = next((r for r in all_runs if r.is_active), all_runs[0])
+    st.query_params["run"] = shown.id
+shown_id = shown.id if shown else None
 
 dataset = current_dataset()
 config = align_config_with_dataset(dataset)
