@@ -6,7 +6,9 @@ import streamlit as st
 
 from unet import runs, workspace
 from unet.model import model_facts
+from unet.run_summary import duration_text, summary_row
 from unet.ui.feedback import user_errors
+from unet.ui.model_facts_view import machine_gflops
 from unet.ui.state import align_config_with_dataset, current_dataset, set_config
 from unet.ui.train_view import resume, run_view, start, train_settings
 
@@ -32,11 +34,16 @@ with st.expander("New training", expanded=shown is None, icon=":material/add_cir
         st.info("Choose a dataset first on the **Dataset** page (the demo data is one click away).")
         st.page_link("pages/dataset.py", label="Go to the Dataset page", icon=":material/photo_library:")
     else:
-        facts = model_facts(config)
+        train_images = max(1, round(len(dataset.stems) * (1 - config.train.validation_split)))
+        facts = model_facts(config, num_images=train_images, gflops_per_second=machine_gflops())
+        per_epoch = facts.seconds_per_epoch or 0
         st.markdown(
             f"**Dataset** {dataset.name}: {len(dataset.stems)} pairs, {dataset.num_classes} classes · "
             f"**Model** depth {config.model.depth}, {config.model.base_filters} filters, "
-            f"{config.data.input_size}×{config.data.input_size} input, {facts.params:,} parameters"
+            f"{config.data.input_size}×{config.data.input_size} input, {facts.params:,} parameters · "
+            f"**Estimate** about {duration_text(per_epoch)} per epoch, "
+            f"{duration_text(per_epoch * config.train.epochs)} for {config.train.epochs} epochs "
+            "(early stopping may end sooner)"
         )
         train = train_settings(config.train)
         if train != config.train:
@@ -65,18 +72,13 @@ if shown is not None:
 # --- Earlier runs ---------------------------------------------------------------------------------------------------
 if all_runs:
     st.subheader("Runs", divider="gray")
-    rows = []
-    for run in all_runs:
-        status = run.read_status()
-        best = status.get("best_val_dice")
-        rows.append({
-            "Run": run.name,
-            "State": status.get("state", "?"),
-            "Best val Dice": round(best, 4) if isinstance(best, (int, float)) else None,
-            "Epochs": status.get("epoch"),
-            "Started": (status.get("started") or "")[:19].replace("T", " "),
-        })
-    st.dataframe(rows, hide_index=True, width="stretch")
+    rows = [summary_row(run) for run in all_runs]
+    st.dataframe(
+        [{"Run": r["name"], "State": r["state"], "Best val Dice": r["best_val_dice"], "Epochs": r["epochs"],
+          "Duration": r["duration"], "Started": r["started"]} for r in rows],
+        hide_index=True, width="stretch",
+        column_config={"Best val Dice": st.column_config.NumberColumn(format="%.4f")},
+    )
     ids = [r.id for r in all_runs]
     pick = st.selectbox("Open a run", ids, index=ids.index(shown.id) if shown else 0,
                         format_func=lambda i: next(r.name for r in all_runs if r.id == i))

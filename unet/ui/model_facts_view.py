@@ -14,7 +14,7 @@ SLOW_EPOCH_SECONDS = 120
 
 
 @st.cache_resource(show_spinner="Measuring this machine's speed (once, a few seconds)…")
-def _machine_gflops() -> float:
+def machine_gflops() -> float:
     """Training throughput of this machine; shared by every session because it is a fact about the machine."""
     from unet.calibration import achieved_gflops
 
@@ -36,7 +36,7 @@ def _bytes(count: float) -> str:
 def show_model_facts(config: Config, dataset: Dataset | None) -> None:
     images = len(dataset.stems) if dataset else DEMO_IMAGES
     train_images = max(1, round(images * (1 - config.train.validation_split)))
-    facts = model_facts(config, num_images=train_images, gflops_per_second=_machine_gflops())
+    facts = model_facts(config, num_images=train_images, gflops_per_second=machine_gflops())
     row = st.columns(3)
     row[0].metric("Parameters", f"{facts.params:,}", help="Numbers the network learns. More can fit subtler patterns.")
     row[1].metric(

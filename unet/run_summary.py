@@ -1,0 +1,83 @@
+"""What the Runs page and the command line say about runs: one summary row each, config differences, and the
+command that reproduces a run headless."""
+
+from __future__ import annotations
+
+import shlex
+from datetime import datetime
+from typing import Any
+
+from unet.config import Config
+from unet.errors import UserError
+from unet.runs import DATASET, Run, read_json
+
+
+def _seconds_between(start: str | None, end: str | None) -> float | None:
+    try:
+        return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+    except (TypeError, ValueError):
+        return None
+
+
+def duration_text(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds // 60 % 60:02d} min"
+
+
+def summary_row(run: Run) -> dict[str, Any]:
+    """One line of the run table: name, dataset, state, best validation Dice and IoU, epochs, duration, start."""
+    status = run.read_status()
+    history = run.read_history()
+    best = max(history, key=lambda r: r.get("val_dice") or -1.0) if history else {}
+    dataset = read_json(run.file(DATASET), {}) or {}
+    ended = status.get("ended") or (status.get("updated") if status.get("state") == "running" else None)
+    return {
+        "id": run.id,
+        "name": run.name,
+        "dataset": dataset.get("name", ""),
+        "state": status.get("state", "?"),
+        "best_val_dice": best.get("val_dice"),
+        "best_val_iou": best.get("val_iou"),
+        "best_epoch": best.get("epoch"),
+        "epochs": len(history),
+        "duration": duration_text(_seconds_between(status.get("started"), ended)),
+        "started": (status.get("started") or "")[:16].replace("T", " "),
+    }
+
+
+def config_table(configs: dict[str, Config]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Rows `{"setting": "model.depth", run name: value, ...}` for every setting, and the settings that differ."""
+    flat = {name: _flatten(config.to_dict()) for name, config in configs.items()}
+    keys = list(next(iter(flat.values()))) if flat else []
+    rows, differing = [], []
+    for key in keys:
+        values = {name: values.get(key) for name, values in flat.items()}
+        rows.append({"setting": key, **values})
+        if len({repr(v) for v in values.values()}) > 1:
+            differing.append(key)
+    return rows, differing
+
+
+def _flatten(sections: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return {f"{section}.{key}": value for section, values in sections.items() for key, value in values.items()}
+
+
+def train_command(run: Run) -> str:
+    """The `python -m unet train` line that repeats this run headless (copy config.json beside the data)."""
+    dataset = read_json(run.file(DATASET), {}) or {}
+    data = dataset.get("path") or run.info.get("dataset") or "DATA"
+    try:
+        epochs = run.config().train.epochs
+    except UserError:
+        epochs = None
+    parts = ["python", "-m", "unet", "train", "--data", str(data), "--out", f"runs/{run.id}-again",
+             "--config", "config.json"]
+    if epochs:
+        parts += ["--epochs", str(epochs)]
+    return " ".join(shlex.quote(p) for p in parts)
