@@ -94,8 +94,9 @@ if not images:
 # --- 3. Results --------------------------------------------------------------------------------------------------
 st.header("3. Results", divider="gray")
 controls = st.columns(4)
+st.session_state.setdefault("inference_threshold", 0.5)  # the Runs page's evaluation may offer a better one
 threshold = controls[0].slider(
-    "Threshold", 0.05, 0.95, 0.5, 0.05, disabled=not binary,
+    "Threshold", 0.05, 0.95, step=0.05, key="inference_threshold", disabled=not binary,
     help="How sure the model must be to mark a pixel. Lower finds more (and more false alarms), higher finds less."
     + ("" if binary else " (Multi-class models pick the most likely class per pixel.)"),
 )

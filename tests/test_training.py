@@ -109,16 +109,15 @@ def test_a_two_epoch_run_leaves_every_file_with_sane_values(trained):
 
 
 def test_evaluate_matches_an_independent_numpy_dice(trained, stored):
-    from unet import pipeline
+    from unet.inference import Predictor
 
     result = evaluate(trained, stored.root)
     assert set(result) >= {"dice", "iou", "pixel_accuracy", "per_class", "images"}
     assert result["images"] == 10 and [c["class"] for c in result["per_class"]] == [1]
-    model = keras.models.load_model(trained / runs.BEST_MODEL, safe_mode=True, compile=False)
-    config = Config.load(trained / runs.CONFIG)
-    batches = list(pipeline.eval_pipeline(stored, stored.stems, config).dataset)
-    truth = np.concatenate([m.numpy()[..., 0] for _, m in batches]) == 1
-    predicted = np.concatenate([model.predict(i, verbose=0)[..., 0] for i, _ in batches]) > 0.5
+    predictor = Predictor.from_run(trained)  # evaluation predicts as the Inference page does, at full size
+    pairs = [stored.read_pair(stem) for stem in stored.stems]
+    truth = np.concatenate([mask.ravel() == 1 for _, mask in pairs])
+    predicted = np.concatenate([predictor.predict(image).probabilities[..., 0].ravel() > 0.5 for image, _ in pairs])
     both = np.logical_and(truth, predicted).sum()
     dice = 2 * both / (truth.sum() + predicted.sum()) if truth.sum() + predicted.sum() else 1.0
     iou = both / np.logical_or(truth, predicted).sum() if np.logical_or(truth, predicted).any() else 1.0

@@ -68,6 +68,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2))
     else:
         print(f"Dice {result['dice']:.4f}  IoU {result['iou']:.4f}  pixel accuracy {result['pixel_accuracy']:.4f}")
+        if result.get("best_threshold") is not None:
+            print(f"  best threshold {result['best_threshold']:g}")
         for row in result["per_class"]:
             print(f"  class {row['class']} ({row['name']}): Dice {row['dice']:.4f}  IoU {row['iou']:.4f}")
     return 0
@@ -85,6 +87,22 @@ def _predict(args: argparse.Namespace) -> int:
     )
     print(f"wrote {len(written)} masks to {args.out}")
     return 0 if written else 2
+
+
+def _export(args: argparse.Namespace) -> int:
+    from unet.export import export_model
+
+    result = export_model(Path(args.run), args.format, Path(args.out))
+    print(result.summary())
+    return 0 if result.ok else 1
+
+
+def _report(args: argparse.Namespace) -> int:
+    from unet.html_report import write_report
+
+    path = write_report(Path(args.run), Path(args.out), Path(args.data) if args.data else None)
+    print(f"wrote the report to {path} ({path.stat().st_size / 1e6:.1f} MB); it opens offline in any browser")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -126,6 +144,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for the masks")
     p.add_argument("--model", help="a .keras file (with --run: the run's settings are kept)")
     p.add_argument("--threshold", type=float, default=0.5, help="probability above which a pixel is foreground")
+
+    p = command("export", _export, "export a run's best model and check its predictions against the trained model")
+    p.add_argument("--run", required=True, help="run folder")
+    p.add_argument("--format", required=True, choices=["keras", "savedmodel", "tflite", "onnx"])
+    p.add_argument("--out", required=True, help="folder to write into (model.keras, saved_model/, model.tflite, ...)")
+
+    p = command("report", _report, "write one self-contained HTML report of a run (opens offline)")
+    p.add_argument("--run", required=True, help="run folder")
+    p.add_argument("--out", required=True, help="HTML file to write")
+    p.add_argument("--data", help="a labelled dataset to evaluate the model on (optional)")
     return parser
 
 

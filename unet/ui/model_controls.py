@@ -13,7 +13,7 @@ import streamlit as st
 from unet.config import ACTIVATIONS, DROPOUT_PLACEMENTS, NORMALISATIONS, POOLINGS, RESIZE_MODES, UPSAMPLINGS, Config
 
 FILTER_CHOICES = (4, 8, 12, 16, 24, 32, 48, 64, 96, 128)
-SIZE_CHOICES = (64, 96, 128, 160, 192, 224, 256, 320, 384, 448, 512, 640, 768, 1024)
+SIZE_CHOICES = (32, 48, 64, 96, 128, 160, 192, 224, 256, 320, 384, 448, 512, 640, 768, 1024)
 ACTIVATION_NAMES = {"relu": "ReLU", "leaky_relu": "LeakyReLU", "elu": "ELU"}
 
 # widget key -> (config section, field)

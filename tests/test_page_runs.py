@@ -1,0 +1,56 @@
+"""The Runs page in AppTest over a real tiny run: table, compare, train again, evaluate, export, report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import TINY_RUN
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+@pytest.fixture()
+def at(trained_workspace: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    monkeypatch.setenv("UNET_WORKSPACE", str(trained_workspace))
+    app = AppTest.from_file(APP, default_timeout=120)
+    app.switch_page("pages/runs.py").run()
+    assert not app.exception
+    return app
+
+
+def test_the_table_lists_the_run_with_its_best_dice(at: AppTest):
+    table = at.dataframe[0].value
+    assert list(table["name"]) == [TINY_RUN]
+    assert 0 <= float(table["best_val_dice"].iloc[0]) <= 1
+    assert table["state"].iloc[0] == "completed"
+
+
+def test_show_the_command_prints_a_train_line(at: AppTest):
+    toggle = next(t for t in at.toggle if t.label == "Show the command")
+    toggle.set_value(True).run()
+    assert not at.exception
+    assert "python -m unet train" in at.code[0].value and "--config config.json" in at.code[0].value
+
+
+def test_train_again_loads_the_runs_config(at: AppTest):
+    next(b for b in at.button if b.label == "Train again with this config").click().run()
+    assert not at.exception
+    assert at.session_state["config"].model.base_filters == 4
+    assert at.session_state["config"].data.input_size == 32
+
+
+def test_export_to_tflite_is_checked_and_offered(at: AppTest):
+    at.selectbox(key=f"export_format_{TINY_RUN}").set_value("tflite").run()
+    next(b for b in at.button if b.label == "Export and check").click().run()
+    assert not at.exception
+    assert any("predictions match" in s.value for s in at.success)
+    assert "/" not in at.success[0].value.split("MB")[0], "no server path in the message"
+
+
+def test_the_report_is_built_for_download(at: AppTest):
+    next(b for b in at.button if b.label == "Build the report").click().run()
+    assert not at.exception
+    assert any(b.label == "Download report.html" for b in at.get("download_button"))

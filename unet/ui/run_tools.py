@@ -1,0 +1,147 @@
+"""The Runs page's tools for one run: evaluation on a labelled dataset, export with a check, the HTML report.
+
+Results are kept in this tab's session state, keyed by run and dataset, so moving a widget does not redo them.
+"""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from unet import workspace
+from unet.dataset import list_datasets
+from unet.evaluation import Evaluation, evaluate_detailed
+from unet.export import FORMATS, LABELS, export_model, unsupported_reason
+from unet.html_report import build_report
+from unet.runs import Run, read_json
+from unet.ui.feedback import user_errors
+
+INFERENCE_THRESHOLD = "inference_threshold"  # the Inference page's threshold slider key
+
+
+def _sweep_figure(evaluation: Evaluation) -> go.Figure:
+    figure = go.Figure(go.Scatter(
+        x=[row["threshold"] for row in evaluation.sweep], y=[row["dice"] for row in evaluation.sweep],
+        mode="lines+markers", name="Dice",
+    ))
+    if evaluation.best_threshold is not None:
+        figure.add_vline(x=evaluation.best_threshold, line_dash="dot", annotation_text="best")
+    figure.update_layout(height=280, xaxis_title="threshold", yaxis_title="Dice", template="plotly_white",
+                         margin={"l": 10, "r": 10, "t": 20, "b": 10}, yaxis_range=[0, 1.02])
+    return figure
+
+
+def _confusion_figure(evaluation: Evaluation) -> go.Figure:
+    matrix = evaluation.confusion
+    share = matrix / matrix.sum(axis=1, keepdims=True).clip(min=1)
+    figure = go.Figure(go.Heatmap(z=share, x=evaluation.class_names, y=evaluation.class_names, colorscale="Blues",
+                                  zmin=0, zmax=1, text=matrix.astype(int), texttemplate="%{text}"))
+    figure.update_layout(height=360, xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed",
+                         margin={"l": 10, "r": 10, "t": 20, "b": 10})
+    return figure
+
+
+def _show_evaluation(evaluation: Evaluation) -> None:
+    top = st.columns(3)
+    top[0].metric("Dice", f"{evaluation.dice:.4f}", help="Mean over the foreground classes; 1 is perfect.")
+    top[1].metric("IoU", f"{evaluation.iou:.4f}", help="Overlap divided by union; stricter than Dice.")
+    top[2].metric("Pixel accuracy", f"{evaluation.pixel_accuracy:.4f}", help="Share of pixels with the right class.")
+    st.dataframe(evaluation.per_class, hide_index=True, width="stretch")
+    if evaluation.binary and evaluation.sweep:
+        st.plotly_chart(_sweep_figure(evaluation), width="stretch")
+        if evaluation.best_threshold is not None and st.button(
+            f"Use threshold {evaluation.best_threshold:g} on the Inference page", icon=":material/tune:"
+        ):
+            st.session_state[INFERENCE_THRESHOLD] = float(evaluation.best_threshold)
+            st.toast(f"The Inference page will start at threshold {evaluation.best_threshold:g}.")
+    elif not evaluation.binary:
+        st.plotly_chart(_confusion_figure(evaluation), width="stretch")
+    with st.expander(f"Per image ({evaluation.images}), worst first"):
+        st.dataframe(evaluation.per_image, hide_index=True, width="stretch")
+    if evaluation.worst:
+        st.caption("Worst images: green right, red extra, blue missed.")
+        cells = st.columns(4)
+        for i, item in enumerate(evaluation.worst):
+            cells[i % 4].image(item.picture, caption=f"{item.image} · Dice {item.dice:.3f}")
+
+
+def _evaluation_section(run: Run) -> None:
+    stored = list_datasets(workspace.datasets_dir())
+    own = run.path / "data"  # a run trained from the command line on raw data keeps its stored copy here
+    if (own / "dataset.json").exists():
+        stored += [d for d in list_datasets(run.path) if d.root == own]
+    if not stored:
+        st.info("Evaluation needs a labelled dataset saved on the Dataset page.")
+        return
+    recorded = (read_json(run.file("dataset.json"), {}) or {}).get("name")
+    names = [d.name for d in stored]
+    name = st.selectbox(
+        "Labelled dataset", names, index=names.index(recorded) if recorded in names else 0, key=f"eval_data_{run.id}",
+        help="Images with true masks. Using the training dataset mixes seen and unseen images; a separate test set "
+        "tells more.",
+    )
+    key = ("evaluation", run.id, name)
+    if st.button("Evaluate", icon=":material/fact_check:", key=f"evaluate_{run.id}"):
+        with user_errors("evaluating the model"):
+            bar = st.progress(0.0, text="Evaluating…")
+            dataset = next(d for d in stored if d.name == name)
+            st.session_state[key] = evaluate_detailed(
+                run.path, dataset.root, progress=lambda f, text: bar.progress(min(max(f, 0.0), 1.0), text=text)
+            )
+            bar.empty()
+    if key in st.session_state:
+        _show_evaluation(st.session_state[key])
+
+
+def _export_section(run: Run) -> None:
+    fmt = st.selectbox(
+        "Format",
+        FORMATS,
+        format_func=lambda f: LABELS[f] + ("" if unsupported_reason(f) is None else " (not available)"),
+        key=f"export_format_{run.id}",
+        help="Keras for Python and this app; SavedModel for TensorFlow Serving; TensorFlow Lite for phones and small "
+        "devices; ONNX for other runtimes. Every export is reloaded and compared with the trained model.",
+    )
+    reason = unsupported_reason(fmt)
+    if reason:
+        st.warning(reason, icon=":material/block:")
+    key = ("export", run.id, fmt)
+    if st.button("Export and check", disabled=reason is not None, icon=":material/output:", key=f"export_{run.id}"):
+        with user_errors(f"exporting to {LABELS[fmt]}"), st.spinner(f"Exporting to {LABELS[fmt]} and checking…"):
+            st.session_state[key] = export_model(run.path, fmt, run.path / "exports")
+    result = st.session_state.get(key)
+    if result is not None:
+        verdict = "match" if result.ok else "do NOT match"
+        (st.success if result.ok else st.error)(
+            f"{LABELS[fmt]}: {result.size_bytes / 1e6:.2f} MB in {result.seconds:.1f} s. Reloaded, its predictions "
+            f"{verdict} the trained model on {result.samples} {result.checked_on} (largest difference "
+            f"{result.max_abs_diff:.1e}, allowed {result.tolerance:.0e})."
+        )
+        if result.ok:
+            st.download_button(f"Download {result.download_name}", result.download_bytes(), result.download_name,
+                               icon=":material/download:", key=f"export_download_{run.id}_{fmt}")
+
+
+def _report_section(run: Run) -> None:
+    st.write("One HTML file with the data, the model, the curves, the scores and sample predictions. "
+             "It opens offline in any browser: send it to whoever needs to see the result.")
+    key = ("report", run.id)
+    if st.button("Build the report", icon=":material/description:", key=f"report_{run.id}"):
+        with user_errors("building the report"), st.spinner("Building the report (a few seconds)…"):
+            st.session_state[key] = build_report(run.path)
+    if key in st.session_state:
+        st.download_button("Download report.html", st.session_state[key], f"{run.id}-report.html", "text/html",
+                           icon=":material/download:", key=f"report_download_{run.id}")
+
+
+def run_tools(run: Run) -> None:
+    if not run.has_model:
+        st.info("This run has no saved model yet: evaluation, export and the report need one finished epoch.")
+        return
+    evaluation_tab, export_tab, report_tab = st.tabs(["Evaluate", "Export", "Report"])
+    with evaluation_tab:
+        _evaluation_section(run)
+    with export_tab:
+        _export_section(run)
+    with report_tab:
+        _report_section(run)
