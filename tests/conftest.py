@@ -35,3 +35,16 @@ def trained_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     return workspace
+
+
+def open_page(page: str, workspace: Path, monkeypatch: pytest.MonkeyPatch, **query: str):
+    """The app in Streamlit's AppTest, on `page` (e.g. "pages/runs.py"), with `workspace` as its workspace."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("UNET_WORKSPACE", str(workspace))
+    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    for key, value in query.items():
+        app.query_params[key] = value
+    app.switch_page(page).run()
+    assert not app.exception
+    return app

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
+from tests.conftest import open_page
 
 
 def _png(height: int, width: int, seed: int = 0) -> bytes:
@@ -20,11 +20,7 @@ def _png(height: int, width: int, seed: int = 0) -> bytes:
 
 @pytest.fixture()
 def at(trained_workspace: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
-    monkeypatch.setenv("UNET_WORKSPACE", str(trained_workspace))
-    app = AppTest.from_file(APP, default_timeout=90)
-    app.switch_page("pages/inference.py").run()
-    assert not app.exception
-    return app
+    return open_page("pages/inference.py", trained_workspace, monkeypatch)
 
 
 def _images_uploader(at: AppTest):

@@ -7,18 +7,12 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import TINY_RUN
-
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
+from tests.conftest import TINY_RUN, open_page
 
 
 @pytest.fixture()
 def at(trained_workspace: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
-    monkeypatch.setenv("UNET_WORKSPACE", str(trained_workspace))
-    app = AppTest.from_file(APP, default_timeout=120)
-    app.switch_page("pages/runs.py").run()
-    assert not app.exception
-    return app
+    return open_page("pages/runs.py", trained_workspace, monkeypatch)
 
 
 def test_the_table_lists_the_run_with_its_best_dice(at: AppTest):

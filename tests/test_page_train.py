@@ -7,19 +7,11 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import TINY_RUN
-
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
+from tests.conftest import TINY_RUN, open_page
 
 
 def _page(workspace: Path, monkeypatch: pytest.MonkeyPatch, run: str | None = None) -> AppTest:
-    monkeypatch.setenv("UNET_WORKSPACE", str(workspace))
-    at = AppTest.from_file(APP, default_timeout=60)
-    if run:
-        at.query_params["run"] = run
-    at.switch_page("pages/train.py").run()
-    assert not at.exception
-    return at
+    return open_page("pages/train.py", workspace, monkeypatch, **({"run": run} if run else {}))
 
 
 def test_a_finished_run_shows_its_charts_state_and_best_dice(trained_workspace, monkeypatch):
