@@ -29,10 +29,14 @@ def _staging() -> Path:
     return folder
 
 
-def _store(source: Path, name: str) -> None:
+def _store(source: Path, name: str, label: str | None = None) -> None:
     bar = st.progress(0.0, text="Checking files…")
     dataset, report = ingest(
-        source, name, workspace.datasets_dir(), progress=lambda f, text: bar.progress(min(max(f, 0.0), 1.0), text=text)
+        source,
+        name,
+        workspace.datasets_dir(),
+        progress=lambda f, text: bar.progress(min(max(f, 0.0), 1.0), text=text),
+        label=label,
     )
     bar.empty()
     set_current_dataset(dataset.name)
@@ -58,7 +62,7 @@ def _store_zip(upload, name: str) -> None:
         target = staging / "upload.zip"
         with target.open("wb") as out:
             shutil.copyfileobj(upload, out, length=1 << 20)
-        _store(target, name)
+        _store(target, name, label=upload.name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -114,8 +118,8 @@ with files_tab:
     image_files = left.file_uploader(
         "Images",
         accept_multiple_files=True,
-        type=["png", "jpg", "jpeg", "tif", "tiff", "bmp"],
-        help="PNG, JPEG, TIFF (8 or 16 bit) or BMP; grey, colour or with transparency.",
+        type=["png", "jpg", "jpeg", "tif", "tiff", "bmp", "gif"],
+        help="PNG, JPEG, TIFF (8 or 16 bit), BMP or GIF; grey, colour or with transparency.",
     )
     mask_files = right.file_uploader(
         "Masks",

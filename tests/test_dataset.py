@@ -372,7 +372,7 @@ def test_tiny_dataset_is_stored_with_a_warning(tmp_path):
 def test_empty_zip_has_no_usable_pairs(tmp_path):
     archive = tmp_path / "empty.zip"
     zipfile.ZipFile(archive, "w").close()
-    with pytest.raises(UserError, match=r"no usable image/mask pairs: empty.zip: it is empty"):
+    with pytest.raises(UserError, match=r"no usable image/mask pairs: 'empty.zip': it is empty"):
         ds.ingest(archive, "empty", tmp_path / "ws")
     assert list((tmp_path / "ws").iterdir()) == []
 
@@ -467,7 +467,7 @@ def test_failed_ingest_leaves_nothing_and_keeps_the_old_dataset(tmp_path):
     (broken / "masks").mkdir()
     (broken / "images" / "a.png").write_text("not a picture")
     (broken / "masks" / "a.png").write_text("not a picture")
-    with pytest.raises(UserError, match=r"no usable image/mask pairs: images/a.png: 'a.png' is not an image"):
+    with pytest.raises(UserError, match=r"no usable image/mask pairs: 'images/a.png': 'a.png' is not an image"):
         ds.ingest(broken, "keep", tmp_path / "ws")
     assert [p.name for p in (tmp_path / "ws").iterdir()] == ["keep"]
     assert len(ds.Dataset.load(tmp_path / "ws" / "keep").stems) == 4

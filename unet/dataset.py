@@ -138,31 +138,35 @@ def _majority_channels(found: list[tuple[Pair, int]], report: DatasetReport) -> 
     return channels
 
 
-def _open_source(source: Path, scratch: Path) -> tuple[Path, list]:
+def _open_source(source: Path, scratch: Path, label: str) -> tuple[Path, list]:
     """A folder to check: `source` itself, or the zip unpacked into `scratch`, with the zip's own problems."""
     if source.is_dir():
         return source, []
     if not source.is_file():
-        raise UserError(f"'{source.name}' was not found")
-    return scratch, extract_zip(source, scratch)
+        raise UserError(f"'{label}' was not found")
+    return scratch, extract_zip(source, scratch, label=label)
 
 
-def _check_source(source: Path, scratch: Path, progress: Progress, end: float) -> _Checked:
-    progress(0.0, f"Opening {source.name}")
-    folder, zip_problems = _open_source(source, scratch)
+def _check_source(source: Path, scratch: Path, progress: Progress, end: float, label: str | None = None) -> _Checked:
+    label = Path(label).name if label else source.name
+    progress(0.0, f"Opening {label}")
+    folder, zip_problems = _open_source(source, scratch, label)
     checked = _check_folder(folder, progress, 0.1, end)
     checked.report.problems[:0] = zip_problems
     checked.report.problems = [  # problems of the whole source name it, warnings about the whole dataset say so
-        p if p.file else Problem(source.name if p.skipped else WHOLE_DATASET, p.problem, p.skipped)
+        p if p.file else Problem(label if p.skipped else WHOLE_DATASET, p.problem, p.skipped)
         for p in checked.report.problems
     ]
     return checked
 
 
-def inspect_source(path: str | Path, progress: Progress | None = None) -> DatasetReport:
-    """Check a folder or zip without storing anything; every problem is in the report, never raised."""
+def inspect_source(path: str | Path, progress: Progress | None = None, label: str | None = None) -> DatasetReport:
+    """Check a folder or zip without storing anything; every problem is in the report, never raised.
+
+    `label` is the name the user knows the source by (an upload's own name), used in messages.
+    """
     with tempfile.TemporaryDirectory(prefix="unet-inspect-") as scratch:
-        return _check_source(Path(path), Path(scratch), progress or _quiet, 1.0).report
+        return _check_source(Path(path), Path(scratch), progress or _quiet, 1.0, label).report
 
 
 # --- storing a dataset ----------------------------------------------------------------------------------------
@@ -205,9 +209,12 @@ def _write(checked: _Checked, out: Path, name: str, progress: Progress) -> None:
 
 
 def ingest(
-    source: str | Path, name: str, root: str | Path, progress: Progress | None = None
+    source: str | Path, name: str, root: str | Path, progress: Progress | None = None, label: str | None = None
 ) -> tuple[Dataset, DatasetReport]:
     """Check `source` (folder or zip) and store its usable pairs as `root/safe_name(name)`.
+
+    `label` is the name the user knows the source by (an uploaded zip's own name, not the staged copy's), used in
+    messages; it defaults to the source's file name.
 
     Everything is built in a hidden folder inside `root` and renamed into place at the end, so a failed ingest
     leaves nothing half-written; a dataset of the same name is replaced. Raises UserError when no pair is usable.
@@ -218,7 +225,7 @@ def ingest(
     target = child(root, name)
     work = Path(tempfile.mkdtemp(prefix=".ingest-", dir=root))
     try:
-        checked = _check_source(Path(source), work / "source", progress, 0.55)
+        checked = _check_source(Path(source), work / "source", progress, 0.55, label)
         report = checked.report
         if not checked.pairs or checked.plan is None:
             raise UserError(f"no usable image/mask pairs: {report.reasons() or 'no files found'}")

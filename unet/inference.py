@@ -22,6 +22,7 @@ model.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import sys
 import zipfile
@@ -41,6 +42,8 @@ from unet.config import Config
 from unet.errors import UserError
 from unet.overlay import class_colors
 from unet.postprocess import measurements_csv, zip_results
+
+log = logging.getLogger("unet.inference")
 
 __all__ = ["Prediction", "Predictor", "load_model_file", "load_predictor", "measurements_csv", "predict_folder",
            "prepare_image", "zip_results"]
@@ -98,6 +101,18 @@ def _read_archive_config(path: Path, name: str) -> dict[str, Any]:
     return config
 
 
+def _saved_by(path: Path) -> str | None:
+    """The Keras version that saved a `.keras` archive, from its metadata.json (None when it does not say)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if archive.getinfo("metadata.json").file_size > MAX_CONFIG_BYTES:
+                return None
+            version = json.loads(archive.read("metadata.json")).get("keras_version")
+    except (KeyError, OSError, ValueError, AttributeError, zipfile.BadZipFile):
+        return None
+    return version if isinstance(version, str) and version[:1].isdigit() else None
+
+
 def find_code(node: Any) -> str | None:
     """What in a model's config would run code when loaded (None if nothing): the thing's description.
 
@@ -138,9 +153,19 @@ def load_model_file(path: Path, name: str | None = None) -> keras.Model:
         )
     try:
         model = keras.models.load_model(path, compile=False, safe_mode=True)
-    except Exception as exc:  # Keras raises many types for a bad file; the user needs one plain message
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise UserError(f"'{name}' could not be loaded as a Keras model ({reason})") from None
+    except Exception:  # Keras raises many types for a bad file; the user needs one plain message, the log the rest
+        log.warning("loading the uploaded model %r failed", name, exc_info=True)
+        saved_by = _saved_by(path)
+        if saved_by and saved_by.split(".")[0] != keras.__version__.split(".")[0]:
+            raise UserError(
+                f"'{name}' was saved by Keras {saved_by} and this app runs Keras {keras.__version__}, which cannot "
+                f"read it; load it in Keras {saved_by.split('.')[0]} and save it again with Keras 3 "
+                "(model.save('model.keras')), or train the model here"
+            ) from None
+        raise UserError(
+            f"'{name}' could not be loaded as a Keras model: it is damaged, or uses layers or settings this app's "
+            f"Keras {keras.__version__} does not know"
+        ) from None
     if not isinstance(model, keras.Model):
         raise UserError(f"'{name}' holds a Keras object that is not a model")
     return model

@@ -64,6 +64,6 @@ class DatasetReport:
 
     def reasons(self, limit: int = 5) -> str:
         """The first few problems joined for an error message."""
-        shown = [f"{p.file}: {p.problem}" if p.file else p.problem for p in self.problems[:limit]]
+        shown = [f"'{p.file}': {p.problem}" if p.file else p.problem for p in self.problems[:limit]]
         more = len(self.problems) - limit
         return "; ".join(shown) + (f"; and {more} more" if more > 0 else "")

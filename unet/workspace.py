@@ -7,12 +7,18 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import time
 import unicodedata
 from pathlib import Path
 
 from unet.errors import UserError
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+# Names Windows keeps for devices: a folder called 'con' cannot be created there, and a workspace may be copied.
+_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
+UPLOADS = "uploads"  # staged uploads: one folder per upload, removed once it is stored
+STALE_UPLOAD_HOURS = 1.0
 
 
 def root() -> Path:
@@ -41,6 +47,8 @@ def safe_name(name: str, fallback: str = "untitled", max_length: int = 64) -> st
     """
     folded = unicodedata.normalize("NFKD", str(name)).encode("ascii", "ignore").decode("ascii")
     cleaned = _UNSAFE.sub("_", folded).strip("._-")[:max_length].strip("._-")
+    if cleaned.split(".")[0].lower() in _RESERVED:
+        cleaned = f"{cleaned}_"
     return cleaned or fallback
 
 
@@ -50,3 +58,36 @@ def child(parent: Path, name: str) -> Path:
     if os.path.commonpath([path, parent.resolve()]) != str(parent.resolve()):
         raise UserError(f"the name '{name}' cannot be used as a folder name")
     return path
+
+
+def _newest_change(folder: Path) -> float:
+    newest = folder.stat().st_mtime
+    for parent, dirs, files in os.walk(folder):
+        for name in (*dirs, *files):
+            try:
+                newest = max(newest, os.lstat(os.path.join(parent, name)).st_mtime)
+            except OSError:
+                continue
+    return newest
+
+
+def remove_stale_uploads(max_age_hours: float = STALE_UPLOAD_HOURS) -> list[str]:
+    """Remove what an interrupted upload left behind; returns the removed folders' names.
+
+    A browser closed (or a server stopped) in the middle of an upload leaves its staging folder in
+    `workspace/uploads/`, and an interrupted ingest a hidden `.ingest-*` folder in `datasets/`. Neither is ever
+    shown as a dataset, but they hold the user's files and disk space. Folders untouched for `max_age_hours`
+    are removed; an upload in progress is younger than that.
+    """
+    cutoff = time.time() - max_age_hours * 3600
+    candidates = [*(root() / UPLOADS).glob("*"), *datasets_dir().glob(".ingest-*")]
+    removed = []
+    for folder in candidates:
+        try:
+            if folder.is_symlink() or not folder.is_dir() or _newest_change(folder) >= cutoff:
+                continue
+            shutil.rmtree(folder)
+        except OSError:
+            continue
+        removed.append(folder.name)
+    return removed

@@ -7,6 +7,7 @@ zip bomb is an error, not a full disk), and members are streamed to disk in chun
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import zipfile
@@ -41,29 +42,32 @@ def extract_zip(
     max_members: int | None = None,
     max_total_bytes: int | None = None,
     max_member_bytes: int | None = None,
+    label: str | None = None,
 ) -> list[Problem]:
     """Unpack `archive` into `dest`; members that are unsafe or broken are skipped and returned as problems.
 
     Raises UserError (before writing anything) when the file is not a zip, or holds too many members or too many
-    bytes once unpacked. The limits default to the module constants, read at call time.
+    bytes once unpacked. The limits default to the module constants, read at call time. `label` is the name the
+    user knows the zip by (an upload's own name), used in messages instead of the file's name on disk.
     """
     max_members = MAX_MEMBERS if max_members is None else max_members
     max_total_bytes = MAX_TOTAL_BYTES if max_total_bytes is None else max_total_bytes
     max_member_bytes = MAX_FILE_BYTES if max_member_bytes is None else max_member_bytes
     archive, dest = Path(archive), Path(dest).resolve()
+    shown = Path(label).name if label else archive.name
     dest.mkdir(parents=True, exist_ok=True)
     try:
         zf = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError, ValueError):
-        raise UserError(f"'{archive.name}' is not a zip file, or it is damaged") from None
+        raise UserError(f"'{shown}' is not a zip file, or it is damaged") from None
     with zf:
         members = zf.infolist()
         if len(members) > max_members:
-            raise UserError(f"'{archive.name}' holds {len(members)} files; at most {max_members} are accepted")
+            raise UserError(f"'{shown}' holds {len(members)} files; at most {max_members} are accepted")
         total = sum(m.file_size for m in members)
         if total > max_total_bytes:
             raise UserError(
-                f"'{archive.name}' would unpack to {_gigabytes(total)}; at most {_gigabytes(max_total_bytes)} "
+                f"'{shown}' would unpack to {_gigabytes(total)}; at most {_gigabytes(max_total_bytes)} "
                 "are accepted (is it a zip bomb?)"
             )
         problems: list[Problem] = []
@@ -79,13 +83,14 @@ def extract_zip(
             try:
                 written += _stream(zf, member, target, max_total_bytes - written)
             except _TooBig:
-                target.unlink(missing_ok=True)
+                _remove(target)
                 raise UserError(
-                    f"'{archive.name}' unpacks to more than {_gigabytes(max_total_bytes)} (its sizes lie)"
+                    f"'{shown}' unpacks to more than {_gigabytes(max_total_bytes)} (its sizes lie)"
                 ) from None
             except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, NotImplementedError) as exc:
-                target.unlink(missing_ok=True)
-                problems.append(Problem(member.filename, f"damaged inside the zip and cannot be unpacked ({exc})"))
+                _remove(target)  # a name too long for the disk cannot even be removed: that must not crash
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).replace(str(dest), "")
+                problems.append(Problem(member.filename, f"damaged inside the zip and cannot be unpacked ({reason})"))
     return problems
 
 
@@ -113,6 +118,11 @@ def _check_member(member: zipfile.ZipInfo, dest: Path, max_member_bytes: int) ->
     if member.file_size > max_member_bytes:
         return f"is {member.file_size / 1024**2:.0f} MB; files over {max_member_bytes // 1024**2} MB are refused"
     return ""
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
 
 
 class _TooBig(Exception):

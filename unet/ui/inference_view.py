@@ -77,7 +77,7 @@ def read_uploads(uploads) -> tuple[list[tuple[str, np.ndarray]], list[tuple[str,
                 shutil.copyfileobj(upload, out, length=1 << 20)
             if target.suffix.lower() == ".zip":
                 try:
-                    skipped = extract_zip(target, target.parent / "unzipped")
+                    skipped = extract_zip(target, target.parent / "unzipped", label=upload.name)
                 except UserError as exc:
                     problems.append((upload.name, str(exc)))
                     continue

@@ -18,6 +18,9 @@ APP = Path(__file__).resolve().parents[2] / "app.py"
 
 
 def main() -> None:
+    from unet.workspace import remove_stale_uploads
+
+    remove_stale_uploads()  # uploads abandoned by a closed browser tab
     PagesManager.uses_pages_directory = False
     cli.main(args=["run", str(APP), *sys.argv[1:]], prog_name="streamlit")
 
