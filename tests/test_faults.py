@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 import zipfile
 from pathlib import Path
@@ -30,7 +31,8 @@ APP = str(Path(__file__).resolve().parents[1] / "app.py")
 TINY = {"data": {"input_size": 32}, "augment": {"enabled": False}, "model": {"depth": 2, "base_filters": 4},
         "train": {"epochs": 1000, "batch_size": 2, "early_stopping_patience": 0, "reduce_lr_patience": 0}}
 FAULTS = ["trainer killed with SIGKILL mid-training", "disk full while saving a checkpoint",
-          "two trainings started at the same moment", "browser closed during an upload"]
+          "two trainings started at the same moment", "browser closed during an upload",
+          "web server restarted during training"]
 
 
 def tiny(epochs: int) -> Config:
@@ -208,3 +210,30 @@ def test_an_upload_abandoned_by_a_closed_browser_is_invisible_and_cleaned_later(
     assert sorted(workspace.remove_stale_uploads()) == [".ingest-killed", "0123abcd"]
     assert not staged.exists() and not half_built.exists()
     assert [d.name for d in list_datasets(workspace.datasets_dir())] == ["good"]
+
+
+def test_training_outlives_the_web_server_that_started_it_and_the_page_finds_it_again(stored, tmp_path, monkeypatch):
+    """The server process that launched a trainer dies (a restart); the run goes on and a new page shows it."""
+    workspace_dir = tmp_path / "workspace"
+    run = runs.create_run(workspace_dir / "runs", "survivor", tiny(epochs=6), stored.root)
+    launcher = (
+        "import sys; from pathlib import Path; from unet import runs; "
+        "p = runs.start_training(Path(sys.argv[1]), Path(sys.argv[2])); print(p.pid)"
+    )
+    server = subprocess.run(
+        [sys.executable, "-c", launcher, str(run.path), str(stored.root)],
+        capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[1],
+    )
+    assert server.returncode == 0, server.stderr[-2000:]
+    trainer_pid = int(server.stdout.split()[-1])
+    # the launching process is gone; the trainer is not
+    wait_for(lambda: len(run.read_history()) >= 1, 120, "a first epoch after the server died")
+    assert runs.pid_is_trainer(trainer_pid)
+    monkeypatch.setenv("UNET_WORKSPACE", str(workspace_dir))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["run"] = run.id
+    at.switch_page("pages/train.py").run()
+    assert not at.exception
+    assert len(at.get("plotly_chart")) == 1, "the charts come back after the restart"
+    wait_for(lambda: run.read_status().get("state") == "completed", 120, "the run to complete on its own")
+    assert [row["epoch"] for row in run.read_history()] == [1, 2, 3, 4, 5, 6]
