@@ -51,7 +51,11 @@ def _load_demo(kind: str) -> None:
         _store(staging / "demo", f"demo-{kind}")
         dataset = current_dataset()
         if dataset is not None:
-            dataset.save_classes(list(CLASS_NAMES[kind]), [c.color for c in dataset.classes])
+            names = list(CLASS_NAMES[kind])
+            dataset.save_classes(names, [c.color for c in dataset.classes])
+            st.session_state["ingest_summary"] = (
+                f"{len(dataset.stems)} demo pairs ready, {len(names)} classes ({', '.join(names)})"
+            )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

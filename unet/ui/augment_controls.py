@@ -95,4 +95,4 @@ def preview_grid(dataset: Dataset, config: Config, seed: int, count: int = 8, co
     cells = st.columns(columns)
     for i, (image, mask) in enumerate(previews):
         with cells[i % columns]:
-            st.image(overlay(image, mask, colors, opacity=0.45), width="stretch")
+            st.image(overlay(image, mask, colors, opacity=0.45, contours=True), width="stretch")
