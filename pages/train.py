@@ -29,7 +29,7 @@ shown_id = shown.id if shown else None
 dataset = current_dataset()
 config = align_config_with_dataset(dataset)
 
-with st.expander("New training", expanded=shown is None, icon=":material/add_circle:"):
+with st.expander("New training", expanded=shown is None or not shown.is_active, icon=":material/add_circle:"):
     if dataset is None:
         st.info("Choose a dataset first on the **Dataset** page (the demo data is one click away).")
         st.page_link("pages/dataset.py", label="Go to the Dataset page", icon=":material/photo_library:")

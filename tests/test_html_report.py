@@ -51,22 +51,3 @@ def test_user_strings_are_escaped(report):
     _, html = report
     assert EVIL not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "<b>cells</b>" not in html and "Q3 &lt;b&gt;cells&lt;/b&gt; &amp; friends" in html
-
-
-@pytest.mark.e2e
-def test_a_browser_renders_the_report_offline(report):
-    sync_api = pytest.importorskip("playwright.sync_api")
-    path, _ = report
-    chromium = next((c for c in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if Path(c).exists()), None)
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
-        try:
-            page = browser.new_page()
-            fetched: list[str] = []
-            page.on("request", lambda r: fetched.append(r.url) if not r.url.startswith(("file:", "data:")) else None)
-            page.goto(path.as_uri())
-            page.locator(".plotly-graph-div .main-svg").first.wait_for(timeout=20_000)
-            assert page.locator(".plotly-graph-div").count() >= 2 and fetched == []
-            assert page.get_by_text("How to reproduce it").is_visible()
-        finally:
-            browser.close()

@@ -25,6 +25,9 @@ from unet.errors import UserError
 KerasTensor = keras.KerasTensor
 Block = Callable[[KerasTensor], KerasTensor]
 
+# Keras' default 0.99 averages over ~100 steps: a small dataset has 5-10 steps per epoch, so validation saw
+# statistics many epochs old and its Dice lagged far behind training's (ISBI: 0.87 vs 0.93 after 15 epochs).
+BN_MOMENTUM = 0.9
 CONVS_PER_BLOCK = 2  # two convolutions per level, as in the 2015 paper
 POOL_SIZE = 2  # each level halves the image
 TRANSPOSE_KERNEL = 2  # 2x2 "up-convolution" with stride 2, as in the paper: no overlapping outputs
@@ -66,7 +69,7 @@ def conv_bn_act(filters: int, m: ModelConfig, prefix: str, index: int) -> Block:
             name=f"{prefix}_conv{index}",
         )(x)
         if m.batch_norm:
-            x = layers.BatchNormalization(name=f"{prefix}_bn{index}")(x)
+            x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{prefix}_bn{index}")(x)
         return activation_layer(m, f"{prefix}_act{index}")(x)
 
     return block

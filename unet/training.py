@@ -23,7 +23,7 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,7 @@ from unet.runs import StatusWriter
 log = logging.getLogger("unet.training")
 
 LOCK_POLL_SECONDS = 1.0
+# Batch norm's moving statistics (what validation and inference use) follow the batches with this momentum.
 EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR = 0, 1, 2
 
 
@@ -214,10 +215,13 @@ def build_model(config: Config, weights: list[float] | None, resume_from: Path |
 # ---------------------------------------------------------------------------------------------------------------
 
 SAMPLE_TILE = 128  # pixels per side of one picture in samples/*.png
+# Sample pictures are predicted after the first epoch, then at most this often, and after the last: on short
+# epochs (the demo data: 3 s) predicting them every epoch cost 3-8% of the training time.
+SAMPLE_SECONDS = 10.0
 
 
-def predict_classes(model: keras.Model, images: tf.Tensor | np.ndarray) -> np.ndarray:
-    """Class indices [B, H, W] from a sigmoid (binary) or softmax output."""
+def predict_classes(model: Any, images: tf.Tensor | np.ndarray) -> np.ndarray:
+    """Class indices [B, H, W] from a sigmoid (binary) or softmax output; `model` is a model or any callable."""
     probs = keras.ops.convert_to_numpy(model(images, training=False))
     return (probs[..., 0] > 0.5).astype(np.int64) if probs.shape[-1] == 1 else probs.argmax(-1)
 
@@ -243,6 +247,23 @@ def write_png_atomic(path: Path, rgb: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
+def link_atomic(source: Path, path: Path) -> None:
+    """Make `path` a second name for `source` (a hard link; a copy where links are not possible), atomically.
+
+    Replacing `source` later (`os.replace`) gives it a new file and leaves `path` as it was.
+    """
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    try:
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _number(value: Any) -> float | None:
     value = float(keras.ops.convert_to_numpy(value))
     return value if np.isfinite(value) else None
@@ -251,8 +272,9 @@ def _number(value: Any) -> float | None:
 class RunRecorder(keras.callbacks.Callback):
     """Writes the run folder as training goes, and stops training on STOP, SIGTERM or the time limit.
 
-    Per batch: progress in status.json (throttled). Per epoch: a history.jsonl line, `last.keras`, `model.keras`
-    when validation Dice improved, and `samples/epoch_NNN.png` + `samples/latest.png`.
+    Per batch: progress in status.json (throttled). Per epoch: a history.jsonl line, `last.keras`, and
+    `model.keras` when validation Dice improved (a hard link to the same file). `samples/epoch_NNN.png` +
+    `samples/latest.png` after the first epoch, then every SAMPLE_SECONDS at most, and after the last epoch.
     """
 
     def __init__(self, run_dir: Path, status: StatusWriter, config: Config, dataset: Dataset,
@@ -266,6 +288,9 @@ class RunRecorder(keras.callbacks.Callback):
         self.deadline = time.monotonic() + config.train.max_minutes * 60 if config.train.max_minutes else None
         images, masks = samples
         self.sample_inputs = images
+        self._forward: Any = None
+        self.sampled_at: float | None = None
+        self.sampled_epoch = 0
         std, mean = (dataset.std, dataset.mean) if config.data.normalisation == "standard" else (1.0, 0.0)
         self.sample_images = images.numpy() * max(float(std), 1e-6) + float(mean)
         self.sample_masks = masks.numpy()[..., 0]
@@ -306,26 +331,39 @@ class RunRecorder(keras.callbacks.Callback):
         if self.stop_reason:
             row["partial"] = True  # the epoch was cut short after some batches
         # Checkpoints first, the history line last: a line in history.jsonl means its epoch is in last.keras.
+        # The model is saved once (last.keras); when it is also the best, model.keras becomes a second name for
+        # the same file, which halves the per-epoch saving.
+        last, best = self.run_dir / runs.LAST_MODEL, self.run_dir / runs.BEST_MODEL
+        save_model_atomic(self.model, last)
         val_dice = row.get("val_dice")
         if val_dice is not None and val_dice > self.best_val_dice:
             self.best_val_dice, self.best_epoch = val_dice, epoch + 1
-            save_model_atomic(self.model, self.run_dir / runs.BEST_MODEL)
-        elif not (self.run_dir / runs.BEST_MODEL).exists():
-            save_model_atomic(self.model, self.run_dir / runs.BEST_MODEL)  # never finish without a model
-        save_model_atomic(self.model, self.run_dir / runs.LAST_MODEL)
-        self._write_samples(epoch + 1)
+            link_atomic(last, best)
+        elif not best.exists():
+            link_atomic(last, best)  # never finish without a model
+        if self.sampled_at is None or time.monotonic() - self.sampled_at >= SAMPLE_SECONDS:
+            self._write_samples(epoch + 1)
+        row["seconds"] = round(time.monotonic() - self.epoch_started, 3)  # with the checkpoint and samples
         with open(self.run_dir / runs.HISTORY, "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
         self.last_epoch = epoch + 1
         self.status.write(epoch=epoch + 1, best_val_dice=None if self.best_epoch is None else self.best_val_dice,
                           best_epoch=self.best_epoch)
 
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self.last_epoch and self.sampled_epoch != self.last_epoch:
+            self._write_samples(self.last_epoch)  # the final model's samples, even when the last epoch skipped them
+
     def _write_samples(self, epoch: int) -> None:
-        predicted = predict_classes(self.model, self.sample_inputs)
+        if self._forward is None:  # traced once: an eager call of the model costs more than the prediction
+            model = self.model
+            self._forward = tf.function(lambda x, training=False: model(x, training=training), autograph=False)
+        predicted = predict_classes(self._forward, self.sample_inputs)
         picture = sample_picture(self.sample_images, self.sample_masks, predicted, self.colors)
         folder = self.run_dir / runs.SAMPLES
         write_png_atomic(folder / f"epoch_{epoch:03d}.png", picture)
-        write_png_atomic(folder / "latest.png", picture)
+        link_atomic(folder / f"epoch_{epoch:03d}.png", folder / "latest.png")
+        self.sampled_at, self.sampled_epoch = time.monotonic(), epoch
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -333,7 +371,8 @@ class RunRecorder(keras.callbacks.Callback):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _fit(run_dir: Path, data: Path, config: Config, resume: bool, status: StatusWriter) -> tuple[str, str]:
+def _fit(run_dir: Path, data: Path, config: Config, resume: bool, status: StatusWriter,
+         extra_callbacks: Sequence[keras.callbacks.Callback] = ()) -> tuple[str, str]:
     """Fit and return (final state, message). Raises UserError for things the user can fix."""
     run = runs.Run(run_dir)
     last = run_dir / runs.LAST_MODEL
@@ -388,6 +427,8 @@ def _fit(run_dir: Path, data: Path, config: Config, resume: bool, status: Status
     else:
         log.info("tensorboard is not installed: no TensorBoard logs (pip install tensorboard to get them)")
 
+    callbacks.extend(extra_callbacks)  # last, so their on_epoch_end sees the epoch's files written
+
     status.write(message=f"training from epoch {done + 1}")
     model.fit(train_in.dataset, epochs=config.train.epochs, initial_epoch=done, steps_per_epoch=steps,
               validation_data=val_in.dataset, callbacks=callbacks, verbose=2, shuffle=False)
@@ -414,7 +455,8 @@ def _plain_error(exc: BaseException) -> str:
     return f"training failed: {type(exc).__name__}: {text[:200]}; see trainer.log"
 
 
-def train(run_dir: Path, data: Path, config: Config, resume: bool = False) -> int:
+def train(run_dir: Path, data: Path, config: Config, resume: bool = False,
+          callbacks: Sequence[keras.callbacks.Callback] = ()) -> int:
     """Train one run to the end (or a stop) and return the process exit code: 0, 1 (crash) or 2 (user error).
 
     Args:
@@ -422,6 +464,7 @@ def train(run_dir: Path, data: Path, config: Config, resume: bool = False) -> in
         data: a stored dataset folder, or a raw folder/zip of images/ and masks/ (stored into RUN_DIR/data).
         config: the run's config; channels and number of classes are taken from the dataset.
         resume: continue from `last.keras`, its optimizer state and `history.jsonl`.
+        callbacks: extra Keras callbacks, run after the trainer's own (the benchmark times epochs with one).
     """
     run_dir = Path(run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -444,7 +487,7 @@ def train(run_dir: Path, data: Path, config: Config, resume: bool = False) -> in
             if not acquired:
                 state, message = runs.STOPPED, "stopped while waiting for another run"
             else:
-                state, message = _fit(run_dir, data, config, resume, status)
+                state, message = _fit(run_dir, data, config, resume, status, callbacks)
         status.write(state=state, message=message, ended=runs.now_iso(), force=True)
     except UserError as exc:
         log.error("%s", exc)

@@ -1,0 +1,494 @@
+"""`python -m unet bench`: how close training on this machine runs to its limit, and how fast the product feels.
+
+Every figure comes from one run, so ratios hold on a noisy machine: the practical float32 limit (a large
+matmul), the default model trained with a bare `model.fit` on in-memory tensors (the ceiling for that model),
+the same model trained through the product's own path (`unet.training.train`: stored dataset on disk,
+augmentation, metrics, callbacks, checkpoints, samples, history), previews, prediction, and the trainer's peak
+memory on a dataset ten times the demo data. With `quality=True` it also trains the Balanced preset on the
+ISBI 2012 membrane images for five minutes and reports the validation Dice of the cell class.
+
+Throughput is measured on steady-state epochs: the first epoch (graph tracing, a few seconds) is left out, and
+each figure is the median over the remaining epochs. An epoch's wall time runs from one epoch's end (after its
+checkpoints, samples and history line) to the next, so everything the trainer does per epoch is in it.
+
+The default model is `Config()`'s (depth 3, 16 base filters, 128 x 128 inputs resized whole, batch 8), which is
+also the Quick demo preset's model. This is a benchmark, not a test: numbers are reported, never judged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from unet.config import AugmentConfig, Config, DataConfig, ModelConfig, TrainConfig  # noqa: E402
+
+ISBI_DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "isbi-membrane"
+ISBI_ENV = "UNET_ISBI"  # another place for the ISBI folder
+QUALITY_MINUTES = 5.0
+LARGE_IMAGE = (3000, 4000)  # (height, width) of the tiled prediction
+RSS_FACTOR = 10  # the memory figure trains on this many times the demo data
+
+# Every figure `run_bench` reports as a number (some may be None when skipped: see the *_note keys).
+NUMERIC_KEYS = (
+    "matmul_gflops", "bare_fit_images_per_s", "train_images_per_s", "train_steps_images_per_s",
+    "pipeline_efficiency", "steps_efficiency", "conv_gflops_per_image", "achieved_gflops", "fraction_of_peak",
+    "epoch_s", "epoch_steps_s", "epoch_validation_s", "epoch_bookkeeping_s", "first_epoch_s",
+    "preview_ms", "predict_ms_512", "predict_ms_512_full_resolution", "predict_ms_4000x3000", "peak_rss_mb",
+)
+QUALITY_KEYS = ("isbi_dice_5min",)
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """How big the benchmark is: full size, or tiny (for a test that must finish in seconds)."""
+
+    config: Config
+    demo_count: int
+    demo_size: int
+    bare_epochs: int
+    train_epochs: int
+    matmul_side: int
+    matmul_repeats: int
+    predict_repeats: int
+    large_image: tuple[int, int]
+    rss_epochs: int
+    quality_minutes: float
+
+
+FULL = Setting(
+    config=Config(),
+    demo_count=48, demo_size=128,  # the cells demo data as `python -m unet demo-data` writes it
+    bare_epochs=8, train_epochs=8,
+    matmul_side=4096, matmul_repeats=5, predict_repeats=7, large_image=LARGE_IMAGE, rss_epochs=2,
+    quality_minutes=QUALITY_MINUTES,
+)
+TINY = Setting(
+    config=Config(data=DataConfig(input_size=32), model=ModelConfig(depth=2, base_filters=4),
+                  train=TrainConfig(batch_size=4)),
+    demo_count=10, demo_size=48,
+    bare_epochs=3, train_epochs=3,
+    matmul_side=256, matmul_repeats=2, predict_repeats=2, large_image=(600, 800), rss_epochs=1,
+    quality_minutes=0.1,
+)
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Times each epoch, its training steps and its validation pass.
+
+    Appended after the trainer's own callbacks, its `on_epoch_end` runs once the epoch's files are written, so
+    the time from one epoch's end to the next holds everything the trainer does per epoch.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fit_begin = 0.0
+        self.begins: list[float] = []
+        self.ends: list[float] = []
+        self.test_begins: dict[int, float] = {}  # by 1-based epoch
+        self.test_ends: dict[int, float] = {}
+
+    def on_train_begin(self, logs=None) -> None:
+        self.fit_begin = time.perf_counter()
+
+    def on_epoch_begin(self, epoch, logs=None) -> None:
+        self.begins.append(time.perf_counter())
+
+    def on_test_begin(self, logs=None) -> None:
+        self.test_begins[len(self.begins)] = time.perf_counter()
+
+    def on_test_end(self, logs=None) -> None:
+        self.test_ends[len(self.begins)] = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None) -> None:
+        self.ends.append(time.perf_counter())
+
+    def walls(self) -> list[float]:
+        """Wall seconds per epoch, each from the previous epoch's end (the first from fit's start)."""
+        starts = [self.fit_begin, *self.ends[:-1]]
+        return [end - start for start, end in zip(starts, self.ends, strict=True)]
+
+    def parts(self, index: int) -> tuple[float, float]:
+        """(seconds of training steps, seconds of validation) of epoch `index` (0-based)."""
+        begin, end = self.begins[index], self.ends[index]
+        test_begin = self.test_begins.get(index + 1, end)
+        return test_begin - begin, self.test_ends.get(index + 1, end) - test_begin
+
+
+def _median(values: list[float]) -> float:
+    return float(statistics.median(values)) if values else float("nan")
+
+
+def _machine() -> dict[str, Any]:
+    import keras
+    import tensorflow as tf
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpus": cpus, "platform": platform.platform(), "processor": platform.machine(),
+            "python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
+            "gpus": len(tf.config.list_physical_devices("GPU"))}
+
+
+def _load_average() -> list[float]:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return [float("nan")] * 3
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The figures, one function each.
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def matmul_gflops(side: int, repeats: int) -> float:
+    """Best-of-`repeats` float32 GFLOP/s of a side x side matmul: the machine's practical limit."""
+    import tensorflow as tf
+
+    a = tf.random.stateless_uniform([side, side], [1, 2])
+    b = tf.random.stateless_uniform([side, side], [3, 4])
+    matmul = tf.function(lambda x, y: tf.reduce_sum(tf.matmul(x, y)))
+    matmul(a, b).numpy()  # trace and warm up
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        matmul(a, b).numpy()
+        best = min(best, time.perf_counter() - start)
+    return 2 * side**3 / best / 1e9
+
+
+def bare_fit(cfg: Config, images: np.ndarray, masks: np.ndarray, steps: int, epochs: int) -> dict[str, float]:
+    """Images/s of plain `model.fit` on in-memory tensors: same model, loss, optimizer, batch; no augmentation,
+    no metrics, no callbacks but the timer. The median of epochs 2.. (the first traces the graph)."""
+    import tensorflow as tf
+
+    from unet.metrics import make_loss
+    from unet.model import build_unet
+    from unet.training import _optimizer
+
+    keras.utils.set_random_seed(0)
+    batch = cfg.train.batch_size
+    n = steps * batch
+    index = np.arange(n) % len(images)
+    # Batches made once and kept in memory: NumPy arrays given to fit directly are sliced and shuffled per batch,
+    # which measured slower than the product's own pipeline, so they would be no ceiling.
+    data = tf.data.Dataset.from_tensor_slices((images[index], masks[index])).batch(batch).cache().repeat()
+    model = build_unet(cfg)
+    model.compile(optimizer=_optimizer(cfg), loss=make_loss(cfg.train.loss, cfg.model.num_classes))
+    timer = EpochTimer()
+    model.fit(data.prefetch(2), steps_per_epoch=steps, epochs=epochs, callbacks=[timer], verbose=0)
+    walls = timer.walls()
+    return {"bare_fit_images_per_s": n / _median(walls[1:]), "bare_first_epoch_s": walls[0]}
+
+
+def train_path(cfg: Config, dataset_dir: Path, run_dir: Path, epochs: int) -> dict[str, float]:
+    """The product's own training (`unet.training.train`) on a stored dataset, timed per epoch."""
+    from unet import pipeline, training
+    from unet.dataset import Dataset
+
+    cfg = cfg.replace(train=dataclasses.replace(cfg.train, epochs=epochs, early_stopping_patience=0))
+    timer = EpochTimer()
+    code = training.train(run_dir, dataset_dir, cfg, callbacks=[timer])
+    if code != 0:
+        raise RuntimeError(f"the benchmark's training failed (exit code {code}); see {run_dir / 'trainer.log'}")
+    dataset = Dataset.load(dataset_dir)
+    split = pipeline.split_stems(dataset.stems, cfg.train.validation_split, cfg.train.seed)
+    steps = pipeline.steps_for(len(split.train), cfg.train.batch_size)
+    images = steps * cfg.train.batch_size
+    walls = timer.walls()
+    parts = [timer.parts(i) for i in range(1, len(walls))]
+    epoch = _median(walls[1:])
+    steps_s = _median([p[0] for p in parts])
+    validation_s = _median([p[1] for p in parts])
+    return {
+        "train_images_per_s": images / epoch,
+        "train_steps_images_per_s": images / steps_s,
+        "epoch_s": epoch,
+        "epoch_steps_s": steps_s,
+        "epoch_validation_s": validation_s,
+        "epoch_bookkeeping_s": _median([w - p[0] - p[1] for w, p in zip(walls[1:], parts, strict=True)]),
+        "first_epoch_s": walls[0],
+        "train_images_per_epoch": images,
+        "validation_images": len(split.val),
+    }
+
+
+def preview_ms(dataset_dir: Path, cfg: Config, n: int = 8) -> float:
+    """Milliseconds for `n` augmented previews (`unet.augment.preview_pairs`), warm: the median of 3 after one."""
+    from unet.augment import preview_pairs
+    from unet.dataset import Dataset
+
+    dataset = Dataset.load(dataset_dir)
+    pairs = [dataset.read_pair(stem) for stem in dataset.stems[:n]]
+    images, masks = [p[0] for p in pairs], [p[1] for p in pairs]
+    augment = AugmentConfig()
+    times = []
+    for seed in range(4):
+        start = time.perf_counter()
+        preview_pairs(images, masks, augment, cfg.data, n=n, seed=seed)
+        times.append(time.perf_counter() - start)
+    return _median(times[1:]) * 1000
+
+
+def predict_figures(run_dir: Path, repeats: int, large: tuple[int, int]) -> dict[str, Any]:
+    """Warm prediction times of the run's best model: one 512 x 512 image, and one large image in tiles.
+
+    The default model was trained in 'resize' mode, so a 512 x 512 image is resized to the input size, predicted
+    and its probabilities resized back; the large image is predicted at full resolution in tiles, as a 'crop'
+    run's would be (the same network; the resize mode only changes how the image is fed).
+    """
+    from unet import tiling
+    from unet.inference import Predictor
+
+    predictor = Predictor.from_run(run_dir)
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (512, 512), dtype=np.uint8)
+    times = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        predictor.predict(image)
+        times.append(time.perf_counter() - start)
+    out: dict[str, Any] = {"predict_ms_512": _median(times[1:]) * 1000}
+    out["predict_512_mode"] = (f"{predictor.resize_to}x{predictor.resize_to} resize (data.resize='resize')"
+                               if predictor.resize_to else "full resolution")
+    tiled = dataclasses.replace(predictor, resize_to=None)
+    times = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        tiled.predict(image)
+        times.append(time.perf_counter() - start)
+    out["predict_ms_512_full_resolution"] = _median(times[1:]) * 1000  # what a 'crop' run's model costs
+    big = rng.integers(0, 256, large, dtype=np.uint8)
+    grid = tiling.TileGrid(large[0], large[1], tiled.multiple, tiled.tile, tiled.overlap)
+    times = []
+    for _ in range(2 if repeats > 2 else 1):  # the first call traces the tile shapes
+        start = time.perf_counter()
+        tiled.predict(big)
+        times.append(time.perf_counter() - start)
+    start = time.perf_counter()
+    tiled.predict(big)
+    times.append(time.perf_counter() - start)
+    out["predict_ms_4000x3000"] = _median(times[1:]) * 1000
+    out["predict_large_mode"] = (f"{large[1]}x{large[0]} at full resolution (as data.resize='crop'), "
+                                 f"{len(grid)} tiles of {grid.tile[1]}x{grid.tile[0]}, batch {tiled.tile_batch}")
+    return out
+
+
+def peak_rss_mb(cfg: Config, setting: Setting, work: Path) -> dict[str, Any]:
+    """Peak resident memory of `python -m unet train` (its own process) on RSS_FACTOR x the demo data."""
+    from unet.dataset import ingest
+    from unet.demo import write_demo_dataset
+
+    count = setting.demo_count * RSS_FACTOR
+    raw = write_demo_dataset(work / "rss-raw", kind="cells", count=count, size=setting.demo_size, seed=1)
+    dataset, _ = ingest(raw, "rss-cells", work / "datasets")
+    config = work / "rss-config.json"
+    config.write_text(cfg.replace(train=dataclasses.replace(cfg.train, early_stopping_patience=0)).to_json())
+    cmd = [sys.executable, "-m", "unet", "train", "--data", str(dataset.root), "--out", str(work / "runs" / "rss"),
+           "--config", str(config), "--epochs", str(setting.rss_epochs)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
+           "PYTHONPATH": os.pathsep.join(p for p in (str(Path(__file__).resolve().parents[1]),
+                                                      os.environ.get("PYTHONPATH")) if p)}
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage, not every child's maximum
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    if proc.returncode != 0:
+        raise RuntimeError(f"the memory benchmark's trainer failed ({proc.returncode}): {stderr[-500:]}")
+    kib = usage.ru_maxrss / 1024 if sys.platform == "darwin" else usage.ru_maxrss  # macOS counts bytes
+    return {"peak_rss_mb": kib / 1024, "rss_images": count, "rss_trainer_s": time.perf_counter() - start}
+
+
+def isbi_quality(folder: Path, work: Path, minutes: float, progress: Callable[[str], None]) -> dict[str, Any]:
+    """Validation Dice of the cell class after `minutes` of training the Balanced preset on ISBI 2012."""
+    from unet import runs, training
+    from unet.dataset import ingest
+    from unet.presets import apply_preset
+
+    if not (folder / "images").is_dir():
+        message = f"skipped: the ISBI membrane data is not at {folder} (set {ISBI_ENV} to its folder)"
+        progress(message)
+        return {"isbi_dice_5min": None, "isbi_note": message}
+    dataset, _ = ingest(folder, "isbi", work / "datasets")  # into the temporary workspace, never the project
+    cfg = apply_preset(Config(), "Balanced")
+    # The whole time is trained (no early stopping); model.keras keeps the best epoch, which is what is reported.
+    cfg = cfg.replace(train=dataclasses.replace(cfg.train, epochs=10000, max_minutes=minutes,
+                                                early_stopping_patience=0))
+    run_dir = work / "runs" / "isbi"
+    started = time.perf_counter()
+    code = training.train(run_dir, dataset.root, cfg)
+    if code != 0:
+        raise RuntimeError(f"the ISBI training failed (exit code {code}); see {run_dir / 'trainer.log'}")
+    history = runs.Run(run_dir).read_history()
+    scored = [h["val_dice_1"] for h in history if isinstance(h.get("val_dice_1"), (int, float))]
+    return {
+        "isbi_dice_5min": max(scored) if scored else None,
+        "isbi_epochs": len(history),
+        "isbi_minutes": minutes,
+        "isbi_wall_s": time.perf_counter() - started,
+        "isbi_note": f"Balanced preset, {minutes:g} minutes of training (early stopping off), best validation Dice "
+                     "of class 1 (cell) on the centre 256x256 of the 6 validation images",
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The whole benchmark.
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def run_bench(quality: bool = False, tiny: bool = False, progress: Callable[[str], None] = print,
+              isbi: Path | None = None) -> dict[str, Any]:
+    """Measure every figure in one run and return them as one JSON-ready dict (see the module docstring).
+
+    Args:
+        quality: also train Balanced on ISBI 2012 for five minutes (`isbi_dice_5min`).
+        tiny: a small model, few images and few steps, so a test finishes in seconds.
+        progress: called with a line of text before each phase.
+        isbi: the ISBI folder (default: $UNET_ISBI, else ../shared/datasets/isbi-membrane beside the project).
+    """
+    from unet import pipeline
+    from unet.dataset import Dataset, ingest
+    from unet.demo import write_demo_dataset
+    from unet.model import TRAIN_FLOPS_FACTOR, model_facts
+
+    setting = TINY if tiny else FULL
+    cfg = setting.config
+    started = time.perf_counter()
+    result: dict[str, Any] = {"tiny": tiny, "load_average_start": _load_average(), "machine": _machine()}
+    m, d, t = cfg.model, cfg.data, cfg.train
+    result["model"] = (f"{'tiny' if tiny else 'Config() defaults = Quick demo preset'}: depth {m.depth}, "
+                       f"{m.base_filters} base filters, {d.input_size}x{d.input_size} ({d.resize}), batch "
+                       f"{t.batch_size}, {t.loss} loss, {t.optimizer}")
+    with tempfile.TemporaryDirectory(prefix="unet-bench-") as tmp:
+        work = Path(tmp)
+        os.environ["UNET_WORKSPACE"] = str(work)  # anything the core writes to "the workspace" stays here
+        progress("matmul: the machine's float32 limit")
+        result["matmul_gflops"] = matmul_gflops(setting.matmul_side, setting.matmul_repeats)
+
+        raw = write_demo_dataset(work / "demo-raw", kind="cells", count=setting.demo_count, size=setting.demo_size)
+        dataset, _ = ingest(raw, "cells", work / "datasets")
+        dataset = Dataset.load(dataset.root)
+        result["dataset"] = f"cells demo data: {len(dataset.stems)} images of {setting.demo_size}x{setting.demo_size}"
+
+        split = pipeline.split_stems(dataset.stems, t.validation_split, t.seed)
+        steps = pipeline.steps_for(len(split.train), t.batch_size)
+        eval_cfg = cfg.replace(train=dataclasses.replace(t, batch_size=1))
+        pairs = list(pipeline.eval_pipeline(dataset, split.train, eval_cfg, cache=False).dataset)
+        images = np.concatenate([p[0].numpy() for p in pairs])
+        masks = np.concatenate([p[1].numpy() for p in pairs])
+
+        progress(f"bare model.fit: {setting.bare_epochs} epochs of {steps} steps")
+        result.update(bare_fit(cfg, images, masks, steps, setting.bare_epochs))
+        keras.backend.clear_session()
+
+        progress(f"training through unet.training: {setting.train_epochs} epochs")
+        run_dir = work / "runs" / "bench"
+        result.update(train_path(cfg, dataset.root, run_dir, setting.train_epochs))
+        result["pipeline_efficiency"] = result["train_images_per_s"] / result["bare_fit_images_per_s"]
+        result["steps_efficiency"] = result["train_steps_images_per_s"] / result["bare_fit_images_per_s"]
+        flops = model_facts(cfg).flops
+        result["conv_gflops_per_image"] = flops / 1e9
+        result["achieved_gflops"] = flops * TRAIN_FLOPS_FACTOR * result["train_images_per_s"] / 1e9
+        result["fraction_of_peak"] = result["achieved_gflops"] / result["matmul_gflops"]
+
+        progress("previews")
+        result["preview_ms"] = preview_ms(dataset.root, cfg)
+        progress("prediction")
+        result.update(predict_figures(run_dir, setting.predict_repeats, setting.large_image))
+        keras.backend.clear_session()
+
+        progress(f"trainer memory on {RSS_FACTOR}x the demo data")
+        result.update(peak_rss_mb(cfg, setting, work))
+
+        if quality:
+            folder = Path(isbi or os.environ.get(ISBI_ENV) or ISBI_DEFAULT)
+            progress(f"quality: Balanced on ISBI for {setting.quality_minutes:g} minutes")
+            result.update(isbi_quality(folder, work, setting.quality_minutes, progress))
+    result["load_average"] = _load_average()
+    result["bench_seconds"] = time.perf_counter() - started
+    return {key: _rounded(value) for key, value in result.items()}
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 4) if math.isfinite(value) else None
+    return value
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Output.
+# ---------------------------------------------------------------------------------------------------------------
+
+_ROWS = (
+    ("matmul_gflops", "float32 matmul (machine limit)", "GFLOP/s"),
+    ("bare_fit_images_per_s", "bare model.fit, in-memory tensors", "images/s"),
+    ("train_images_per_s", "product training, whole epochs", "images/s"),
+    ("train_steps_images_per_s", "product training, steps only", "images/s"),
+    ("pipeline_efficiency", "whole epochs / bare fit", ""),
+    ("steps_efficiency", "steps only / bare fit", ""),
+    ("achieved_gflops", "achieved (conv FLOPs x 3)", "GFLOP/s"),
+    ("fraction_of_peak", "fraction of matmul peak", ""),
+    ("first_epoch_s", "first epoch (tracing)", "s"),
+    ("epoch_s", "steady epoch", "s"),
+    ("epoch_steps_s", "  of which training steps", "s"),
+    ("epoch_validation_s", "  of which validation", "s"),
+    ("epoch_bookkeeping_s", "  of which checkpoints, samples, logs", "s"),
+    ("preview_ms", "8 augmented previews", "ms"),
+    ("predict_ms_512", "predict 512x512", "ms"),
+    ("predict_ms_512_full_resolution", "predict 512x512 at full resolution", "ms"),
+    ("predict_ms_4000x3000", "predict 4000x3000 (tiled)", "ms"),
+    ("peak_rss_mb", "trainer peak memory, 10x demo data", "MB"),
+    ("isbi_dice_5min", "ISBI cell Dice after 5 min (Balanced)", ""),
+)
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """The result as a plain-text table for a terminal."""
+    machine = result.get("machine", {})
+    lines = [
+        f"U-Net Studio benchmark on {machine.get('cpus')} CPUs, {machine.get('platform')}, "
+        f"TensorFlow {machine.get('tensorflow')}",
+        f"model: {result.get('model')}",
+        f"data: {result.get('dataset')}",
+        f"load average: {result.get('load_average_start')} at start, {result.get('load_average')} at the end",
+        "",
+    ]
+    for key, label, unit in _ROWS:
+        if key not in result:
+            continue
+        value = result[key]
+        text = "skipped" if value is None else (f"{value:,.3f}" if abs(value) < 10 else f"{value:,.1f}")
+        lines.append(f"  {label:<40} {text:>12} {unit}")
+    for key in ("predict_512_mode", "predict_large_mode", "isbi_note"):
+        if result.get(key):
+            lines.append(f"  {key}: {result[key]}")
+    return "\n".join(lines)
+
+
+def main(json_output: bool = False, quality: bool = False, tiny: bool = False) -> int:
+    """What `python -m unet bench` runs: progress on stderr, the result on stdout."""
+    with contextlib.redirect_stdout(sys.stderr):  # Keras' and the trainer's epoch lines must not mix with the result
+        result = run_bench(quality=quality, tiny=tiny, progress=lambda line: print(line, file=sys.stderr, flush=True))
+    print(json.dumps(result, indent=2) if json_output else format_table(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(json_output="--json" in sys.argv, quality="--quality" in sys.argv, tiny="--tiny" in sys.argv))
