@@ -48,3 +48,40 @@ def test_the_report_is_built_for_download(at: AppTest):
     next(b for b in at.button if b.label == "Build the report").click().run()
     assert not at.exception
     assert any(b.label == "Download report.html" for b in at.get("download_button"))
+
+
+@pytest.fixture()
+def two_runs(trained_workspace: Path, tmp_path: Path) -> Path:
+    """A workspace of its own with two copies of the tiny run, the second with other settings."""
+    import json
+    import shutil
+
+    workspace = tmp_path / "workspace"
+    first = workspace / "runs" / "20260101-000000-first"
+    second = workspace / "runs" / "20260102-000000-second"
+    shutil.copytree(trained_workspace / "runs" / TINY_RUN, first)
+    shutil.copytree(first, second)
+    config = json.loads((second / "config.json").read_text())
+    config["train"]["learning_rate"] = 0.003
+    (second / "config.json").write_text(json.dumps(config))
+    return workspace
+
+
+def test_compare_overlays_curves_and_highlights_the_differing_setting(two_runs: Path, monkeypatch):
+    at = open_page("pages/runs.py", two_runs, monkeypatch)
+    assert len(at.multiselect[0].value) == 2
+    assert len(at.get("plotly_chart")) >= 1
+    frame = at.dataframe[1].value
+    assert list(frame.index) == ["train.learning_rate"], "only the differing setting is listed by default"
+
+
+def test_delete_needs_confirmation_and_removes_the_folder(two_runs: Path, monkeypatch):
+    at = open_page("pages/runs.py", two_runs, monkeypatch)
+    chosen = at.selectbox(key="runs_selected").value
+    delete = next(b for b in at.button if b.label == "Delete run")
+    assert delete.disabled, "deleting must be confirmed first"
+    at.checkbox(key=f"sure_{chosen}").check().run()
+    next(b for b in at.button if b.label == "Delete run").click().run()
+    assert not at.exception
+    assert not (two_runs / "runs" / chosen).exists()
+    assert len(at.dataframe[0].value) == 1

@@ -14,6 +14,6 @@ def test_a_browser_renders_the_report_offline(page, trained_workspace: Path, tmp
     page.on("request", lambda r: fetched.append(r.url) if not r.url.startswith(("file:", "data:")) else None)
     page.goto(path.as_uri())
     page.locator(".plotly-graph-div .main-svg").first.wait_for(timeout=20_000)
-    assert page.locator(".plotly-graph-div").count() >= 2
+    assert page.locator(".plotly-graph-div .main-svg").count() >= 1, "the training curves are drawn"
     assert fetched == [], "the report must not need the network"
     assert page.get_by_text("How to reproduce it").is_visible()
