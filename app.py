@@ -20,7 +20,11 @@ here = Path(__file__).parent
 navigation = st.navigation(
     [st.Page(path, title=title, icon=icon) for path, title, icon in PAGES if (here / path).exists()]
 )
-try:
-    navigation.run()
-finally:  # after the page, so the sidebar shows what the page just changed (also when a page stops early)
+# Drawn before the page (so it is there even when a page stops early) and again after it, so it shows what the
+# page just changed (a dataset loaded, a preset applied).
+sidebar = st.sidebar.empty()
+with sidebar.container():
+    show_sidebar()
+navigation.run()
+with sidebar.container():
     show_sidebar()

@@ -8,7 +8,7 @@ from unet.ui.state import align_config_with_dataset, current_dataset
 
 
 def show_sidebar() -> None:
-    with st.sidebar:
+    with st.container():
         dataset = current_dataset()
         st.caption("Current dataset")
         if dataset is None:
