@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import uuid
 from pathlib import Path
 
 import streamlit as st
@@ -22,13 +21,6 @@ st.write(
 )
 
 
-def _staging() -> Path:
-    """A fresh folder inside the workspace for one upload; removed once the dataset is stored."""
-    folder = workspace.root() / "uploads" / uuid.uuid4().hex
-    folder.mkdir(parents=True)
-    return folder
-
-
 def _store(source: Path, name: str, label: str | None = None) -> None:
     bar = st.progress(0.0, text="Checking files…")
     dataset, report = ingest(
@@ -44,7 +36,7 @@ def _store(source: Path, name: str, label: str | None = None) -> None:
 
 
 def _load_demo(kind: str) -> None:
-    staging = _staging()
+    staging = workspace.upload_folder()
     try:
         with st.spinner("Generating demo images…"):
             write_demo_dataset(staging / "demo", kind=kind)
@@ -61,7 +53,7 @@ def _load_demo(kind: str) -> None:
 
 
 def _store_zip(upload, name: str) -> None:
-    staging = _staging()
+    staging = workspace.upload_folder()
     try:
         target = staging / "upload.zip"
         with target.open("wb") as out:
@@ -72,7 +64,7 @@ def _store_zip(upload, name: str) -> None:
 
 
 def _store_files(images, masks, name: str) -> None:
-    staging = _staging()
+    staging = workspace.upload_folder()
     try:
         folder = stage_uploads([(f.name, f) for f in images], [(f.name, f) for f in masks], staging / "files")
         _store(folder, name)

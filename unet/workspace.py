@@ -10,6 +10,7 @@ import re
 import shutil
 import time
 import unicodedata
+import uuid
 from pathlib import Path
 
 from unet.errors import UserError
@@ -69,6 +70,14 @@ def _newest_change(folder: Path) -> float:
             except OSError:
                 continue
     return newest
+
+
+def upload_folder() -> Path:
+    """A fresh folder under `workspace/uploads/` for one upload; the caller removes it once the data is stored
+    (and `remove_stale_uploads` does, should the browser or server go away first)."""
+    folder = root() / "uploads" / uuid.uuid4().hex
+    folder.mkdir(parents=True)
+    return folder
 
 
 def remove_stale_uploads(max_age_hours: float = STALE_UPLOAD_HOURS) -> list[str]:

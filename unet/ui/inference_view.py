@@ -26,12 +26,6 @@ _PREDICTIONS = "inference_predictions"
 MAX_CACHED_PREDICTIONS = 64
 
 
-def _staging() -> Path:
-    folder = workspace.root() / "uploads" / uuid.uuid4().hex
-    folder.mkdir(parents=True)
-    return folder
-
-
 def _cached_predictor(key: tuple, load) -> Predictor:
     held = st.session_state.get(_PREDICTOR)
     if held and held[0] == key:
@@ -52,7 +46,7 @@ def predictor_from_upload(upload) -> Predictor:
     """Save the uploaded .keras file inside the workspace, load it with safe mode, delete the copy."""
 
     def load() -> Predictor:
-        folder = _staging()
+        folder = workspace.upload_folder()
         try:
             path = folder / (workspace.safe_name(Path(upload.name).stem, fallback="model") + ".keras")
             with path.open("wb") as out:
@@ -68,7 +62,7 @@ def read_uploads(uploads) -> tuple[list[tuple[str, np.ndarray]], list[tuple[str,
     """Decode uploaded images (and images inside uploaded zips); broken files are reported, not fatal."""
     images: list[tuple[str, np.ndarray]] = []
     problems: list[tuple[str, str]] = []
-    folder = _staging()
+    folder = workspace.upload_folder()
     try:
         for upload in uploads:
             target = folder / uuid.uuid4().hex / workspace.safe_name(upload.name, fallback="image")
@@ -117,7 +111,7 @@ def truth_for(name: str, uploads, shape: tuple[int, int], num_classes: int) -> n
                  None)
     if match is None:
         return None
-    folder = _staging()
+    folder = workspace.upload_folder()
     try:
         path = folder / workspace.safe_name(match.name, fallback="mask")
         path.write_bytes(match.getvalue())
