@@ -23,14 +23,16 @@ st.write(
 
 def _store(source: Path, name: str, label: str | None = None) -> None:
     bar = st.progress(0.0, text="Checking files…")
-    dataset, report = ingest(
-        source,
-        name,
-        workspace.datasets_dir(),
-        progress=lambda f, text: bar.progress(min(max(f, 0.0), 1.0), text=text),
-        label=label,
-    )
-    bar.empty()
+    try:
+        dataset, report = ingest(
+            source,
+            name,
+            workspace.datasets_dir(),
+            progress=lambda f, text: bar.progress(min(max(f, 0.0), 1.0), text=text),
+            label=label,
+        )
+    finally:  # also when the data is refused: the message replaces the bar
+        bar.empty()
     set_current_dataset(dataset.name)
     st.session_state["ingest_summary"] = report.summary()
 
