@@ -54,6 +54,9 @@ def test_turning_augmentation_off_changes_the_config_training_will_use(workspace
     assert not at.exception
     assert not at.session_state["config"].augment.enabled
     at.toggle(key="aug_enabled").set_value(True).run()
+    assert at.session_state["config"].augment.rotate == 0.0  # free rotation resamples pixels: off by default
+    at.checkbox(key="aug_on_rotate").check().run()
+    assert at.session_state["config"].augment.rotate > 0
     at.slider(key="aug_rotate").set_value(90.0).run()
     assert at.session_state["config"].augment.rotate == 90.0
     at.checkbox(key="aug_on_rotate").uncheck().run()

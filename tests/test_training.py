@@ -96,7 +96,7 @@ def test_a_two_epoch_run_leaves_every_file_with_sane_values(trained):
         assert set(row) >= HISTORY_KEYS, HISTORY_KEYS - set(row)
         for key in ("dice", "iou", "val_dice", "val_iou", "pixel_accuracy", "val_pixel_accuracy"):
             assert 0.0 <= row[key] <= 1.0, key
-        assert row["seconds"] > 0 and row["lr"] == pytest.approx(1e-3)
+        assert row["seconds"] > 0 and 0 < row["lr"] <= 1e-3  # the cosine schedule never goes above the rate
     status = run.read_status()
     assert status["state"] == runs.COMPLETED and status["epoch"] == 2 and status["epochs"] == 2
     assert status["best_epoch"] in (1, 2) and status["ended"] and not status["error"]
@@ -131,6 +131,18 @@ def test_resume_continues_the_epoch_count(trained, raw):
     history = runs.Run(trained).read_history()
     assert [h["epoch"] for h in history] == [1, 2, 3]
     assert runs.Run(trained).read_status()["state"] == runs.COMPLETED
+
+
+def test_the_cosine_schedule_warms_up_then_lowers_the_rate(raw, tmp_path):
+    run_dir = tmp_path / "cosine"
+    run_dir.mkdir()
+    (run_dir / runs.CONFIG).write_text(json.dumps({**TINY, "train": {**TINY["train"], "epochs": 3,
+                                                                     "lr_schedule": "cosine"}}))
+    result = _cli_train(run_dir, raw)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rates = [h["lr"] for h in runs.Run(run_dir).read_history()]
+    assert rates[0] < rates[1] > rates[2] and max(rates) < 1e-3  # each epoch's rate as it began
+    assert rates[0] == pytest.approx(1e-3 * 0.1, rel=1e-3)
 
 
 def test_a_bad_dataset_fails_with_a_plain_message(tmp_path):

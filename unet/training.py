@@ -34,7 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from unet import metrics as unet_metrics
-from unet import pipeline, runs
+from unet import pipeline, runs, schedule
 from unet.augment import Augmenter
 from unet.config import Config
 from unet.dataset import Dataset
@@ -366,6 +366,34 @@ class RunRecorder(keras.callbacks.Callback):
         self.sampled_at, self.sampled_epoch = time.monotonic(), epoch
 
 
+class CosineSchedule(keras.callbacks.Callback):
+    """Sets the optimizer's rate before every batch from `unet.schedule.cosine_rate` (warm-up, then cosine).
+
+    The run's progress counts the steps of all epochs (a resumed run carries on where it stopped) and, with a
+    time limit, the time spent in this session, whichever is further along.
+    """
+
+    def __init__(self, config: Config, steps: int, done_epochs: int) -> None:
+        super().__init__()
+        self.base = config.train.learning_rate
+        self.total_steps = config.train.epochs * steps
+        self.step = done_epochs * steps
+        self.limit_seconds = config.train.max_minutes * 60
+        self.started = time.monotonic()
+
+    def _apply(self) -> None:
+        progress = schedule.run_progress(self.step, self.total_steps, time.monotonic() - self.started,
+                                         self.limit_seconds)
+        self.model.optimizer.learning_rate = schedule.cosine_rate(self.base, progress)
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._apply()  # before RunRecorder reads the rate for the history line
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        self._apply()
+        self.step += 1
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The training itself.
 # ---------------------------------------------------------------------------------------------------------------
@@ -414,11 +442,13 @@ def _fit(run_dir: Path, data: Path, config: Config, resume: bool, status: Status
     samples = next(iter(pipeline.eval_pipeline(dataset, split.val[:4], config, cache=False, batch_size=4).dataset))
     recorder = RunRecorder(run_dir, status, config, dataset, samples, history, steps)
     callbacks: list[keras.callbacks.Callback] = [recorder]
+    if config.train.lr_schedule == schedule.COSINE:
+        callbacks.insert(0, CosineSchedule(config, steps, done))
     early = None
     if config.train.early_stopping_patience:
         early = keras.callbacks.EarlyStopping("val_dice", patience=config.train.early_stopping_patience, mode="max")
         callbacks.append(early)
-    if config.train.reduce_lr_patience:
+    if config.train.lr_schedule == schedule.PLATEAU and config.train.reduce_lr_patience:
         callbacks.append(keras.callbacks.ReduceLROnPlateau(
             "val_loss", factor=0.5, patience=config.train.reduce_lr_patience, min_lr=1e-6, verbose=1))
     if importlib.util.find_spec("tensorboard") is not None:  # tf.summary needs the tensorboard package

@@ -15,7 +15,7 @@ import streamlit as st
 
 from unet import runs, workspace
 from unet.charts import history_figure
-from unet.config import LOSSES, OPTIMIZERS, Config, TrainConfig
+from unet.config import LOSSES, LR_SCHEDULES, OPTIMIZERS, Config, TrainConfig
 from unet.dataset import Dataset
 
 REFRESH_SECONDS = 1.5
@@ -27,6 +27,12 @@ STATE_BADGES = {
     "failed": ("Failed", "red", ":material/error:"),
     "interrupted": ("Interrupted", "violet", ":material/pause_circle:"),
 }
+SCHEDULE_NAMES = {
+    "cosine": "Warm up, then lower smoothly (recommended)",
+    "plateau": "Halve when progress stalls",
+    "constant": "Keep it fixed",
+}
+
 LOSS_NAMES = {
     "dice_ce": "Dice + cross-entropy (recommended)",
     "ce": "Cross-entropy",
@@ -64,9 +70,18 @@ def train_settings(current: TrainConfig) -> TrainConfig:
         "Stop early after (epochs without improvement)", 0, 1000, current.early_stopping_patience,
         help="Ends training when validation Dice has not improved for this many epochs. 0 turns it off.",
     )
+    lr_schedule = left.selectbox(
+        "Learning-rate schedule", LR_SCHEDULES, index=LR_SCHEDULES.index(current.lr_schedule),
+        format_func=SCHEDULE_NAMES.get,
+        help="How the step size changes during training. 'Warm up, then lower smoothly' starts gently, peaks at "
+             "the learning rate above and ends with small steps by the last epoch (or by the time limit), which "
+             "settles the network.",
+    )
     reduce_lr = right.number_input(
         "Lower the learning rate after (epochs without improvement)", 0, 1000, current.reduce_lr_patience,
-        help="Halves the learning rate when progress stalls. 0 turns it off.",
+        disabled=lr_schedule != "plateau",
+        help="With the 'halve when progress stalls' schedule: halves the learning rate after this many epochs "
+             "without a lower validation loss. 0 turns it off.",
     )
     max_minutes = right.number_input(
         "Time limit (minutes, 0 = none)", 0.0, 10080.0, float(current.max_minutes), 1.0,
@@ -79,7 +94,8 @@ def train_settings(current: TrainConfig) -> TrainConfig:
     return dataclasses.replace(
         current, epochs=int(epochs), learning_rate=float(learning_rate), optimizer=optimizer, loss=loss,
         validation_split=float(validation_split), early_stopping_patience=int(early),
-        reduce_lr_patience=int(reduce_lr), max_minutes=float(max_minutes), class_weights=class_weights,
+        lr_schedule=lr_schedule, reduce_lr_patience=int(reduce_lr), max_minutes=float(max_minutes),
+        class_weights=class_weights,
     )
 
 
