@@ -190,3 +190,39 @@ def test_a_killed_trainer_is_marked_interrupted_and_its_checkpoint_stays(stored,
         proc.wait()
     assert run.read_status()["state"] == runs.INTERRUPTED and not run.is_active
     _assert_model_predicts(run.path / runs.LAST_MODEL)
+
+
+def _epochs(*dice: float) -> list[dict]:
+    return [{"epoch": i + 1, "val_dice": d} for i, d in enumerate(dice)]
+
+
+def _feed(stopper, first_epoch: int, *dice: float) -> int | None:
+    """Feed validation Dice values epoch by epoch; the 1-based epoch after which training stopped, or None."""
+    for offset, value in enumerate(dice):
+        stopper.on_epoch_end(first_epoch - 1 + offset, {"val_dice": value})
+        if stopper.model.stop_training:
+            return first_epoch + offset
+    return None
+
+
+def test_early_stopping_remembers_the_best_epoch_across_a_resume():
+    from types import SimpleNamespace
+
+    from unet.callbacks import ResumableEarlyStopping
+
+    # Best Dice 0.8 at epoch 2, then one epoch without improvement before the run was stopped and resumed.
+    stopper = ResumableEarlyStopping(patience=3, history=_epochs(0.5, 0.8, 0.7))
+    stopper.set_model(SimpleNamespace(stop_training=False))
+    stopper.on_train_begin()
+    assert _feed(stopper, 4, 0.79, 0.79, 0.79) == 5  # 3 epochs after epoch 2, not 3 epochs after the resume
+
+    improving = ResumableEarlyStopping(patience=3, history=_epochs(0.5, 0.8, 0.7))
+    improving.set_model(SimpleNamespace(stop_training=False))
+    improving.on_train_begin()
+    assert _feed(improving, 4, 0.81, 0.7, 0.7) is None  # beating the old best starts the count again
+
+    # A run that early stopping already ended gets a fresh window when the user asks for more epochs.
+    ended = ResumableEarlyStopping(patience=2, history=_epochs(0.8, 0.7, 0.7))
+    ended.set_model(SimpleNamespace(stop_training=False))
+    ended.on_train_begin()
+    assert _feed(ended, 4, 0.7) is None and _feed(ended, 5, 0.7) == 5

@@ -44,7 +44,7 @@ class Preset:
 
 QUICK_DEMO = Preset(
     name="Quick demo",
-    description="A small U-Net that learns the 128x128 demo data in about a minute on a laptop.",
+    description="A small U-Net that learns the 128x128 demo data in under a minute on a laptop.",
     model={"depth": 3, "base_filters": 16, "kernel_size": 3, "batch_norm": True, "activation": "relu",
            "dropout": 0.0, "pooling": "max", "upsampling": "bilinear"},
     data={"input_size": 128, "resize": "resize"},

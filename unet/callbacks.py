@@ -1,0 +1,242 @@
+"""The Keras callbacks of the trainer: what it writes into the run folder while it fits, and how it steers the fit.
+
+`RunRecorder` writes the run folder as training goes (status, history, checkpoints, sample pictures) and stops
+on STOP, SIGTERM or the time limit; `ResumableEarlyStopping` and `CosineSchedule` carry their state across a
+resume. Every file is replaced atomically, so a crash or a full disk never leaves a damaged file behind.
+`unet.training` assembles them; readers of run folders (pages, `unet.runs`) never import this module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import keras
+import numpy as np
+import tensorflow as tf
+
+from unet import runs, schedule
+from unet.config import Config
+from unet.dataset import Dataset
+from unet.overlay import class_colors, colorize, to_rgb
+from unet.runs import StatusWriter
+
+
+def save_model_atomic(model: keras.Model, path: Path) -> None:
+    """Save to a temp `.keras` file beside `path`, then rename it over `path`; the old file survives a failure."""
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.keras")
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+SAMPLE_TILE = 128  # pixels per side of one picture in samples/*.png
+# Sample pictures are predicted after the first epoch, then at most this often, and after the last: on short
+# epochs (the demo data: 3 s) predicting them every epoch cost 3-8% of the training time.
+SAMPLE_SECONDS = 10.0
+
+
+def predict_classes(model: Any, images: tf.Tensor | np.ndarray) -> np.ndarray:
+    """Class indices [B, H, W] from a sigmoid (binary) or softmax output; `model` is a model or any callable."""
+    probs = keras.ops.convert_to_numpy(model(images, training=False))
+    return (probs[..., 0] > 0.5).astype(np.int64) if probs.shape[-1] == 1 else probs.argmax(-1)
+
+
+def sample_picture(images01: np.ndarray, masks: np.ndarray, predicted: np.ndarray, colors: np.ndarray) -> np.ndarray:
+    """Rows of image | truth | prediction (uint8 RGB), each tile at most SAMPLE_TILE pixels wide."""
+    rows = []
+    for image, mask, pred in zip(images01, masks, predicted, strict=True):
+        tiles = [to_rgb((np.clip(image, 0, 1) * 255).round().astype(np.uint8)), colorize(mask, colors),
+                 colorize(pred, colors)]
+        if tiles[0].shape[0] > SAMPLE_TILE:
+            tiles = [cv2.resize(t, (SAMPLE_TILE, SAMPLE_TILE), interpolation=cv2.INTER_NEAREST) for t in tiles]
+        rows.append(np.concatenate(tiles, axis=1))
+    return np.concatenate(rows, axis=0)
+
+
+def write_png_atomic(path: Path, rgb: np.ndarray) -> None:
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise OSError(f"cannot encode {path.name}")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(encoded.tobytes())
+    os.replace(tmp, path)
+
+
+def link_atomic(source: Path, path: Path) -> None:
+    """Make `path` a second name for `source` (a hard link; a copy where links are not possible), atomically.
+
+    Replacing `source` later (`os.replace`) gives it a new file and leaves `path` as it was.
+    """
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    try:
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _number(value: Any) -> float | None:
+    value = float(keras.ops.convert_to_numpy(value))
+    return value if np.isfinite(value) else None
+
+
+class RunRecorder(keras.callbacks.Callback):
+    """Writes the run folder as training goes, and stops training on STOP, SIGTERM or the time limit.
+
+    Per batch: progress in status.json (throttled). Per epoch: a history.jsonl line, `last.keras`, and
+    `model.keras` when validation Dice improved (a hard link to the same file). `samples/epoch_NNN.png` +
+    `samples/latest.png` after the first epoch, then every SAMPLE_SECONDS at most, and after the last epoch.
+    """
+
+    def __init__(self, run_dir: Path, status: StatusWriter, config: Config, dataset: Dataset,
+                 samples: tuple[tf.Tensor, tf.Tensor], history: list[dict[str, Any]], steps: int) -> None:
+        super().__init__()
+        self.run_dir, self.status, self.config, self.steps = run_dir, status, config, steps
+        scored = [(h["val_dice"], h["epoch"]) for h in history if isinstance(h.get("val_dice"), (int, float))]
+        self.best_val_dice, self.best_epoch = max(scored, default=(-1.0, None))
+        self.last_epoch = max((int(h["epoch"]) for h in history), default=0)
+        self.stop_reason: str | None = None
+        self.deadline = time.monotonic() + config.train.max_minutes * 60 if config.train.max_minutes else None
+        images, masks = samples
+        self.sample_inputs = images
+        self._forward: Any = None
+        self.sampled_at: float | None = None
+        self.sampled_epoch = 0
+        std, mean = (dataset.std, dataset.mean) if config.data.normalisation == "standard" else (1.0, 0.0)
+        self.sample_images = images.numpy() * max(float(std), 1e-6) + float(mean)
+        self.sample_masks = masks.numpy()[..., 0]
+        self.colors = class_colors(config.model.num_classes, [c.color for c in dataset.classes])
+        (run_dir / runs.SAMPLES).mkdir(exist_ok=True)
+        # Drop a half-written last line (a killed trainer) so the file stays one object per line.
+        tmp = run_dir / f".{runs.HISTORY}.tmp-{os.getpid()}"
+        tmp.write_text("".join(json.dumps(h) + "\n" for h in history), encoding="utf-8")
+        os.replace(tmp, run_dir / runs.HISTORY)
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch_started = time.monotonic()
+        lr = _number(self.model.optimizer.learning_rate)
+        self.lr = None if lr is None else float(f"{lr:.6g}")  # the float32 variable's noise digits help nobody
+        self.status.write(state=runs.RUNNING, epoch=epoch + 1, batch=0, batches=self.steps,
+                          message=f"epoch {epoch + 1} of {self.config.train.epochs}")
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if self.status.stop_requested():
+            self.stop_reason = "stop"
+        elif self.deadline is not None and time.monotonic() > self.deadline:
+            self.stop_reason = "time"
+        if self.stop_reason:
+            self.model.stop_training = True
+            self.status.write(batch=batch + 1, message="stopping: checking the model on the validation images")
+        else:
+            self.status.write(batch=batch + 1, force=False)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        row: dict[str, Any] = {"epoch": epoch + 1, "seconds": round(time.monotonic() - self.epoch_started, 3),
+                               "lr": self.lr}
+        for key, value in (logs or {}).items():
+            if key != "learning_rate":
+                row[key] = _number(value)
+        for prefix in ("", "val_"):  # binary: the one foreground class is class 1
+            for name in ("dice", "iou"):
+                row.setdefault(f"{prefix}{name}_1", row.get(f"{prefix}{name}"))
+        if self.stop_reason:
+            row["partial"] = True  # the epoch was cut short after some batches
+        # Checkpoints first, the history line last: a line in history.jsonl means its epoch is in last.keras.
+        # The model is saved once (last.keras); when it is also the best, model.keras becomes a second name for
+        # the same file, which halves the per-epoch saving.
+        last, best = self.run_dir / runs.LAST_MODEL, self.run_dir / runs.BEST_MODEL
+        save_model_atomic(self.model, last)
+        val_dice = row.get("val_dice")
+        if val_dice is not None and val_dice > self.best_val_dice:
+            self.best_val_dice, self.best_epoch = val_dice, epoch + 1
+            link_atomic(last, best)
+        elif not best.exists():
+            link_atomic(last, best)  # never finish without a model
+        if self.sampled_at is None or time.monotonic() - self.sampled_at >= SAMPLE_SECONDS:
+            self._write_samples(epoch + 1)
+        row["seconds"] = round(time.monotonic() - self.epoch_started, 3)  # with the checkpoint and samples
+        with open(self.run_dir / runs.HISTORY, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+        self.last_epoch = epoch + 1
+        self.status.write(epoch=epoch + 1, best_val_dice=None if self.best_epoch is None else self.best_val_dice,
+                          best_epoch=self.best_epoch)
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self.last_epoch and self.sampled_epoch != self.last_epoch:
+            self._write_samples(self.last_epoch)  # the final model's samples, even when the last epoch skipped them
+
+    def _write_samples(self, epoch: int) -> None:
+        if self._forward is None:  # traced once: an eager call of the model costs more than the prediction
+            model = self.model
+            self._forward = tf.function(lambda x, training=False: model(x, training=training), autograph=False)
+        predicted = predict_classes(self._forward, self.sample_inputs)
+        picture = sample_picture(self.sample_images, self.sample_masks, predicted, self.colors)
+        folder = self.run_dir / runs.SAMPLES
+        write_png_atomic(folder / f"epoch_{epoch:03d}.png", picture)
+        link_atomic(folder / f"epoch_{epoch:03d}.png", folder / "latest.png")
+        self.sampled_at, self.sampled_epoch = time.monotonic(), epoch
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """Early stopping on validation Dice that carries its count across a resume.
+
+    Keras' own starts every `fit` from scratch, so after a resume the first epoch always counted as an improvement
+    and patience began again. This one starts from the run's history: the best Dice so far and the epochs since
+    it. A run that had already run out of patience (early stopping ended it) gets a fresh window, since resuming
+    it means the user asked for more epochs.
+    """
+
+    def __init__(self, patience: int, history: Sequence[dict[str, Any]]) -> None:
+        super().__init__("val_dice", patience=patience, mode="max")
+        scored = [(h["val_dice"], -int(h["epoch"])) for h in history if isinstance(h.get("val_dice"), (int, float))]
+        self.previous_best = max(scored, default=None)  # the best Dice; the earliest epoch that reached it
+        self.previous_last = max((int(h["epoch"]) for h in history), default=0)
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        super().on_train_begin(logs)
+        if self.previous_best is not None:
+            best, negative_epoch = self.previous_best
+            self.best, self.best_epoch = float(best), -negative_epoch - 1  # Keras counts epochs from 0
+            waited = self.previous_last + negative_epoch
+            self.wait = waited if waited < self.patience else 0
+
+
+class CosineSchedule(keras.callbacks.Callback):
+    """Sets the optimizer's rate before every batch from `unet.schedule.cosine_rate` (warm-up, then cosine).
+
+    The run's progress counts the steps of all epochs (a resumed run carries on where it stopped) and, with a
+    time limit, the time spent in this session, whichever is further along.
+    """
+
+    def __init__(self, config: Config, steps: int, done_epochs: int) -> None:
+        super().__init__()
+        self.base = config.train.learning_rate
+        self.total_steps = config.train.epochs * steps
+        self.step = done_epochs * steps
+        self.limit_seconds = config.train.max_minutes * 60
+        self.started = time.monotonic()
+
+    def _apply(self) -> None:
+        progress = schedule.run_progress(self.step, self.total_steps, time.monotonic() - self.started,
+                                         self.limit_seconds)
+        self.model.optimizer.learning_rate = schedule.cosine_rate(self.base, progress)
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._apply()  # before RunRecorder reads the rate for the history line
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        self._apply()
+        self.step += 1
