@@ -32,3 +32,19 @@ def test_the_run_list_shows_every_run(trained_workspace, monkeypatch):
 def test_without_a_dataset_the_page_says_where_to_get_one(trained_workspace, monkeypatch):
     at = _page(trained_workspace, monkeypatch)
     assert any("Dataset" in i.value for i in at.info)
+
+
+def test_the_schedule_choice_reaches_the_config_and_unlocks_its_patience(tmp_path, monkeypatch):
+    from unet.dataset import ingest
+    from unet.demo import write_demo_dataset
+
+    raw = write_demo_dataset(tmp_path / "raw" / "cells", kind="cells", count=6, size=48)
+    ingest(raw, "cells", tmp_path / "workspace" / "datasets")
+    at = open_page("pages/train.py", tmp_path / "workspace", monkeypatch, dataset="cells")
+    schedule = next(s for s in at.selectbox if s.label == "Learning-rate schedule")
+    patience = next(n for n in at.number_input if n.label.startswith("Lower the learning rate"))
+    assert schedule.value == "cosine" and patience.disabled  # the plateau patience means nothing for cosine
+    schedule.set_value("plateau").run()
+    assert not at.exception
+    assert at.session_state["config"].train.lr_schedule == "plateau"
+    assert not next(n for n in at.number_input if n.label.startswith("Lower the learning rate")).disabled

@@ -40,8 +40,8 @@ def show_model_facts(config: Config, dataset: Dataset | None) -> None:
     row = st.columns(3)
     row[0].metric("Parameters", f"{facts.params:,}", help="Numbers the network learns. More can fit subtler patterns.")
     row[1].metric(
-        "Compute per image",
-        f"{facts.gflops:.3g} GFLOP",
+        "GFLOP per image",
+        f"{facts.gflops:.3g}",
         help="Billions of arithmetic operations for one forward pass of one input image; training costs about 3×.",
     )
     row[2].metric(
@@ -63,10 +63,12 @@ def show_model_facts(config: Config, dataset: Dataset | None) -> None:
         help=f"One pass over {train_images} training images on this machine, estimated from a short measurement "
         f"({facts.gflops_per_second:.0f} GFLOP/s achieved).",
     )
+    epochs = config.train.epochs
     row[2].metric(
-        "30 epochs",
-        _duration((facts.seconds_per_epoch or 0) * 30),
-        help="A typical training length; early stopping often ends sooner.",
+        f"{epochs} epochs",
+        _duration((facts.seconds_per_epoch or 0) * epochs),
+        help="The whole training at the number of epochs set on the Train page (the preset's, until you change "
+        "it); early stopping may end it sooner.",
     )
     if (facts.seconds_per_epoch or 0) > SLOW_EPOCH_SECONDS:
         st.warning(

@@ -62,7 +62,7 @@ def train_settings(current: TrainConfig) -> TrainConfig:
         "Loss", LOSSES, index=LOSSES.index(current.loss), format_func=LOSS_NAMES.get,
         help="What the network tries to make small. Dice + cross-entropy copes well with small objects.",
     )
-    validation_split = right.slider(
+    validation_split = left.slider(
         "Validation share", 0.05, 0.5, current.validation_split, 0.05,
         help="Images held back to measure progress honestly; the network never learns from them.",
     )
@@ -70,11 +70,11 @@ def train_settings(current: TrainConfig) -> TrainConfig:
         "Stop early after (epochs without improvement)", 0, 1000, current.early_stopping_patience,
         help="Ends training when validation Dice has not improved for this many epochs. 0 turns it off.",
     )
-    lr_schedule = left.selectbox(
+    lr_schedule = right.selectbox(
         "Learning-rate schedule", LR_SCHEDULES, index=LR_SCHEDULES.index(current.lr_schedule),
         format_func=SCHEDULE_NAMES.get,
         help="How the step size changes during training. 'Warm up, then lower smoothly' starts gently, peaks at "
-             "the learning rate above and ends with small steps by the last epoch (or by the time limit), which "
+             "the learning rate you chose and ends with small steps by the last epoch (or by the time limit), which "
              "settles the network.",
     )
     reduce_lr = right.number_input(
@@ -85,7 +85,8 @@ def train_settings(current: TrainConfig) -> TrainConfig:
     )
     max_minutes = right.number_input(
         "Time limit (minutes, 0 = none)", 0.0, 10080.0, float(current.max_minutes), 1.0,
-        help="Training stops cleanly after this long and keeps the best model.",
+        help="Training stops cleanly after this long and keeps the best model. With the smooth schedule, the "
+             "learning rate reaches its lowest at the limit, so a time-limited run still finishes settled.",
     )
     class_weights = st.checkbox(
         "Weight rare classes more", current.class_weights,
