@@ -29,14 +29,23 @@ def test_upload_see_overlay_change_opacity_download_zip(page, app_url, trained_r
     uploader.locator("input[type='file']").set_input_files(str(path))
     wait_for_app(page)
     expect(page.get_by_text("my sample.png: image · overlay · mask")).to_be_visible(timeout=60_000)
-    before = _overlay_source(page)
 
+    # The lowest threshold, so the tiny model's mask covers pixels whatever it learned in its two epochs (opacity
+    # has nothing to show on an empty mask); then the overlay must follow the opacity slider.
+    threshold = page.get_by_test_id("stSlider").filter(has_text="Threshold").get_by_role("slider")
+    threshold.focus()
+    threshold.press("Home")
+    wait_for_app(page)
+    expect(threshold).to_have_attribute("aria-valuetext", "0.05")
+    wait_for_app(page)
+    before = _overlay_source(page)
     slider = page.get_by_test_id("stSlider").filter(has_text="Opacity").get_by_role("slider")
     slider.focus()
     for _ in range(4):
         slider.press("ArrowRight")
+    expect(slider).to_have_attribute("aria-valuetext", "0.70")
     wait_for_app(page)
-    expect(page.get_by_test_id("stImage").first.locator("img")).not_to_have_attribute("src", before)
+    expect(page.get_by_test_id("stImage").first.locator("img")).not_to_have_attribute("src", before, timeout=30_000)
 
     archive = tmp_path / "predictions.zip"
     for attempt in range(3):  # a rerun still settling from the slider can replace the file under the click
