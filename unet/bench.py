@@ -501,7 +501,12 @@ def format_table(result: dict[str, Any]) -> str:
         if key not in result:
             continue
         value = result[key]
-        text = "skipped" if value is None else (f"{value:,.3f}" if abs(value) < 10 else f"{value:,.1f}")
+        if value is None:
+            text = "skipped"
+        elif isinstance(value, int):
+            text = f"{value:,}"
+        else:
+            text = f"{value:,.3f}" if abs(value) < 10 else f"{value:,.1f}"
         lines.append(f"  {label:<40} {text:>12} {unit}")
     for key in ("predict_512_mode", "predict_large_mode", "isbi_note"):
         if result.get(key):
