@@ -28,7 +28,7 @@ def data(run_dir: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def binary(run_dir: Path, data: Path):
-    return evaluate_detailed(run_dir, data)
+    return evaluate_detailed(run_dir, data, split="all")
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +42,11 @@ def probabilities(run_dir: Path, data: Path) -> list[tuple[str, np.ndarray, np.n
     return out
 
 
-def _dice_iou(truth: np.ndarray, predicted: np.ndarray) -> tuple[float, float]:
+def _dice_iou(truth: np.ndarray, predicted: np.ndarray) -> tuple[float | None, float | None]:
+    """None when the class is in neither mask: it is not scored."""
     both, either = np.logical_and(truth, predicted).sum(), np.logical_or(truth, predicted).sum()
     total = truth.sum() + predicted.sum()
-    return (2 * both / total if total else 1.0), (both / either if either else 1.0)
+    return (2 * both / total if total else None), (both / either if either else None)
 
 
 def test_scores_match_an_independent_numpy_computation(binary, probabilities):
@@ -54,12 +55,25 @@ def test_scores_match_an_independent_numpy_computation(binary, probabilities):
     dice, iou = _dice_iou(truth, predicted)
     assert binary.dice == pytest.approx(dice, abs=1e-9) and binary.iou == pytest.approx(iou, abs=1e-9)
     assert binary.pixel_accuracy == pytest.approx((truth == predicted).mean(), abs=1e-9)
-    assert binary.per_class[0]["dice"] == pytest.approx(dice, abs=1e-9)
+    assert binary.per_class[1]["dice"] == pytest.approx(dice, abs=1e-9)
+    background, _ = _dice_iou(~truth, ~predicted)
+    assert binary.per_class[0]["dice"] == pytest.approx(background, abs=1e-9)
+    assert binary.averaged_over == ["foreground"]
     by_image = {row["image"]: row for row in binary.per_image}
     for stem, p, t in probabilities:
         image_dice, image_iou = _dice_iou(t == 1, p > 0.5)
         assert by_image[stem]["dice"] == pytest.approx(image_dice, abs=1e-9)
         assert by_image[stem]["iou"] == pytest.approx(image_iou, abs=1e-9)
+
+
+def test_the_baseline_is_the_majority_class_everywhere(binary, probabilities):
+    truth = np.concatenate([t.ravel() == 1 for _, _, t in probabilities])
+    majority_is_foreground = truth.mean() > 0.5
+    baseline = binary.baseline
+    assert baseline["predicts"] == ("foreground" if majority_is_foreground else "background")
+    expected, _ = _dice_iou(truth, np.full(truth.shape, majority_is_foreground))
+    assert (baseline["dice"] or 0.0) == pytest.approx(expected or 0.0, abs=1e-9)
+    assert baseline["pixel_accuracy"] == pytest.approx(max(truth.mean(), 1 - truth.mean()), abs=1e-9)
 
 
 def test_images_are_listed_worst_first_with_error_pictures(binary, data):
@@ -94,11 +108,22 @@ def test_sweep_counts_follow_the_strictly_greater_rule():
 
 
 def test_evaluate_keeps_the_json_contract(run_dir, data, binary):
-    result = evaluate(run_dir, data)
-    json.dumps(result)
-    assert set(result) >= {"dice", "iou", "pixel_accuracy", "per_class", "images", "per_image", "best_threshold"}
-    assert [c["class"] for c in result["per_class"]] == [1] and set(result["per_class"][0]) >= {"name", "dice", "iou"}
+    result = evaluate(run_dir, data, split="all")
+    json.dumps(result, allow_nan=False)
+    assert set(result) >= {"dice", "iou", "pixel_accuracy", "per_class", "images", "per_image", "best_threshold",
+                           "averaged_over", "baseline", "split"}
+    assert [c["class"] for c in result["per_class"]] == [0, 1]
+    assert set(result["per_class"][1]) >= {"name", "value", "dice", "iou", "support_pixels"}
     assert result["dice"] == pytest.approx(binary.dice) and result["best_threshold"] == binary.best_threshold
+
+
+def test_the_run_s_own_data_is_scored_on_its_held_back_images_by_default(run_dir, data):
+    recorded = json.loads((run_dir / runs.DATASET).read_text())
+    result = evaluate(run_dir, data)
+    assert result["split"] == "val" and sorted(r["image"] for r in result["per_image"]) == sorted(recorded["val"])
+    assert evaluate(run_dir)["split"] == "val"
+    trained_on = evaluate(run_dir, split="train")
+    assert sorted(r["image"] for r in trained_on["per_image"]) == sorted(recorded["train"])
 
 
 @pytest.fixture(scope="module")
@@ -138,4 +163,4 @@ def test_multi_class_confusion_matrix_sums_to_the_pixel_count(shapes_run):
     assert result.confusion.sum(axis=1).tolist() == true_pixels.tolist()
     assert result.pixel_accuracy == pytest.approx(np.trace(result.confusion) / result.confusion.sum())
     assert result.sweep == [] and result.best_threshold is None
-    assert [c["class"] for c in result.per_class] == list(range(1, k))
+    assert [c["class"] for c in result.per_class] == list(range(k))

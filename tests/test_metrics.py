@@ -24,13 +24,13 @@ from unet.metrics import (
 
 
 def numpy_scores(truth: np.ndarray, pred: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-class Dice and IoU straight from the definitions, with empty-vs-empty scoring 1."""
+    """Per-class Dice and IoU straight from the definitions; a class in neither mask is not scored (NaN)."""
     dice, iou = [], []
     for k in range(num_classes):
         t, p = truth == k, pred == k
         inter, union, total = np.sum(t & p), np.sum(t | p), t.sum() + p.sum()
-        dice.append(1.0 if total == 0 else 2 * inter / total)
-        iou.append(1.0 if union == 0 else inter / union)
+        dice.append(np.nan if total == 0 else 2 * inter / total)
+        iou.append(np.nan if union == 0 else inter / union)
     return np.array(dice), np.array(iou)
 
 
@@ -73,7 +73,7 @@ def test_known_values_of_the_named_cases() -> None:
         return float(dice_from_counts(counts)[1]), float(iou_from_counts(counts)[1])
 
     assert foreground("perfect") == (1.0, 1.0)
-    assert foreground("empty") == (1.0, 1.0)  # nothing to find, nothing found
+    assert all(np.isnan(foreground("empty")))  # nothing to find, nothing found: not scored
     assert foreground("disjoint") == (0.0, 0.0)
     assert foreground("partial") == pytest.approx((2 * 2 / 6, 2 / 4))
     assert foreground("missed") == (0.0, 0.0)
@@ -96,7 +96,7 @@ def test_multiclass_scores_match_numpy_including_an_absent_class() -> None:
     dice, iou = numpy_scores(truth, pred, 5)
     np.testing.assert_allclose(dice_from_counts(counts), dice)
     np.testing.assert_allclose(iou_from_counts(counts), iou)
-    assert dice[3] == 0.0 and dice[4] == 1.0
+    assert dice[3] == 0.0 and np.isnan(dice[4])  # predicted but absent: wrong; absent from both: not scored
 
 
 def test_predictions_become_classes_by_threshold_or_argmax() -> None:
@@ -125,6 +125,21 @@ def test_metrics_accumulate_counts_over_an_epoch_not_a_mean_of_batches(num_class
     assert float(metrics[3].result()) == pytest.approx(dice[1], rel=1e-6)
     metrics[0].reset_state()
     assert float(metrics[0].result()) == 1.0  # nothing seen: nothing missed
+
+
+def test_the_epoch_headline_leaves_out_a_class_absent_from_truth_and_prediction() -> None:
+    """One stray pixel of an absent class must not swing the headline from 1.0 to the middle (issue #12)."""
+    truth = mask("0110", "0110", "0000")
+    perfect = as_softmax_output(truth, 3)
+    stray = truth.copy()
+    stray[0, 2, 0, 0] = 2  # one pixel of class 2, which the truth never has
+    headline = DiceScore(3)
+    headline.update_state(truth, perfect)
+    assert float(headline.result()) == 1.0  # class 2 absent from both: mean over class 1 only
+    headline.reset_state()
+    headline.update_state(truth, as_softmax_output(stray, 3))
+    dice, _ = numpy_scores(truth, stray, 3)
+    assert float(headline.result()) == pytest.approx(np.mean([dice[1], 0.0]), rel=1e-6)  # predicted-but-absent: 0
 
 
 def test_metrics_serialise_through_get_config() -> None:

@@ -61,17 +61,26 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from unet.evaluation import evaluate
+    from unet.evaluation import evaluate, headline_sentence
 
-    result = evaluate(Path(args.run), Path(args.data))
+    result = evaluate(Path(args.run), Path(args.data) if args.data else None, split=args.split)
     if args.json:
         print(json.dumps(result, indent=2))
-    else:
-        print(f"Dice {result['dice']:.4f}  IoU {result['iou']:.4f}  pixel accuracy {result['pixel_accuracy']:.4f}")
-        if result.get("best_threshold") is not None:
-            print(f"  best threshold {result['best_threshold']:g}")
-        for row in result["per_class"]:
-            print(f"  class {row['class']} ({row['name']}): Dice {row['dice']:.4f}  IoU {row['iou']:.4f}")
+        return 0
+    print(f"{result['images']} images ({result['split']}) of {result['data']}")
+    print(headline_sentence(result))
+    if result["near_baseline"]:
+        print("  WARNING: the model is barely better than painting every pixel one class")
+    for row in result["per_class"]:
+        dice = "not scored" if row["dice"] is None else f"{row['dice']:.4f}"
+        iou = "not scored" if row["iou"] is None else f"{row['iou']:.4f}"
+        print(f"  class {row['class']} ({row['name']} = {row['value']}): Dice {dice}  IoU {iou}"
+              f"  ({row['support_pixels']} true pixels)")
+    print(f"  pixel accuracy {result['pixel_accuracy']:.4f}")
+    if result.get("best_threshold") is not None:
+        print(f"  best threshold {result['best_threshold']:g}")
+    for problem in result["problems"]:
+        print(f"  skipped {problem['file']}: {problem['problem']}")
     return 0
 
 
@@ -141,7 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("evaluate", _evaluate, "Dice, IoU and pixel accuracy of a run's best model on a labelled dataset")
     p.add_argument("--run", required=True, help="run folder")
-    p.add_argument("--data", required=True, help="folder or zip holding images/ and masks/, or a stored dataset")
+    p.add_argument("--data", help="folder or zip holding images/ and masks/, or a stored dataset "
+                                  "(default: the dataset the run trained on)")
+    p.add_argument("--split", choices=("val", "train", "all"),
+                   help="which of the run's own images to score: val (held back from training; the default on the "
+                        "run's own data), train, or all (the default on other data)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = command("predict", _predict, "one mask PNG (class indices) per image, at the image's own size and name")

@@ -22,8 +22,9 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from unet import images as imgio
+from unet.classmap import ClassMap
 from unet.errors import UserError
-from unet.masks import MaskHistogram, MaskPlan, histogram, plan_classes, too_many_values
+from unet.masks import MaskHistogram, histogram, plan_classes, too_many_values
 from unet.pairing import Pair, find_folders, mask_base, pair_files, stored_stem
 from unet.report import DatasetReport, Problem
 from unet.workspace import child, safe_name
@@ -45,7 +46,8 @@ class _Checked:
 
     report: DatasetReport
     pairs: list[Pair] = field(default_factory=list)
-    plan: MaskPlan | None = None
+    class_map: ClassMap | None = None
+    lossy: dict[str, bool] = field(default_factory=dict)  # per mask label: JPEG, whose noise snaps to a class
     channels: int = 1
 
 
@@ -80,7 +82,31 @@ def _check_pair(pair: Pair, report: DatasetReport) -> tuple[np.ndarray, MaskHist
     return image, hist
 
 
-def _check_folder(folder: Path, progress: Progress, start: float, end: float) -> _Checked:
+def _plan(kept: list[tuple[Pair, int, tuple[int, int], MaskHistogram]], report: DatasetReport) -> ClassMap | None:
+    """The class map decided from the masks themselves (a new dataset), with warnings on how values were read."""
+    try:
+        plan = plan_classes([hist for *_, hist in kept])
+    except UserError as exc:
+        report.add("", str(exc))
+        return None
+    if plan.soft_edge_values:
+        shown = ", ".join(str(v) for v in plan.soft_edge_values[:6])
+        report.add("", f"the masks have soft edges: the values {shown} appear only along the borders between "
+                       "classes (a mask resized or smoothed with interpolation); each such pixel was given to the "
+                       "nearest class", False)
+    if plan.merged_foreground:
+        shown = " and ".join(f"0/{v}" for v in plan.merged_foreground)
+        report.add("", f"the masks mark the foreground in different values ({shown}); all were read as the same "
+                       "foreground class", False)
+    if plan.extra_foreground:
+        report.add("", "no mask has any foreground: every mask is all background, so there is nothing to learn", False)
+    blank = plan.class_infos(np.zeros(plan.num_classes, np.int64))
+    return ClassMap.from_records(blank, soft_edges=bool(plan.soft_edge_values))
+
+
+def _check_folder(folder: Path, progress: Progress, start: float, end: float,
+                  class_map: ClassMap | None = None) -> _Checked:
+    """Check every pair; with `class_map` (a run's classes), masks must use its values, else the map is planned."""
     checked = _Checked(DatasetReport())
     report = checked.report
     try:
@@ -99,27 +125,40 @@ def _check_folder(folder: Path, progress: Progress, start: float, end: float) ->
     if not kept:
         return checked
     checked.channels = _majority_channels([(p, c) for p, c, _, _ in kept], report)
-    try:
-        plan = plan_classes([hist for *_, hist in kept])
-    except UserError as exc:
-        report.add("", str(exc))
+    class_map = class_map or _plan(kept, report)
+    if class_map is None:
         return checked
-    totals = np.zeros(plan.num_classes, np.int64)
-    for pair, _, _, hist in kept:
-        pixels = plan.class_pixels(hist)
+    totals = np.zeros(class_map.num_classes, np.int64)
+    usable = []
+    for entry in kept:
+        pair, hist = entry[0], entry[3]
+        index, unknown = class_map.lookup(hist.keys, hist.lossy)
+        if unknown:
+            report.add(pair.mask_label, class_map.unknown_message(pair.mask.name, unknown))
+            continue
+        pixels = np.bincount(index, weights=hist.counts, minlength=class_map.num_classes).astype(np.int64)
         totals += pixels
-        if not plan.extra_foreground and pixels[1:].sum() == 0:
+        usable.append(entry)
+        if all(e.value is not None for e in class_map.entries) and pixels[1:].sum() == 0:
             report.add(pair.mask_label, f"mask '{pair.mask.name}' has no foreground (all background); kept", False)
-    if plan.extra_foreground:
-        report.add("", "no mask has any foreground: every mask is all background, so there is nothing to learn", False)
-    if len(kept) < MIN_PAIRS:
-        report.add("", f"only {len(kept)} usable pairs; at least {MIN_PAIRS} are needed to train and validate", False)
-    sizes = [hw for _, _, hw, _ in kept]
+    if not usable:
+        return checked
+    if len(usable) < MIN_PAIRS:
+        report.add("", f"only {len(usable)} usable pairs; at least {MIN_PAIRS} are needed to train and validate", False)
+    sizes = [hw for _, _, hw, _ in usable]
     report.image_sizes = {"min": list(min(sizes)), "max": list(max(sizes)), "distinct": len(set(sizes))}
-    report.pairs, report.channels, report.mask_kind = len(kept), checked.channels, str(plan.kind)
-    report.classes = plan.class_infos(totals)
-    checked.pairs, checked.plan = [pair for pair, *_ in kept], plan
+    report.pairs, report.channels = len(usable), checked.channels
+    report.mask_kind = _mask_kind(class_map)
+    report.classes = [dict(record, pixels=int(totals[record["index"]])) for record in class_map.records()]
+    checked.pairs, checked.class_map = [pair for pair, *_ in usable], class_map
+    checked.lossy = {pair.mask_label: hist.lossy for pair, _, _, hist in usable}
     return checked
+
+
+def _mask_kind(class_map: ClassMap) -> str:
+    if class_map.num_classes <= 2:
+        return "binary"
+    return "colour" if class_map.colour else "index"
 
 
 def _majority_channels(found: list[tuple[Pair, int]], report: DatasetReport) -> int:
@@ -147,11 +186,12 @@ def _open_source(source: Path, scratch: Path, label: str) -> tuple[Path, list]:
     return scratch, extract_zip(source, scratch, label=label)
 
 
-def _check_source(source: Path, scratch: Path, progress: Progress, end: float, label: str | None = None) -> _Checked:
+def _check_source(source: Path, scratch: Path, progress: Progress, end: float, label: str | None = None,
+                  class_map: ClassMap | None = None) -> _Checked:
     label = Path(label).name if label else source.name
     progress(0.0, f"Opening {label}")
     folder, zip_problems = _open_source(source, scratch, label)
-    checked = _check_folder(folder, progress, 0.1, end)
+    checked = _check_folder(folder, progress, 0.1, end, class_map)
     checked.report.problems[:0] = zip_problems
     checked.report.problems = [  # problems of the whole source name it, warnings about the whole dataset say so
         p if p.file else Problem(label if p.skipped else WHOLE_DATASET, p.problem, p.skipped)
@@ -176,14 +216,14 @@ def _write(checked: _Checked, out: Path, name: str, progress: Progress) -> None:
     """Write the normalised pairs and dataset.json into `out`."""
     (out / "images").mkdir(parents=True)
     (out / "masks").mkdir()
-    plan, report = checked.plan, checked.report
-    assert plan is not None
+    class_map, report = checked.class_map, checked.report
+    assert class_map is not None
     total, total_sq, count = 0.0, 0.0, 0
     digest = hashlib.sha256()
     for i, pair in enumerate(checked.pairs):
         progress(0.55 + 0.45 * i / len(checked.pairs), f"Saving {pair.image.name}")
         image = imgio.to_channels(imgio.to_uint8(imgio.read_image(pair.image)), checked.channels)
-        mask = plan.decode(imgio.read_mask_raw(pair.mask))
+        mask = class_map.decode(imgio.read_mask_raw(pair.mask), pair.mask.name, checked.lossy[pair.mask_label])
         values = image.astype(np.float64) / 255.0
         total, total_sq, count = total + values.sum(), total_sq + (values**2).sum(), count + values.size
         stem = stored_stem(pair.stem)
@@ -197,8 +237,9 @@ def _write(checked: _Checked, out: Path, name: str, progress: Progress) -> None:
         "name": name,
         "pairs": len(checked.pairs),
         "channels": checked.channels,
-        "mask_kind": str(plan.kind),
+        "mask_kind": report.mask_kind,
         "classes": report.classes,
+        "soft_edges": class_map.soft_edges,
         "image_sizes": report.image_sizes,
         "mean": mean,
         "std": float(np.sqrt(max(total_sq / max(count, 1) - mean**2, 0.0))),
@@ -209,12 +250,14 @@ def _write(checked: _Checked, out: Path, name: str, progress: Progress) -> None:
 
 
 def ingest(
-    source: str | Path, name: str, root: str | Path, progress: Progress | None = None, label: str | None = None
+    source: str | Path, name: str, root: str | Path, progress: Progress | None = None, label: str | None = None,
+    class_map: ClassMap | None = None,
 ) -> tuple[Dataset, DatasetReport]:
     """Check `source` (folder or zip) and store its usable pairs as `root/safe_name(name)`.
 
     `label` is the name the user knows the source by (an uploaded zip's own name, not the staged copy's), used in
-    messages; it defaults to the source's file name.
+    messages; it defaults to the source's file name. `class_map` (a run's classes, for data to evaluate it on)
+    fixes the classes instead of planning them from these masks; a mask with another value is a problem.
 
     Everything is built in a hidden folder inside `root` and renamed into place at the end, so a failed ingest
     leaves nothing half-written; a dataset of the same name is replaced. Raises UserError when no pair is usable.
@@ -225,9 +268,9 @@ def ingest(
     target = child(root, name)
     work = Path(tempfile.mkdtemp(prefix=".ingest-", dir=root))
     try:
-        checked = _check_source(Path(source), work / "source", progress, 0.55, label)
+        checked = _check_source(Path(source), work / "source", progress, 0.55, label, class_map)
         report = checked.report
-        if not checked.pairs or checked.plan is None:
+        if not checked.pairs or checked.class_map is None:
             raise UserError(f"no usable image/mask pairs: {report.reasons() or 'no files found'}")
         _write(checked, work / "dataset", target.name, progress)
         if target.exists():
@@ -285,6 +328,7 @@ class ClassInfo:
     name: str
     color: tuple[int, int, int]
     pixels: int
+    value: int | str | None = None  # the class's gray value or '#rrggbb' colour in the user's masks
 
 
 @dataclass
@@ -302,22 +346,35 @@ class Dataset:
     image_sizes: dict[str, Any] = field(default_factory=dict)
     problems: list[dict[str, str]] = field(default_factory=list)
     hash: str = ""
+    soft_edges: bool = False
+    class_records: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def class_map(self) -> ClassMap | None:
+        """How the user's mask values became this dataset's classes; None for a dataset stored before it was kept."""
+        records = [{"index": c.index, "name": c.name, "color": list(c.color), "value": r["value"]}
+                   for c, r in zip(self.classes, self.class_records, strict=False) if "value" in r]
+        if len(records) != len(self.classes):
+            return None
+        return ClassMap.from_records(records, self.soft_edges)
 
     @classmethod
     def load(cls, folder: str | Path) -> Dataset:
         folder = Path(folder)
         try:
             info = json.loads((folder / DATASET_FILE).read_text(encoding="utf-8"))
-            classes = [ClassInfo(c["index"], c["name"], tuple(c["color"]), c.get("pixels", 0)) for c in info["classes"]]
+            classes = [ClassInfo(c["index"], c["name"], tuple(c["color"]), c.get("pixels", 0), c.get("value"))
+                       for c in info["classes"]]
             stems = sorted(p.stem for p in (folder / "images").glob("*.png"))
             return cls(
                 root=folder, name=info["name"], channels=int(info["channels"]), classes=classes, stems=stems,
                 mean=float(info["mean"]), std=float(info["std"]), mask_kind=info.get("mask_kind", ""),
                 image_sizes=info.get("image_sizes", {}), problems=info.get("problems", []), hash=info.get("hash", ""),
+                soft_edges=bool(info.get("soft_edges", False)), class_records=list(info["classes"]),
             )  # fmt: skip
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise UserError(f"'{folder.name}' is not a stored dataset ({type(exc).__name__})") from None
@@ -352,7 +409,8 @@ class Dataset:
         temp.write_text(json.dumps(info, indent=2, ensure_ascii=False), encoding="utf-8")
         os.replace(temp, path)
         self.classes = [
-            ClassInfo(c.index, name, color, c.pixels) for c, name, color in zip(self.classes, cleaned, rgb, strict=True)
+            ClassInfo(c.index, name, color, c.pixels, c.value)
+            for c, name, color in zip(self.classes, cleaned, rgb, strict=True)
         ]
 
 

@@ -5,9 +5,12 @@ scored exactly as a user would see it predicted: at its own size, with the run's
 normalisation, against its mask as stored (never resized). The best threshold of the sweep can therefore be
 handed to the Inference page as it is.
 
-Pixels are counted over the whole dataset before Dice and IoU are computed (pooled, with the training metrics'
-rule that a class absent from both masks scores 1), so one small image cannot swing the headline score; the
-per-image rows use the same rule per image and sort the worst first.
+Classes come from the run's class map (`unet.classmap`), never from the evaluation data: a raw folder is read with
+the run's values, a stored dataset is matched to the run's classes by value, and a mask with a value the run does
+not know is a problem that names the file. Pixels are counted over the images before Dice and IoU are computed
+(pooled, `unet.metrics`' NumPy form): every class is scored, background included; a class absent from both truth
+and prediction is not scored; the headline is the mean over the scored foreground classes and names them; and the
+trivial baseline (every pixel the images' most common class) is scored on the same images beside it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from typing import Any
 import numpy as np
 
 from unet import metrics, pipeline, postprocess, runs
+from unet.classmap import ClassMap
+from unet.dataset import Dataset, ingest
 from unet.errors import UserError
 from unet.inference import Predictor
 
@@ -29,39 +34,18 @@ DEFAULT_THRESHOLD = metrics.BINARY_THRESHOLD
 SWEEP = np.round(np.arange(0.05, 0.951, 0.05), 2)  # thresholds tried for binary models: 0.05, 0.10, ..., 0.95
 GALLERY_SIZE = 12  # worst images kept as pictures
 GALLERY_SIDE = 256  # pixels, the longer side of a gallery picture
+SPLITS = ("val", "train", "all")  # which of a run's own images are scored; other data is scored whole ("all")
 TP, FP, FN = metrics.TP, metrics.FP, metrics.FN
 
 Progress = Callable[[float, str], None]
+confusion_matrix = metrics.confusion_matrix
+counts_from_matrix = metrics.counts_from_matrix
+dice_iou = metrics.dice_iou
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Counting (pure NumPy)
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def confusion_matrix(mask: np.ndarray, truth: np.ndarray, num_classes: int) -> np.ndarray:
-    """int64 [K, K] pixel counts, rows the true class, columns the predicted class."""
-    pairs = truth.astype(np.int64).ravel() * num_classes + mask.astype(np.int64).ravel()
-    return np.bincount(pairs, minlength=num_classes**2).reshape(num_classes, num_classes)
-
-
-def counts_from_matrix(matrix: np.ndarray) -> np.ndarray:
-    """Per-class (tp, fp, fn, tn) float64 [K, 4], as `unet.metrics.confusion_counts` lays them out."""
-    matrix = matrix.astype(np.float64)
-    tp = np.diag(matrix)
-    fp, fn = matrix.sum(0) - tp, matrix.sum(1) - tp
-    return np.stack([tp, fp, fn, matrix.sum() - tp - fp - fn], axis=1)
-
-
-def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-    """numerator / denominator, 1.0 where both are 0 (a class absent from both masks is found perfectly)."""
-    return np.where(denominator > 0, numerator / np.maximum(denominator, 1), 1.0)
-
-
-def dice_iou(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-class Dice and IoU [K] from (tp, fp, fn, tn) counts [K, 4]."""
-    tp, fp, fn = counts[:, TP], counts[:, FP], counts[:, FN]
-    return _ratio(2 * tp, 2 * tp + fp + fn), _ratio(tp, tp + fp + fn)
+def _number(value: float) -> float | None:
+    """JSON-safe: NaN (a class that is not scored) becomes None."""
+    return float(value) if np.isfinite(value) else None
 
 
 def sweep_counts(probability: np.ndarray, truth: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
@@ -82,6 +66,7 @@ def sweep_counts(probability: np.ndarray, truth: np.ndarray, thresholds: np.ndar
 
 def best_of_sweep(thresholds: np.ndarray, dice: np.ndarray) -> float:
     """The threshold with the highest Dice; among equals, the one closest to 0.5 (the untuned default)."""
+    dice = np.nan_to_num(np.asarray(dice, np.float64), nan=-1.0)
     best = np.flatnonzero(dice >= dice.max() - 1e-12)
     return float(thresholds[best[np.argmin(np.abs(thresholds[best] - DEFAULT_THRESHOLD))]])
 
@@ -104,19 +89,26 @@ class GalleryItem:
 class Evaluation:
     """Everything the evaluation found; `to_dict()` is the JSON of `python -m unet evaluate --json`.
 
-    `counts` [K, 4] are pooled (tp, fp, fn, tn); `confusion` [K, K] has true classes in rows; `per_image` rows are
+    `confusion` [K, K] has true classes in rows (the pooled pixels of every scored image); `per_image` rows are
     sorted worst first; `sweep` (binary models only) has one {"threshold", "dice", "iou"} per threshold.
     """
 
     run: str
     class_names: list[str]
     threshold: float
-    counts: np.ndarray
     confusion: np.ndarray
     per_image: list[dict[str, Any]]
+    class_values: list[Any] = field(default_factory=list)
+    split: str = "all"
+    data: str = ""
+    problems: list[dict[str, str]] = field(default_factory=list)
     sweep: list[dict[str, float]] = field(default_factory=list)
     best_threshold: float | None = None
     worst: list[GalleryItem] = field(default_factory=list)
+
+    @property
+    def counts(self) -> np.ndarray:
+        return metrics.counts_from_matrix(self.confusion)
 
     @property
     def num_classes(self) -> int:
@@ -131,40 +123,111 @@ class Evaluation:
         return len(self.per_image)
 
     @property
-    def dice(self) -> float:
-        return float(dice_iou(self.counts)[0][1:].mean())
+    def per_class_scores(self) -> tuple[np.ndarray, np.ndarray]:
+        return metrics.dice_iou(self.counts)
 
     @property
-    def iou(self) -> float:
-        return float(dice_iou(self.counts)[1][1:].mean())
+    def averaged_over(self) -> list[str]:
+        """The classes the headline averages: the scored foreground classes."""
+        dice = self.per_class_scores[0]
+        return [self.class_names[k] for k in range(1, self.num_classes) if np.isfinite(dice[k])]
+
+    @property
+    def dice(self) -> float | None:
+        return metrics.headline(self.per_class_scores[0])
+
+    @property
+    def iou(self) -> float | None:
+        return metrics.headline(self.per_class_scores[1])
 
     @property
     def pixel_accuracy(self) -> float:
         pixels = self.confusion.sum()
         return float(np.trace(self.confusion) / pixels) if pixels else 1.0
 
+    def _class_rows(self, matrix: np.ndarray) -> list[dict[str, Any]]:
+        dice, iou = metrics.dice_iou(metrics.counts_from_matrix(matrix))
+        values = self.class_values or [None] * self.num_classes
+        return [
+            {"class": k, "name": self.class_names[k], "value": values[k], "dice": _number(dice[k]),
+             "iou": _number(iou[k]), "support_pixels": int(matrix[k].sum()),
+             "predicted_pixels": int(matrix[:, k].sum())}
+            for k in range(self.num_classes)
+        ]
+
     @property
     def per_class(self) -> list[dict[str, Any]]:
-        dice, iou = dice_iou(self.counts)
-        return [
-            {"class": k, "name": self.class_names[k], "dice": float(dice[k]), "iou": float(iou[k]),
-             "true_pixels": int(self.confusion[k].sum()), "predicted_pixels": int(self.confusion[:, k].sum())}
-            for k in range(1, self.num_classes)
-        ]
+        """Every class, background included: Dice and IoU (None when absent from truth and prediction), pixels."""
+        return self._class_rows(self.confusion)
+
+    @property
+    def baseline(self) -> dict[str, Any]:
+        """The trivial model on the same images: every pixel the most common true class."""
+        matrix = metrics.baseline_matrix(self.confusion)
+        dice, iou = metrics.dice_iou(metrics.counts_from_matrix(matrix))
+        majority = int(np.argmax(self.confusion.sum(axis=1)))
+        pixels = matrix.sum()
+        return {
+            "predicts": self.class_names[majority],
+            "dice": metrics.headline(dice), "iou": metrics.headline(iou),
+            "mean_dice_all_classes": metrics.mean_scored(dice),
+            "pixel_accuracy": float(np.trace(matrix) / pixels) if pixels else 1.0,
+            "per_class": self._class_rows(matrix),
+        }
+
+    @property
+    def mean_dice_all_classes(self) -> float | None:
+        return metrics.mean_scored(self.per_class_scores[0])
+
+    @property
+    def skill(self) -> float | None:
+        return metrics.skill(self.mean_dice_all_classes, self.baseline["mean_dice_all_classes"])
+
+    @property
+    def near_baseline(self) -> bool:
+        skill = self.skill
+        return skill is not None and skill < metrics.NEAR_BASELINE_SKILL
+
+    def summary(self) -> str:
+        """One plain sentence: the headline, what it averages, and the baseline beside it."""
+        return headline_sentence(self.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "dice": self.dice,
             "iou": self.iou,
+            "averaged_over": self.averaged_over,
+            "mean_dice_all_classes": self.mean_dice_all_classes,
             "pixel_accuracy": self.pixel_accuracy,
             "per_class": self.per_class,
+            "baseline": self.baseline,
+            "skill": self.skill,
+            "near_baseline": self.near_baseline,
+            "split": self.split,
+            "data": self.data,
             "images": self.images,
             "threshold": self.threshold,
             "best_threshold": self.best_threshold,
             "sweep": self.sweep,
             "confusion": {"classes": self.class_names, "matrix": self.confusion.tolist()},
             "per_image": self.per_image,
+            "problems": self.problems,
         }
+
+
+def _fmt(value: float | None) -> str:
+    return "not scored" if value is None else f"{value:.3f}"
+
+
+def headline_sentence(result: dict[str, Any]) -> str:
+    """'Dice 0.878 (cell only); predicting "cell" everywhere scores 0.877.' from an evaluation's JSON."""
+    over = result.get("averaged_over") or []
+    what = f"{over[0]} only" if len(over) == 1 else f"mean of {len(over)} classes: {', '.join(over)}"
+    base = result.get("baseline") or {}
+    text = f"Dice {_fmt(result.get('dice'))} ({what})"
+    if base:
+        text += f"; predicting \"{base.get('predicts')}\" everywhere scores {_fmt(base.get('dice'))}"
+    return text + "."
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -173,84 +236,171 @@ class Evaluation:
 
 
 def _image_row(stem: str, matrix: np.ndarray, names: list[str]) -> dict[str, Any]:
-    dice, iou = dice_iou(counts_from_matrix(matrix))
+    dice, iou = metrics.dice_iou(metrics.counts_from_matrix(matrix))
     pixels = int(matrix.sum())
     return {
         "image": stem,
-        "dice": float(dice[1:].mean()),
-        "iou": float(iou[1:].mean()),
+        "dice": metrics.headline(dice),
+        "iou": metrics.headline(iou),
         "pixel_accuracy": float(np.trace(matrix) / pixels) if pixels else 1.0,
-        "per_class": [{"class": k, "name": names[k], "dice": float(dice[k]), "iou": float(iou[k])}
-                      for k in range(1, len(names))],
+        "per_class": [{"class": k, "name": names[k], "dice": _number(dice[k]), "iou": _number(iou[k])}
+                      for k in range(len(names))],
     }
+
+
+def run_class_map(run: runs.Run) -> ClassMap | None:
+    """The class map the run recorded (None for a run recorded before classes carried their values)."""
+    recorded = runs.read_json(run.file(runs.DATASET), {}) or {}
+    return ClassMap.from_records(recorded.get("classes", []), bool(recorded.get("soft_edges", False)))
+
+
+def class_index_table(data_map: ClassMap | None, run_map: ClassMap | None, dataset: Dataset, k: int) -> np.ndarray:
+    """Stored class index -> the run's class index, matching classes by their value in the masks.
+
+    Without values on either side (data stored by an older version) the indices are taken as they are.
+    Raises UserError for a class of the data that the run does not know and that holds pixels.
+    """
+    if data_map is None or run_map is None:
+        if dataset.num_classes > k:
+            raise UserError(f"the dataset has {dataset.num_classes} classes but the model knows only {k}")
+        return np.arange(max(dataset.num_classes, k), dtype=np.uint8)
+    by_key = {e.key: e.index for e in run_map.entries if e.key is not None}
+    table = np.zeros(data_map.num_classes, np.uint8)
+    for entry, info in zip(data_map.entries, dataset.classes, strict=True):
+        if entry.key in by_key:
+            table[entry.index] = by_key[entry.key]
+        elif entry.key is None and entry.index < k:
+            table[entry.index] = entry.index
+        elif info.pixels:
+            raise UserError(f"the dataset's class '{entry.name}' (value {entry.value}) is not one of the model's "
+                            f"classes ({run_map.describe()})")
+    return table
+
+
+def _open_data(run: runs.Run, data: Path | None, scratch: Path, run_map: ClassMap | None) -> tuple[Dataset, list]:
+    """The dataset to score and the problems found in it: a stored one as it is, a raw one read with the run's map."""
+    if data is None:
+        return _own_dataset(run), []
+    data = Path(data)
+    if (data / "dataset.json").exists():
+        return Dataset.load(data), []
+    if not data.exists():
+        raise UserError(f"there is no dataset at '{data.name}'")
+    if run_map is None:
+        return pipeline.open_dataset(data, scratch / "data"), []
+    dataset, report = ingest(data, "data", scratch, class_map=run_map)
+    return dataset, [p.to_dict() for p in report.problems]
+
+
+def _own_dataset(run: runs.Run) -> Dataset:
+    """The dataset the run trained on: its stored copy inside the run, else the stored dataset it names."""
+    own = run.file(runs.DATA)
+    if (own / "dataset.json").exists():
+        return Dataset.load(own)
+    recorded = runs.read_json(run.file(runs.DATASET), {}) or {}
+    path = Path(recorded.get("path", ""))
+    if recorded.get("path") and (path / "dataset.json").exists():
+        return Dataset.load(path)
+    raise UserError(f"the dataset run '{run.name}' trained on is no longer there; choose a dataset to evaluate on")
+
+
+def _split_stems(run: runs.Run, dataset: Dataset, split: str | None, own: bool) -> tuple[str, list[str]]:
+    """The split's name and its stems. By default the held-back images when the data is the run's own."""
+    recorded = runs.read_json(run.file(runs.DATASET), {}) or {}
+    same = own or (bool(recorded.get("hash")) and recorded.get("hash") == dataset.hash)
+    if split is None:
+        split = "val" if same and recorded.get("val") else "all"
+    if split not in SPLITS:
+        raise UserError(f"unknown split '{split}' (known: {', '.join(SPLITS)})")
+    if split == "all":
+        return split, list(dataset.stems)
+    if not same or not recorded.get(split):
+        raise UserError(f"'{split}' names the run's own {'held-back' if split == 'val' else 'training'} images, "
+                        "and this is not the dataset the run trained on; use the split 'all'")
+    stems = [stem for stem in recorded[split] if stem in set(dataset.stems)]
+    if not stems:
+        raise UserError(f"none of the run's '{split}' images is in the dataset any more")
+    return split, stems
 
 
 def evaluate_detailed(
     run_dir: Path,
-    data: Path,
+    data: Path | None = None,
     threshold: float = DEFAULT_THRESHOLD,
     gallery: int = GALLERY_SIZE,
     progress: Progress | None = None,
+    split: str | None = None,
 ) -> Evaluation:
-    """Score the run's best model on every pair of `data`.
+    """Score the run's best model on the pairs of `data` (default: the run's own dataset).
 
     Args:
         run_dir: a run folder with config.json, dataset.json and model.keras.
-        data: a stored dataset, or a raw folder/zip (stored in a temporary folder inside the run, then removed).
+        data: a stored dataset, or a raw folder/zip (read with the run's class map into a temporary folder inside
+            the run, then removed); None for the dataset the run trained on.
         threshold: the foreground threshold of a binary model for the headline numbers (argmax for multi-class).
         gallery: how many of the worst images to keep as error pictures.
         progress: called with (fraction done, message) after each image.
+        split: "val" (the run's held-back images), "train" or "all"; None: "val" on the run's own data, else "all".
     """
     run = runs.Run(Path(run_dir))
     predictor = Predictor.from_run(run.path)
     k, names = predictor.num_classes, list(predictor.class_names)
+    run_map = run_class_map(run)
     confusion = np.zeros((k, k), np.int64)
     sweep = np.zeros((len(SWEEP), 3), np.float64)
     rows: list[dict[str, Any]] = []
     worst: list[tuple[float, int, GalleryItem]] = []  # a heap on -dice: its top is the best kept, dropped first
     with tempfile.TemporaryDirectory(dir=run.path, prefix=".evaluate-") as scratch:
-        dataset = pipeline.open_dataset(Path(data), Path(scratch) / "data")
-        if dataset.num_classes > k:
-            raise UserError(f"the dataset has {dataset.num_classes} classes but the model knows only {k}")
-        if not dataset.stems:
+        dataset, problems = _open_data(run, data, Path(scratch), run_map)
+        table = class_index_table(dataset.class_map, run_map, dataset, k)
+        split_name, stems = _split_stems(run, dataset, split, own=data is None)
+        if not stems:
             raise UserError(f"the dataset '{dataset.name}' has no image/mask pairs")
-        for i, stem in enumerate(dataset.stems):
-            image, truth = dataset.read_pair(stem)
+        for i, stem in enumerate(stems):
+            image, stored = dataset.read_pair(stem)
+            truth = table[stored]
             prediction = predictor.predict(image)
             mask = prediction.mask(threshold)
-            matrix = confusion_matrix(mask, truth, k)
+            matrix = metrics.confusion_matrix(mask, truth, k)
             confusion += matrix
             if predictor.num_classes == 2:
                 sweep += sweep_counts(prediction.probabilities[..., 0], truth, SWEEP)
             row = _image_row(stem, matrix, names)
             rows.append(row)
+            score = 1.0 if row["dice"] is None else row["dice"]
             if gallery > 0:
                 picture = postprocess.shrink(postprocess.error_overlay(image, mask, truth), GALLERY_SIDE)
-                entry = (-row["dice"], -i, GalleryItem(stem, row["dice"], picture))
+                entry = (-score, -i, GalleryItem(stem, score, picture))
                 (heapq.heappush if len(worst) < gallery else heapq.heappushpop)(worst, entry)
             if progress is not None:
-                progress((i + 1) / len(dataset.stems), f"scored {i + 1} of {len(dataset.stems)} images")
+                progress((i + 1) / len(stems), f"scored {i + 1} of {len(stems)} images")
 
     result = Evaluation(
-        run=run.name, class_names=names, threshold=float(threshold), counts=counts_from_matrix(confusion),
-        confusion=confusion, per_image=sorted(rows, key=lambda r: r["dice"]),
+        run=run.name, class_names=names, threshold=float(threshold), confusion=confusion,
+        per_image=sorted(rows, key=lambda r: 1.0 if r["dice"] is None else r["dice"]),
+        class_values=[e.value for e in run_map.entries] if run_map else [], split=split_name,
+        data=dataset.name if data is not None else f"{dataset.name} (the run's own data)", problems=problems,
         worst=[item for _, _, item in sorted(worst, key=lambda e: (-e[0], -e[1]))],
     )
     if k == 2:
         tp, fp, fn = sweep[:, 0], sweep[:, 1], sweep[:, 2]
-        dice, iou = _ratio(2 * tp, 2 * tp + fp + fn), _ratio(tp, tp + fp + fn)
-        result.sweep = [{"threshold": float(t), "dice": float(d), "iou": float(j)}
+        dice, iou = metrics.np_ratio(2 * tp, 2 * tp + fp + fn), metrics.np_ratio(tp, tp + fp + fn)
+        result.sweep = [{"threshold": float(t), "dice": _number(d), "iou": _number(j)}
                         for t, d, j in zip(SWEEP, dice, iou, strict=True)]
         result.best_threshold = best_of_sweep(SWEEP, dice)
     return result
 
 
-def evaluate(run_dir: Path, data: Path, threshold: float = DEFAULT_THRESHOLD) -> dict[str, Any]:
-    """Dice, IoU and pixel accuracy of the run's best model over every pair of `data` (see `Evaluation.to_dict`).
+def evaluate(run_dir: Path, data: Path | None = None, threshold: float = DEFAULT_THRESHOLD,
+             split: str | None = None) -> dict[str, Any]:
+    """The evaluation as JSON (see `Evaluation.to_dict`).
 
     Returns:
-        {"dice", "iou" (means over foreground classes), "pixel_accuracy",
-         "per_class": [{"class": k, "name", "dice", "iou", ...} for foreground k], "images": N,
-         "threshold", "best_threshold" (binary models, else None), "sweep", "confusion", "per_image" (worst first)}
+        {"dice", "iou" (means over the scored foreground classes), "averaged_over" (their names),
+         "mean_dice_all_classes", "pixel_accuracy",
+         "per_class": [{"class", "name", "value", "dice", "iou", "support_pixels", "predicted_pixels"} for every k],
+         "baseline": {"predicts", "dice", "iou", "mean_dice_all_classes", "pixel_accuracy", "per_class"},
+         "skill", "near_baseline", "split", "data", "images", "threshold", "best_threshold", "sweep",
+         "confusion", "per_image" (worst first), "problems"}
     """
-    return evaluate_detailed(run_dir, data, threshold=threshold, gallery=0).to_dict()
+    return evaluate_detailed(run_dir, data, threshold=threshold, gallery=0, split=split).to_dict()

@@ -158,6 +158,8 @@ class MaskPlan:
     kind: MaskKind
     snapped: bool  # True when noise was snapped to the nearest class
     extra_foreground: bool = False  # every mask was background only; a foreground class is added
+    soft_edge_values: tuple[int, ...] = ()  # values found only along borders, assigned to the nearest class
+    merged_foreground: tuple[int, ...] = ()  # binary masks painting the foreground in different values (1, 255)
 
     @property
     def num_classes(self) -> int:
@@ -200,6 +202,38 @@ class MaskPlan:
         return infos
 
 
+def _mixed_binary(hists: list[MaskHistogram]) -> tuple[int, ...]:
+    """The foreground values when every mask is gray 0 plus one value but the masks disagree on it (0/1 and 0/255)."""
+    if any(h.colour or h.lossy for h in hists):
+        return ()
+    foreground = set()
+    for h in hists:
+        nonzero = [int(k) for k in h.keys if k != 0]
+        if len(nonzero) > 1:
+            return ()
+        foreground.update(nonzero)
+    return tuple(sorted(foreground)) if len(foreground) > 1 else ()
+
+
+SOFT_EDGE_FLAT_SHARE = 0.05  # a value with less than this share of its pixels in flat regions lives on borders
+
+
+def _soft_edge_values(keys: np.ndarray, counts: np.ndarray, flat_keys: np.ndarray, flat_counts: np.ndarray,
+                      colour: bool) -> np.ndarray:
+    """Values of a lossless mask that appear only along borders, between the real classes: a mask shrunk or
+    smoothed with interpolation (0/64/128/191/255 from a 0/255 mask). Two or more are needed, so a thin real class
+    (a one-pixel boundary class between two others) is never taken for one."""
+    flat = dict(zip(flat_keys.tolist(), flat_counts.tolist(), strict=True))
+    edge = np.array([flat.get(int(k), 0) < SOFT_EDGE_FLAT_SHARE * c for k, c in zip(keys, counts, strict=True)])
+    core = keys[~edge]
+    if edge.sum() < 2 or len(core) < 2:
+        return keys[:0]
+    points, low, high = _points(keys[edge], colour), _points(core, colour).min(0), _points(core, colour).max(0)
+    if not np.all((points >= low) & (points <= high)):
+        return keys[:0]
+    return keys[edge]
+
+
 def plan_classes(hists: list[MaskHistogram]) -> MaskPlan:
     """Decide the classes from every usable mask at once; UserError when they cannot be classes."""
     if not hists:
@@ -208,7 +242,17 @@ def plan_classes(hists: list[MaskHistogram]) -> MaskPlan:
     recode = _as_colour if colour else (lambda keys: keys)
     keys, counts = _merge([recode(h.keys) for h in hists], [h.counts for h in hists])
     flat_keys, flat_counts = _merge([recode(h.flat_keys) for h in hists], [h.flat_counts for h in hists])
-    levels = find_levels(MaskHistogram(keys, counts, flat_keys, flat_counts, colour, any(h.lossy for h in hists)))
+    merged = _mixed_binary(hists)
+    soft = np.zeros(0, np.int64)
+    if merged:  # one foreground class, painted in its most common value
+        foreground = max(merged, key=lambda v: counts[np.searchsorted(keys, v)])
+        levels: np.ndarray | None = np.array([0, foreground], np.int64)
+    else:
+        lossy = any(h.lossy for h in hists)
+        if not lossy and len(keys) <= MAX_CLASSES:
+            soft = _soft_edge_values(keys, counts, flat_keys, flat_counts, colour)
+        kept = np.setdiff1d(keys, soft) if len(soft) else keys
+        levels = find_levels(MaskHistogram(kept, counts[np.isin(keys, kept)], flat_keys, flat_counts, colour, lossy))
     if levels is None:
         what = "colours" if colour else "values"
         raise UserError(
@@ -221,4 +265,6 @@ def plan_classes(hists: list[MaskHistogram]) -> MaskPlan:
         background = int(levels[np.argmin(((_points(levels, colour) - top) ** 2).sum(axis=1))])
     ordered = np.array([background] + [int(k) for k in levels if k != background], np.int64)
     kind = MaskKind.BINARY if len(ordered) <= 2 else (MaskKind.COLOUR if colour else MaskKind.INDEX)
-    return MaskPlan(ordered, colour, kind, snapped=len(levels) < len(keys), extra_foreground=len(ordered) == 1)
+    return MaskPlan(ordered, colour, kind, snapped=len(levels) < len(keys) and not merged,
+                    extra_foreground=len(ordered) == 1, soft_edge_values=tuple(int(v) for v in soft),
+                    merged_foreground=merged)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 BINARY_THRESHOLD = 0.5
@@ -55,8 +56,9 @@ def confusion_counts(y_true: Any, y_pred: Any, num_classes: int) -> tf.Tensor:
 
 
 def _ratio(numerator: tf.Tensor, denominator: tf.Tensor) -> tf.Tensor:
-    """numerator / denominator, and 1.0 where both are zero (a class absent from both masks is found perfectly)."""
-    return tf.where(denominator > 0, numerator / tf.maximum(denominator, 1), tf.ones_like(numerator))
+    """numerator / denominator, NaN where the denominator is zero: a class absent from both masks is not scored."""
+    nan = tf.fill(tf.shape(numerator), tf.constant(float("nan"), numerator.dtype))
+    return tf.where(denominator > 0, numerator / tf.maximum(denominator, 1), nan)
 
 
 def dice_from_counts(counts: Any) -> tf.Tensor:
@@ -81,8 +83,88 @@ def pixel_accuracy(counts: Any) -> tf.Tensor:
 
 
 def foreground_mean(per_class: tf.Tensor) -> tf.Tensor:
-    """The mean over classes 1..K-1: the background's score would flatter every model."""
-    return tf.reduce_mean(per_class[1:])
+    """The mean over the scored foreground classes 1..K-1 (NaN ones, absent from truth and prediction, left out).
+
+    1.0 when no foreground class is scored (nothing to find, nothing found), so that early stopping and the best
+    model's choice always compare numbers; `headline` below is the same rule in NumPy.
+    """
+    foreground = per_class[1:]
+    scored = tf.math.is_finite(foreground)
+    count = tf.reduce_sum(tf.cast(scored, foreground.dtype))
+    total = tf.reduce_sum(tf.where(scored, foreground, tf.zeros_like(foreground)))
+    return tf.where(count > 0, total / tf.maximum(count, 1), tf.ones_like(total))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The same scores in NumPy, for evaluation, the Inference page and the report (one definition, two forms)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def confusion_matrix(predicted: np.ndarray, truth: np.ndarray, num_classes: int) -> np.ndarray:
+    """int64 [K, K] pixel counts, rows the true class, columns the predicted class."""
+    pairs = truth.astype(np.int64).ravel() * num_classes + predicted.astype(np.int64).ravel()
+    return np.bincount(pairs, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+def counts_from_matrix(matrix: np.ndarray) -> np.ndarray:
+    """Per-class (tp, fp, fn, tn) float64 [K, 4], laid out as `confusion_counts` does."""
+    matrix = matrix.astype(np.float64)
+    tp = np.diag(matrix)
+    fp, fn = matrix.sum(0) - tp, matrix.sum(1) - tp
+    return np.stack([tp, fp, fn, matrix.sum() - tp - fp - fn], axis=1)
+
+
+def np_ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator, NaN where the denominator is 0 (the class is not scored)."""
+    numerator, denominator = np.asarray(numerator, np.float64), np.asarray(denominator, np.float64)
+    return np.divide(numerator, denominator, out=np.full_like(numerator, np.nan), where=denominator > 0)
+
+
+def dice_iou(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class Dice and IoU [K] from (tp, fp, fn, tn) [K, 4]; NaN for a class absent from truth and prediction.
+
+    A class absent from the truth but predicted scores 0: every pixel given to it is wrong.
+    """
+    tp, fp, fn = counts[:, TP], counts[:, FP], counts[:, FN]
+    return np_ratio(2 * tp, 2 * tp + fp + fn), np_ratio(tp, tp + fp + fn)
+
+
+def headline(per_class: np.ndarray) -> float | None:
+    """The headline score: the mean over the scored foreground classes (1..K-1), None when none is scored."""
+    foreground = np.asarray(per_class, np.float64)[1:]
+    scored = foreground[np.isfinite(foreground)]
+    return float(scored.mean()) if scored.size else None
+
+
+def mean_scored(per_class: np.ndarray) -> float | None:
+    """The mean over every scored class, background included."""
+    values = np.asarray(per_class, np.float64)
+    scored = values[np.isfinite(values)]
+    return float(scored.mean()) if scored.size else None
+
+
+def baseline_matrix(matrix: np.ndarray) -> np.ndarray:
+    """The confusion matrix of the trivial model that paints every pixel its images' most common true class."""
+    truth = matrix.sum(axis=1)
+    baseline = np.zeros_like(matrix)
+    baseline[:, int(np.argmax(truth))] = truth
+    return baseline
+
+
+NEAR_BASELINE_SKILL = 0.25  # a model closing less than this share of the gap from the baseline to perfect
+
+
+def skill(model_mean: float | None, baseline_mean: float | None) -> float | None:
+    """How much of the gap between the trivial baseline and a perfect score the model closes (1 = perfect, 0 = none).
+
+    Computed on the mean over all scored classes, background included, so that a model painting everything the
+    majority class shows its zero there even when the majority class is the foreground (ISBI's cells).
+    """
+    if model_mean is None or baseline_mean is None:
+        return None
+    if baseline_mean >= 1.0:
+        return 1.0 if model_mean >= 1.0 else 0.0
+    return float((model_mean - baseline_mean) / (1.0 - baseline_mean))
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -157,12 +157,17 @@ def _split(run_dir: Path, dataset: Dataset, config: Config, resume: bool) -> pip
 
 
 def _record_dataset(run_dir: Path, dataset: Dataset, split: pipeline.Split, config: Config) -> None:
+    """The run's record of its data: the class map (values included), normalisation and the split."""
+    class_map = dataset.class_map
     runs.write_json_atomic(run_dir / runs.DATASET, {
         "name": dataset.name,
         "path": str(dataset.root),
         "hash": dataset.hash,
         "channels": dataset.channels,
-        "classes": [{"index": c.index, "name": c.name, "color": list(c.color)} for c in dataset.classes],
+        "classes": class_map.records() if class_map else [
+            {"index": c.index, "name": c.name, "color": list(c.color)} for c in dataset.classes],
+        "soft_edges": dataset.soft_edges,
+        "mask_kind": dataset.mask_kind,
         "mean": float(dataset.mean),
         "std": float(dataset.std),
         "seed": config.train.seed,

@@ -1,0 +1,193 @@
+"""The class map: how a dataset's mask values or colours become class indices, decided once and then only read.
+
+A dataset decides its classes at ingest (`unet.masks.plan_classes`) and records them in its dataset.json as
+{index, name, color, value}, where `value` is the mask's own gray value (an int, 16-bit included) or colour
+('#rrggbb'). Every run copies that record, and everything after training reads the run's copy: evaluation decodes
+new truth masks with it, the Inference page reads an uploaded true mask with it, and `predict` writes masks back in
+the user's own values. Nothing re-derives the classes from the masks at hand, because a test set that happens to
+lack one class would otherwise shift every class after it (a triangle scored as a square).
+
+Decoding is strict: a value outside the map is a problem that names the file and the value, never silently
+assigned. Two forgiving rules, both of which keep the user's intent and are reported where the masks are checked:
+- JPEG masks, and masks whose borders blend two classes (`soft_edges`, found at ingest), snap every other
+  value to the nearest class;
+- in a binary map whose background is 0, a mask of 0 and one other value is the same two classes whatever that
+  value is (0/1 masks mixed with 0/255 ones).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from unet.errors import UserError
+from unet.masks import _COLOUR_FLAG, PALETTE, _as_colour, _keys, _points
+
+Value = int | str | None  # a gray value, a '#rrggbb' colour, or None for a class no mask paints
+
+
+def colour_key(value: str) -> int:
+    """'#rrggbb' as the packed key `unet.masks` uses for colours."""
+    text = value.lstrip("#")
+    if len(text) != 6:
+        raise ValueError(f"'{value}' is not a #rrggbb colour")
+    return int(text, 16) | _COLOUR_FLAG
+
+
+def key_label(key: int) -> str:
+    """A packed key as the user knows it: '255' for gray values, '#ff0000' for colours."""
+    if key & _COLOUR_FLAG:
+        return f"#{key & 0xFFFFFF:06x}"
+    return str(key)
+
+
+@dataclass(frozen=True)
+class ClassEntry:
+    """One class: its index in the model's output, its name and display colour, and its value in the masks."""
+
+    index: int
+    name: str
+    color: tuple[int, int, int]
+    value: Value
+
+    @property
+    def key(self) -> int | None:
+        if self.value is None:
+            return None
+        return colour_key(self.value) if isinstance(self.value, str) else int(self.value)
+
+    def describe(self) -> str:
+        return f"{self.name} = {self.value}" if self.value is not None else self.name
+
+
+@dataclass(frozen=True)
+class ClassMap:
+    """The classes of a dataset (and of every run trained on it), index order, background first."""
+
+    entries: tuple[ClassEntry, ...]
+    soft_edges: bool = False  # the masks blend classes along borders; in-between values go to the nearest class
+
+    # -- building and recording ----------------------------------------------------------------------------------
+
+    @classmethod
+    def from_records(cls, records: Sequence[dict[str, Any]], soft_edges: bool = False) -> ClassMap | None:
+        """From dataset.json's "classes"; None for a record written before classes carried their values."""
+        if not records or any("value" not in r for r in records):
+            return None
+        entries = []
+        for i, r in enumerate(sorted(records, key=lambda r: int(r["index"]))):
+            if int(r["index"]) != i:
+                return None
+            color = r.get("color") or PALETTE[i % len(PALETTE)]
+            value = r["value"]
+            entries.append(ClassEntry(i, str(r.get("name") or f"class {i}"), tuple(int(c) for c in color), value))
+        return cls(tuple(entries), soft_edges)
+
+    def records(self) -> list[dict[str, Any]]:
+        return [{"index": e.index, "name": e.name, "color": list(e.color), "value": e.value} for e in self.entries]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.entries)
+
+    @property
+    def names(self) -> list[str]:
+        return [e.name for e in self.entries]
+
+    @property
+    def colour(self) -> bool:
+        """True when the classes are colours in the masks (an RGB mask), False for gray values."""
+        return any(isinstance(e.value, str) for e in self.entries)
+
+    @property
+    def keys(self) -> list[int | None]:
+        return [e.key for e in self.entries]
+
+    def describe(self) -> str:
+        """'membrane = 0, cell = 255': the map in the words of a message."""
+        return ", ".join(e.describe() for e in self.entries)
+
+    # -- masks -> class indices ----------------------------------------------------------------------------------
+
+    def _binary_foreground(self) -> int | None:
+        """The foreground index of a binary gray map whose background is value 0, else None."""
+        if self.colour or self.num_classes != 2 or self.entries[0].value != 0:
+            return None
+        return 1
+
+    def lookup(self, keys: np.ndarray, lossy: bool = False) -> tuple[np.ndarray, list[int]]:
+        """Class index per key (packed like `unet.masks._keys`), and the keys that belong to no class.
+
+        Gray keys meet a colour map as gray colours; unknown keys get index 0 and are listed.
+        """
+        keys = np.asarray(keys, np.int64)
+        if self.colour:
+            keys = _as_colour(keys)
+        known = {k: e.index for e in self.entries if (k := e.key) is not None}
+        index = np.array([known.get(int(k), -1) for k in keys], np.int64)
+        missing = index < 0
+        if missing.any() and self._binary_foreground() is not None:
+            nonzero = [int(k) for k in keys if k != 0 and not k & _COLOUR_FLAG]
+            if len(nonzero) == 1 and missing.sum() == 1 and len(keys) <= 2:  # 0/1 masks where 0/255 was planned
+                index[missing] = self._binary_foreground()
+                missing = index < 0
+        if missing.any() and (lossy or self.soft_edges):
+            levels = [(e.index, e.key) for e in self.entries if e.key is not None]
+            there = _points(np.array([k for _, k in levels], np.int64), self.colour)
+            here = _points(keys[missing], self.colour)
+            nearest = ((here[:, None, :] - there[None, :, :]) ** 2).sum(axis=2).argmin(axis=1)
+            index[missing] = [levels[n][0] for n in nearest]
+            missing = index < 0
+        unknown = [int(k) for k in keys[missing]]
+        return np.where(index < 0, 0, index).astype(np.uint8), unknown
+
+    def unknown_message(self, label: str, unknown: Sequence[int]) -> str:
+        shown = ", ".join(key_label(k) for k in list(unknown)[:5]) + (" and more" if len(unknown) > 5 else "")
+        what = "colour" if self.colour else "value"
+        return (f"mask '{label}' has the {what}{'s' if len(unknown) > 1 else ''} {shown}, which belong to no class "
+                f"of this dataset ({self.describe()})")
+
+    def decode(self, raw: np.ndarray, label: str, lossy: bool = False) -> np.ndarray:
+        """A raw mask (HxW gray or HxWx3 RGB) as uint8 class indices; UserError naming the file for unknown values."""
+        if raw.ndim == 3 and not self.colour:
+            raise UserError(f"mask '{label}' is a colour picture, but this dataset's classes are gray values "
+                            f"({self.describe()})")
+        keys, inverse = np.unique(_keys(raw), return_inverse=True)
+        index, unknown = self.lookup(keys, lossy)
+        if unknown:
+            raise UserError(self.unknown_message(label, unknown))
+        return index[inverse.reshape(raw.shape[:2])]
+
+    # -- class indices -> masks in the user's values ---------------------------------------------------------------
+
+    def encode(self, indices: np.ndarray) -> np.ndarray:
+        """Class indices as the user's own mask values: HxW uint8/uint16 gray, or HxWx3 uint8 RGB colours.
+
+        A class without a value (added when every mask was background) is written with its index.
+        """
+        indices = np.asarray(indices)
+        if self.colour:
+            table = np.array([_rgb(e) for e in self.entries], np.uint8)
+            return table[indices]
+        values = [e.value if e.value is not None else e.index for e in self.entries]
+        dtype = np.uint8 if max(int(v) for v in values) <= 255 else np.uint16
+        return np.array(values, dtype)[indices]
+
+    def palette(self) -> list[tuple[int, int, int]]:
+        """256 display colours indexed by gray value: a palette PNG of `encode`'s output shows the class colours."""
+        table = [(v, v, v) for v in range(256)]
+        for e in self.entries:
+            value = e.value if e.value is not None else e.index
+            if not isinstance(value, str) and 0 <= int(value) <= 255:
+                table[int(value)] = tuple(e.color)
+        return table
+
+
+def _rgb(entry: ClassEntry) -> tuple[int, int, int]:
+    key = entry.key
+    if key is None or not key & _COLOUR_FLAG:
+        return tuple(entry.color)
+    return ((key >> 16) & 255, (key >> 8) & 255, key & 255)
