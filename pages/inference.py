@@ -5,6 +5,9 @@ from __future__ import annotations
 import streamlit as st
 
 from unet import runs, workspace
+from unet.images import encode_png
+from unet.inference import mask_file_pixels
+from unet.postprocess import headline as truth_headline
 from unet.postprocess import measure, measurements_csv, png_bytes, result_items, side_by_side, zip_results
 from unet.postprocess import scores as truth_scores
 from unet.ui.feedback import user_errors
@@ -121,7 +124,7 @@ with user_errors("predicting"):
     for i, (name, image) in enumerate(images):
         prediction = predicted(predictor, name, image)
         mask = prediction.mask(threshold=threshold, min_size=int(min_size), fill_holes=fill)
-        truth = truth_for(name, truth_uploads, image.shape[:2], predictor.num_classes)
+        truth = truth_for(name, truth_uploads, image.shape[:2], predictor)
         score = truth_scores(mask, truth, predictor.class_names) if truth is not None else None
         results.append((name, image, mask, truth, score, prediction.notes))
         if bar:
@@ -132,7 +135,7 @@ if not results:
     st.stop()
 
 if any(r[4] for r in results):  # worst first when there is ground truth
-    results.sort(key=lambda r: sum(s["dice"] for s in r[4]) / max(1, len(r[4])) if r[4] else 2.0)
+    results.sort(key=lambda r: (truth_headline(r[4]) if truth_headline(r[4]) is not None else 1.0) if r[4] else 2.0)
 
 names = [r[0] for r in results]
 picked = st.selectbox("Image", names, help="Pick an image to see it large.") if len(results) > 1 else names[0]
@@ -151,8 +154,13 @@ st.dataframe(rows, hide_index=True, width="stretch")
 stem = name.rsplit(".", 1)[0]
 items = result_items(stem, image, mask, predictor.colors, opacity, contours)
 download = st.columns(3)
-download[0].download_button("Mask (PNG)", png_bytes(mask), f"{stem}_mask.png", "image/png",
-                            icon=":material/download:", help="Class numbers per pixel (0 = background).")
+download[0].download_button(
+    "Mask (PNG)", encode_png(*mask_file_pixels(predictor, mask)), f"{stem}_mask.png", "image/png",
+    icon=":material/download:",
+    help="The mask in the values of the training masks (for example 0 and 255), so it can be used as a mask again; "
+         "image viewers show it in the class colours." if predictor.class_map else
+         "Class numbers per pixel (0 = background), shown in the class colours by image viewers.",
+)
 download[1].download_button("Overlay (PNG)", png_bytes(items[1][1]), f"{stem}_overlay.png", "image/png",
                             icon=":material/download:")
 all_items = [item for r in results for item in result_items(r[0].rsplit(".", 1)[0], r[1], r[2], predictor.colors,
@@ -171,6 +179,7 @@ if len(results) > 1:
     st.subheader("Gallery", divider="gray")
     cells = st.columns(4)
     for i, (name, image, mask, _truth, score, _notes) in enumerate(results):
-        caption = name if not score else f"{name} · Dice {sum(s['dice'] for s in score) / len(score):.3f}"
+        dice = truth_headline(score) if score else None
+        caption = name if dice is None else f"{name} · Dice {dice:.3f}"
         cells[i % 4].image(side_by_side(image, mask, predictor.colors, opacity, False, visible, max_side=200),
                            caption=caption)

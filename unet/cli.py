@@ -93,6 +93,7 @@ def _predict(args: argparse.Namespace) -> int:
         Path(args.out),
         model_file=Path(args.model) if args.model else None,
         threshold=args.threshold,
+        class_indices=args.class_indices,
     )
     print(f"wrote {len(written)} masks to {args.out}")
     return 0 if written else 2
@@ -157,12 +158,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "run's own data), train, or all (the default on other data)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
-    p = command("predict", _predict, "one mask PNG (class indices) per image, at the image's own size and name")
+    p = command("predict", _predict, "one mask PNG per image, in the training masks' own values, at the image's "
+                                     "own size and name")
     p.add_argument("--run", help="run folder (its best model, preprocessing and class names)")
     p.add_argument("--images", required=True, help="folder of images")
     p.add_argument("--out", required=True, help="folder for the masks")
     p.add_argument("--model", help="a .keras file (with --run: the run's settings are kept)")
     p.add_argument("--threshold", type=float, default=0.5, help="probability above which a pixel is foreground")
+    p.add_argument("--class-indices", action="store_true",
+                   help="write class numbers 0..K-1 instead of the masks' own values (0/255, colours, ...)")
 
     p = command("export", _export, "export a run's best model and check its predictions against the trained model")
     p.add_argument("--run", required=True, help="run folder")

@@ -83,7 +83,10 @@ def _check_pair(pair: Pair, report: DatasetReport) -> tuple[np.ndarray, MaskHist
 
 
 def _plan(kept: list[tuple[Pair, int, tuple[int, int], MaskHistogram]], report: DatasetReport) -> ClassMap | None:
-    """The class map decided from the masks themselves (a new dataset), with warnings on how values were read."""
+    """The class map decided from the masks themselves (a new dataset), with warnings on how values were read.
+
+    Palette PNG masks are read as their indices; the classes take the palette's colours for display.
+    """
     try:
         plan = plan_classes([hist for *_, hist in kept])
     except UserError as exc:
@@ -101,6 +104,10 @@ def _plan(kept: list[tuple[Pair, int, tuple[int, int], MaskHistogram]], report: 
     if plan.extra_foreground:
         report.add("", "no mask has any foreground: every mask is all background, so there is nothing to learn", False)
     blank = plan.class_infos(np.zeros(plan.num_classes, np.int64))
+    palette = imgio.mask_palette(kept[0][0].mask)
+    for record in blank if palette and not plan.colour else []:
+        if isinstance(record["value"], int) and record["value"] < len(palette):
+            record["color"] = list(palette[record["value"]])
     return ClassMap.from_records(blank, soft_edges=bool(plan.soft_edge_values))
 
 

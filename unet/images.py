@@ -11,6 +11,7 @@ Why each choice:
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from pathlib import Path
@@ -106,12 +107,41 @@ def read_image(path: Path) -> np.ndarray:
     return _decode(path)
 
 
+def mask_palette(path: Path) -> list[tuple[int, int, int]] | None:
+    """The colour table of a palette (indexed) PNG or GIF, index by index; None for any other image."""
+    try:
+        with Image.open(Path(path)) as img:
+            if img.mode != "P":
+                return None
+            table = img.getpalette() or []
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None
+    return [tuple(table[i : i + 3]) for i in range(0, len(table) - 2, 3)]
+
+
+def _palette_indices(path: Path) -> np.ndarray | None:
+    """A palette image's own indices (HxW uint8), or None when it is not one."""
+    if mask_palette(path) is None:
+        return None
+    check_pixels(path)
+    try:
+        with Image.open(Path(path)) as img:
+            return np.array(img, np.uint8)
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise UserError(f"'{Path(path).name}' is damaged and cannot be read ({exc})") from None
+
+
 def read_mask_raw(path: Path) -> np.ndarray:
     """A mask's raw values before class decoding: HxW uint8/uint16, or HxWx3 uint8 RGB when the colours differ.
 
-    A colour mask whose three channels are equal is returned as HxW, so gray masks saved as RGB (or palette
-    PNGs with a gray palette) decode as values, not colours.
+    A palette PNG gives its indices, which are the user's class numbers (a VOC-style mask's 1 stays 1 whatever
+    its colour); `mask_palette` gives the colours. A colour mask whose three channels are equal is returned as HxW,
+    so gray masks saved as RGB decode as values, not colours.
     """
+    indices = _palette_indices(Path(path))
+    if indices is not None:
+        _check_file(Path(path))
+        return indices
     array = _decode(path)
     if array.ndim == 3:
         if array.dtype != np.uint8:
@@ -126,14 +156,30 @@ def is_lossy(path: Path) -> bool:
     return Path(path).suffix.lower() in LOSSY_EXTENSIONS
 
 
-def write_png(path: Path, array: np.ndarray) -> None:
-    """Write HxW or HxWx3 (RGB) uint8/uint16 as PNG; the only writer of dataset files."""
-    path = Path(path)
+def encode_png(array: np.ndarray, palette: list[tuple[int, int, int]] | None = None, name: str = "image") -> bytes:
+    """HxW or HxWx3 (RGB) uint8/uint16 as PNG bytes.
+
+    With `palette` (colours by value), an HxW uint8 array becomes a palette PNG: the file holds the values
+    themselves and every viewer shows them in those colours (a 0/1 mask is no longer a black square).
+    """
+    if palette is not None and array.ndim == 2 and array.dtype == np.uint8:
+        picture = Image.fromarray(array, "P")
+        flat = [channel for colour in palette[:256] for channel in colour]
+        picture.putpalette(flat + [0] * (768 - len(flat)))
+        buffer = io.BytesIO()
+        picture.save(buffer, format="PNG")
+        return buffer.getvalue()
     pixels = cv2.cvtColor(array, cv2.COLOR_RGB2BGR) if array.ndim == 3 else array
     ok, encoded = cv2.imencode(".png", pixels)
     if not ok:
-        raise UserError(f"could not encode '{path.name}' as PNG")
-    path.write_bytes(encoded.tobytes())
+        raise UserError(f"could not encode '{name}' as PNG")
+    return encoded.tobytes()
+
+
+def write_png(path: Path, array: np.ndarray, palette: list[tuple[int, int, int]] | None = None) -> None:
+    """Write `encode_png`'s PNG to `path`; the only writer of dataset and mask files."""
+    path = Path(path)
+    path.write_bytes(encode_png(array, palette, path.name))
 
 
 def to_uint8(array: np.ndarray) -> np.ndarray:

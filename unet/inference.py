@@ -38,6 +38,7 @@ import tensorflow as tf
 
 from unet import images as image_io
 from unet import postprocess, preprocess, runs, tiling
+from unet.classmap import ClassMap
 from unet.config import Config
 from unet.errors import UserError
 from unet.overlay import class_colors
@@ -279,6 +280,7 @@ class Predictor:
     resize_to: int | None = None
     name: str = "model"
     scores_out: bool = False  # the model gives logits; apply sigmoid/softmax here
+    class_map: ClassMap | None = None  # the run's mask values per class; None for a bare model file
     tile: int = tiling.TILE
     overlap: int = tiling.OVERLAP
     tile_batch: int = tiling.TILE_BATCH
@@ -322,6 +324,7 @@ class Predictor:
             class_names=names, colors=colors, normalisation=data.normalisation,
             mean=float(recorded.get("mean", 0.0)), std=float(recorded.get("std", 1.0)),
             resize_to=data.input_size if data.resize == preprocess.RESIZE else None, name=run.name,
+            class_map=ClassMap.from_records(recorded.get("classes", []), bool(recorded.get("soft_edges", False))),
         )
 
     @classmethod
@@ -457,6 +460,20 @@ def _print_problem(name: str, problem: str) -> None:
     print(f"skipped '{name}': {problem}", file=sys.stderr)
 
 
+def mask_file_pixels(predictor: Predictor, classes: np.ndarray, class_indices: bool = False
+                     ) -> tuple[np.ndarray, list[tuple[int, int, int]] | None]:
+    """What a predicted mask file holds: the user's own mask values (and a display palette for gray values up to
+    255), so that the file reads back as a mask of the same dataset; or the class indices 0..K-1 when asked, or
+    when the model came without a class map (a bare model file)."""
+    class_map = predictor.class_map
+    if class_indices or class_map is None or class_map.num_classes != predictor.num_classes:
+        table = [tuple(int(v) for v in c) for c in predictor.colors] + [(0, 0, 0)] * (256 - predictor.num_classes)
+        return classes.astype(np.uint8), table
+    values = class_map.encode(classes)
+    palette = class_map.palette() if values.ndim == 2 and values.dtype == np.uint8 else None
+    return values, palette
+
+
 def predict_folder(
     run_dir: Path | None,
     images: Path,
@@ -464,11 +481,14 @@ def predict_folder(
     model_file: Path | None = None,
     threshold: float = 0.5,
     report: Callable[[str, str], None] = _print_problem,
+    class_indices: bool = False,
 ) -> list[Path]:
-    """`python -m unet predict`: one mask PNG (uint8 class indices, the image's size) per image, named STEM.png.
+    """`python -m unet predict`: one mask PNG per image, the image's size, named STEM.png.
 
-    Unreadable images and files that are not images are passed to `report(file name, problem)` and skipped.
-    Returns the masks written.
+    The masks use the run's own mask values (0/255, the user's index values or colours; gray values are stored
+    as a palette PNG that viewers show in the class colours), so a folder of predictions can be used as masks
+    again; `class_indices` writes the class numbers 0..K-1 instead. Unreadable images and files that are not
+    images are passed to `report(file name, problem)` and skipped. Returns the masks written.
     """
     images, out = Path(images), Path(out)
     if not images.is_dir():
@@ -489,7 +509,9 @@ def predict_folder(
             report(path.name, f"another image named '{path.stem}' was already written as '{target.name}'")
         else:
             try:
-                image_io.write_png(target, predictor.predict(image_io.read_image(path)).mask(threshold))
+                classes = predictor.predict(image_io.read_image(path)).mask(threshold)
+                pixels, palette = mask_file_pixels(predictor, classes, class_indices)
+                image_io.write_png(target, pixels, palette)
                 written.append(target)
             except UserError as exc:
                 report(path.name, str(exc))

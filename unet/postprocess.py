@@ -158,15 +158,20 @@ def confusion(mask: np.ndarray, truth: np.ndarray, num_classes: int) -> np.ndarr
 
 
 def scores(mask: np.ndarray, truth: np.ndarray, class_names: Sequence[str]) -> list[dict[str, Any]]:
-    """Dice and IoU per foreground class; 1.0 for a class absent from both masks (the training metrics' rule)."""
-    counts = confusion(mask, truth, len(class_names))
-    tp, fp, fn = counts[:, 0], counts[:, 1], counts[:, 2]
-    rows = []
-    for k in range(1, len(class_names)):
-        dice = 2 * tp[k] / (2 * tp[k] + fp[k] + fn[k]) if 2 * tp[k] + fp[k] + fn[k] else 1.0
-        iou = tp[k] / (tp[k] + fp[k] + fn[k]) if tp[k] + fp[k] + fn[k] else 1.0
-        rows.append({"class": k, "name": class_names[k], "dice": float(dice), "iou": float(iou)})
-    return rows
+    """Dice and IoU for every class, background included (`unet.metrics`' rule: None for a class absent from
+    both masks, 0 for one predicted but absent from the truth)."""
+    from unet import metrics  # TensorFlow comes with it; only the pages that score truth need it
+
+    truth = _check_truth(mask, truth, len(class_names))
+    dice, iou = metrics.dice_iou(metrics.counts_from_matrix(metrics.confusion_matrix(mask, truth, len(class_names))))
+    return [{"class": k, "name": class_names[k], "dice": float(dice[k]) if np.isfinite(dice[k]) else None,
+             "iou": float(iou[k]) if np.isfinite(iou[k]) else None} for k in range(len(class_names))]
+
+
+def headline(rows: list[dict[str, Any]]) -> float | None:
+    """The mean Dice over the scored foreground classes of `scores`' rows, as evaluation's headline."""
+    scored = [row["dice"] for row in rows if row["class"] > 0 and row["dice"] is not None]
+    return sum(scored) / len(scored) if scored else None
 
 
 def error_overlay(image: np.ndarray, mask: np.ndarray, truth: np.ndarray, opacity: float = 0.5) -> np.ndarray:

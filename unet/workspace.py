@@ -5,12 +5,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import time
 import unicodedata
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 from unet.errors import UserError
@@ -78,6 +80,16 @@ def upload_folder() -> Path:
     folder = root() / "uploads" / uuid.uuid4().hex
     folder.mkdir(parents=True)
     return folder
+
+
+@contextlib.contextmanager
+def staging() -> Iterator[Path]:
+    """`with staging() as folder:` a fresh upload folder, removed when the block ends, however it ends."""
+    folder = upload_folder()
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def remove_stale_uploads(max_age_hours: float = STALE_UPLOAD_HOURS) -> list[str]:

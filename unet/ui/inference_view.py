@@ -15,7 +15,7 @@ import streamlit as st
 
 from unet import workspace
 from unet.errors import UserError
-from unet.images import IMAGE_EXTENSIONS, read_image, read_mask_raw
+from unet.images import IMAGE_EXTENSIONS, is_lossy, read_image, read_mask_raw
 from unet.inference import Prediction, Predictor
 from unet.postprocess import error_overlay
 from unet.runs import BEST_MODEL, Run
@@ -103,38 +103,53 @@ def predicted(predictor: Predictor, name: str, image: np.ndarray) -> Prediction:
     return cache[key]
 
 
-def truth_for(name: str, uploads, shape: tuple[int, int], num_classes: int) -> np.ndarray | None:
-    """The uploaded true mask for image `name` as class indices, or None; its values are mapped in order
-    (0/255 -> 0/1), so binary masks in any two values work."""
+def truth_for(name: str, uploads, shape: tuple[int, int], predictor: Predictor) -> np.ndarray | None:
+    """The uploaded true mask for image `name` as class indices, or None.
+
+    A run's model reads it with the run's class map (the values or colours of its training masks; any other
+    value is refused, naming the file). A bare model file has no map: the mask's values are taken in order
+    (0/255 -> 0/1), which the page says.
+    """
     stem = Path(name).stem
     match = next((u for u in uploads or [] if Path(u.name).stem.removesuffix("_mask").removesuffix("_label") == stem),
                  None)
     if match is None:
         return None
-    folder = workspace.upload_folder()
-    try:
+    with workspace.staging() as folder:
         path = folder / workspace.safe_name(match.name, fallback="mask")
         path.write_bytes(match.getvalue())
         raw = read_mask_raw(path)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-    if raw.ndim == 3:
-        raw = raw[..., 0]
-    values = np.unique(raw)
-    if raw.shape != shape:
+        lossy = is_lossy(path)
+    if raw.shape[:2] != shape:
         raise UserError(f"mask '{match.name}' is {raw.shape[1]}x{raw.shape[0]} but its image is {shape[1]}x{shape[0]}")
+    class_map = predictor.class_map
+    if class_map is not None and class_map.num_classes == predictor.num_classes:
+        return class_map.decode(raw, match.name, lossy)
+    num_classes = predictor.num_classes
+    if raw.ndim == 3:
+        keys = raw.astype(np.int64) @ np.array([1 << 16, 1 << 8, 1])
+        values, raw = np.unique(keys, return_inverse=True)
+        raw = raw.reshape(shape)
+    else:
+        values = np.unique(raw)
     if len(values) > num_classes:
         raise UserError(f"mask '{match.name}' has {len(values)} different values but the model knows {num_classes} "
                         "classes")
-    if values.max(initial=0) < num_classes:
+    if raw.ndim == 2 and values.max(initial=0) < num_classes and len(values) == num_classes:
         return raw.astype(np.uint8)
     return np.searchsorted(values, raw).astype(np.uint8)
 
 
 def error_view(image: np.ndarray, mask: np.ndarray, truth: np.ndarray, score: list[dict], opacity: float) -> None:
-    """True positives green, false positives red, false negatives blue, with Dice and IoU per class."""
+    """True positives green, false positives red, false negatives blue, with Dice and IoU for every class."""
     left, right = st.columns([3, 1])
     left.image(error_overlay(image, mask, truth, opacity), caption="green: right · red: extra · blue: missed")
     for row in score:
-        right.metric(f"Dice · {row['name']}", f"{row['dice']:.3f}", help="1.0 = identical to the true mask.")
-        right.metric(f"IoU · {row['name']}", f"{row['iou']:.3f}")
+        if row["dice"] is None:
+            right.metric(f"Dice · {row['name']}", "not scored",
+                         help="This class is neither in the true mask nor in the prediction, so there is nothing to "
+                              "score; it is left out of the mean.")
+            continue
+        right.metric(f"Dice · {row['name']}", f"{row['dice']:.3f}",
+                     help="Overlap of the prediction with the true mask for this class: 1.0 = identical, 0 = none.")
+        right.metric(f"IoU · {row['name']}", f"{row['iou']:.3f}", help="Overlap divided by union; stricter than Dice.")
