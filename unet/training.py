@@ -156,7 +156,7 @@ def _split(run_dir: Path, dataset: Dataset, config: Config, resume: bool) -> pip
     return pipeline.split_stems(dataset.stems, config.train.validation_split, config.train.seed)
 
 
-def _record_dataset(run_dir: Path, dataset: Dataset, split: pipeline.Split, config: Config) -> None:
+def record_dataset(run_dir: Path, dataset: Dataset, split: pipeline.Split, config: Config) -> None:
     """The run's record of its data: the class map (values included), normalisation and the split."""
     class_map = dataset.class_map
     runs.write_json_atomic(run_dir / runs.DATASET, {
@@ -221,7 +221,7 @@ def _fit(run_dir: Path, data: Path, config: Config, resume: bool, status: Status
     config = fit_config(config, dataset)
     split = _split(run_dir, dataset, config, resume)
     (run_dir / runs.CONFIG).write_text(config.to_json(), encoding="utf-8")
-    _record_dataset(run_dir, dataset, split, config)
+    record_dataset(run_dir, dataset, split, config)
     runs.write_json_atomic(run_dir / runs.VERSIONS, versions())
     if done >= config.train.epochs:
         return runs.COMPLETED, f"already trained for {done} epochs; raise the number of epochs to continue"
