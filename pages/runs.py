@@ -32,8 +32,20 @@ st.dataframe(
         "name": "Run",
         "dataset": "Dataset",
         "state": "State",
-        "best_val_dice": st.column_config.NumberColumn("Best val Dice", format="%.4f"),
-        "best_val_iou": st.column_config.NumberColumn("Best val IoU", format="%.4f"),
+        "best_val_dice": st.column_config.NumberColumn(
+            "Val Dice (training view)", format="%.4f",
+            help="The live check during training, on centre crops or shrunk images: it picks the best model."),
+        "best_val_iou": None,
+        "held_back_dice": st.column_config.NumberColumn(
+            "Held-back Dice", format="%.4f",
+            help="The best model on the whole validation images at the end of training (mean over the classes in "
+                 "the next column)."),
+        "baseline_dice": st.column_config.NumberColumn(
+            "Baseline Dice", format="%.4f",
+            help="What painting every pixel the most common class scores on the same images."),
+        "averaged_over": "Averaged over",
+        "near_baseline": st.column_config.CheckboxColumn(
+            "Near baseline", help="Ticked when the model is barely better than the baseline: it learned little."),
         "best_epoch": "Best epoch",
         "epochs": "Epochs",
         "duration": "Duration",

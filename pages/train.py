@@ -74,10 +74,16 @@ if all_runs:
     st.subheader("Runs", divider="gray")
     rows = [summary_row(run) for run in all_runs]
     st.dataframe(
-        [{"Run": r["name"], "State": r["state"], "Best val Dice": r["best_val_dice"], "Epochs": r["epochs"],
+        [{"Run": r["name"], "State": r["state"] + (" (near baseline)" if r["near_baseline"] else ""),
+          "Held-back Dice": r["held_back_dice"], "Baseline Dice": r["baseline_dice"], "Epochs": r["epochs"],
           "Duration": r["duration"], "Started": r["started"]} for r in rows],
         hide_index=True, width="stretch",
-        column_config={"Best val Dice": st.column_config.NumberColumn(format="%.4f")},
+        column_config={
+            "Held-back Dice": st.column_config.NumberColumn(
+                format="%.4f", help="The best model on the whole validation images, scored at the end of training."),
+            "Baseline Dice": st.column_config.NumberColumn(
+                format="%.4f", help="Painting every pixel the most common class, on the same images."),
+        },
     )
     ids = [r.id for r in all_runs]
     pick = st.selectbox("Open a run", ids, index=ids.index(shown.id) if shown else 0,

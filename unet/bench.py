@@ -24,7 +24,6 @@ import json
 import math
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
@@ -346,6 +345,8 @@ def isbi_quality(folder: Path, work: Path, minutes: float, progress: Callable[[s
     return {
         "isbi_dice_5min": full["dice"],
         "isbi_dice_5min_best_threshold": full["best_threshold_dice"],
+        "isbi_membrane_dice_5min": full["membrane_dice"],
+        "isbi_baseline_dice": full["baseline_dice"],
         "isbi_dice_5min_crops": max(scored) if scored else None,
         "isbi_epochs": len(history),
         "isbi_minutes": minutes,
@@ -357,19 +358,15 @@ def isbi_quality(folder: Path, work: Path, minutes: float, progress: Callable[[s
     }
 
 
-def _whole_image_scores(run_dir: Path, dataset: Any, folder: Path) -> dict[str, float]:
-    """Cell Dice of the run's best model on its validation images, through `unet.evaluation` (the Runs page's path)."""
-    from unet import runs
+def _whole_image_scores(run_dir: Path, dataset: Any, folder: Path) -> dict[str, float | None]:
+    """Cell and membrane Dice of the run's best model on its whole held-back images, and the majority-class
+    baseline, through `unet.evaluation` (what `evaluate --split val` and the Runs page report)."""
     from unet.evaluation import evaluate_detailed
 
-    val = runs.read_json(run_dir / runs.DATASET)["val"]
-    for sub, path_of in (("images", dataset.image_path), ("masks", dataset.mask_path)):
-        (folder / sub).mkdir(parents=True, exist_ok=True)
-        for stem in val:
-            shutil.copyfile(path_of(stem), folder / sub / path_of(stem).name)
-    result = evaluate_detailed(run_dir, folder, gallery=0)
-    return {"dice": result.per_class[0]["dice"],
-            "best_threshold_dice": max((row["dice"] for row in result.sweep), default=result.per_class[0]["dice"])}
+    result = evaluate_detailed(run_dir, None, gallery=0, split="val")
+    cell, membrane = result.per_class[1]["dice"], result.per_class[0]["dice"]
+    return {"dice": cell, "membrane_dice": membrane, "baseline_dice": result.baseline["dice"],
+            "best_threshold_dice": max((row["dice"] or 0.0 for row in result.sweep), default=cell)}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -481,6 +478,8 @@ _ROWS = (
     ("peak_rss_mb", "trainer peak memory, 10x demo data", "MB"),
     ("isbi_dice_5min", "ISBI cell Dice after 5 min (Balanced)", ""),
     ("isbi_dice_5min_best_threshold", "  at the evaluation's best threshold", ""),
+    ("isbi_membrane_dice_5min", "ISBI membrane Dice after 5 min (Balanced)", ""),
+    ("isbi_baseline_dice", "  cell Dice of painting everything 'cell'", ""),
     ("isbi_dice_5min_crops", "  as training measured it (centre crops)", ""),
     ("isbi_epochs", "  epochs in those 5 minutes", ""),
 )

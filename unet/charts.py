@@ -24,7 +24,8 @@ def _thin(rows: Sequence[dict]) -> list[dict]:
 def history_figure(history: Sequence[dict], class_names: Sequence[str] | None = None) -> go.Figure:
     """Loss, Dice and IoU per epoch, train and validation side by side, the best validation Dice marked.
 
-    Per-class validation Dice curves are added (dotted) when the run has more than one foreground class.
+    Per-class validation Dice curves are added (dotted): the background class always (on ISBI it is the membrane,
+    the class that matters), and every foreground class when there is more than one.
     """
     rows = _thin(history)
     epochs = [r["epoch"] for r in rows]
@@ -39,9 +40,10 @@ def history_figure(history: Sequence[dict], class_names: Sequence[str] | None = 
                 ),
                 row=1, col=col,
             )
-    foreground = list(class_names or [])[1:]
-    if len(foreground) > 1:
-        for k, name in enumerate(foreground, start=1):
+    names = list(class_names or [])
+    shown = list(enumerate(names)) if len(names) > 2 else list(enumerate(names))[:1]
+    if names:
+        for k, name in shown:
             figure.add_trace(
                 go.Scatter(x=epochs, y=[r.get(f"val_dice_{k}") for r in rows], name=f"val Dice: {name}",
                            mode="lines", line={"dash": "dot"}),

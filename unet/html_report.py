@@ -196,8 +196,9 @@ def _header(facts: _RunFacts) -> str:
         f"state: {_e(row['state'])}{' (' + _e(message) + ')' if message else ''}.</p>"
         f'<div class="cards">{card_html}</div>'
         '<p class="note">Dice and IoU measure how well the predicted outline overlaps the true one: 1 means a '
-        "perfect match, 0 no overlap. They are measured on validation images that the model never learned from."
-        "</p></header>"
+        "perfect match, 0 no overlap. The validation images were held back from training, but they were used to "
+        "choose the best epoch, so a separate test set is the stricter check. Every score stands beside the "
+        "trivial baseline: what painting every pixel the most common class would score.</p></header>"
     )
 
 
@@ -280,23 +281,44 @@ def _training_section(facts: _RunFacts, plots: _Plots) -> str:
             f"{plots.html(history_figure(facts.history, names))}</section>")
 
 
+def _class_score_rows(result: dict[str, Any], facts: _RunFacts) -> list[tuple]:
+    baseline = {row["class"]: row for row in (result.get("baseline") or {}).get("per_class", [])}
+    return [(_swatch(c["name"], facts.colors[c["class"]]), _number(c["dice"]), _number(c["iou"]),
+             _number(baseline.get(c["class"], {}).get("dice")), f"{c['support_pixels']:,}")
+            for c in result.get("per_class", []) if c["class"] < len(facts.colors)]
+
+
+def _headline_html(result: dict[str, Any]) -> str:
+    text = f"<p>{_e(evaluation.headline_sentence(result))} Pixel accuracy {_number(result.get('pixel_accuracy'))}.</p>"
+    if result.get("near_baseline"):
+        text += ('<p class="note"><b>Warning:</b> the model is barely better than painting every pixel '
+                 f"\"{_e((result.get('baseline') or {}).get('predicts'))}\": it has learned little.</p>")
+    return text
+
+
 def _validation_scores(facts: _RunFacts) -> str:
+    held_back = runs.read_json(facts.run.file(runs.HELD_BACK), {}) or {}
+    if held_back.get("per_class"):
+        return (f"<h3>On the {held_back.get('images', 0)} held-back images, whole, with the best model</h3>"
+                + _table(["class", "Dice", "IoU", "baseline Dice", "true pixels"],
+                         _class_score_rows(held_back, facts), numeric=(1, 2, 3, 4))
+                + _headline_html(held_back))
     best = facts.best
     if not best:
         return ""
     rows = [(_swatch(facts.names[k], facts.colors[k]), _number(best.get(f"val_dice_{k}")),
-             _number(best.get(f"val_iou_{k}"))) for k in range(1, len(facts.names))]
-    return (f"<h3>On the validation images, at the best epoch ({_e(best.get('epoch'))})</h3>"
+             _number(best.get(f"val_iou_{k}"))) for k in range(len(facts.names))]
+    return (f"<h3>On the validation images as training saw them, at the best epoch ({_e(best.get('epoch'))})</h3>"
             f"{_table(['class', 'Dice', 'IoU'], rows, numeric=(1, 2))}")
 
 
 def _evaluation_html(result: evaluation.Evaluation, data: Path, facts: _RunFacts, plots: _Plots) -> str:
-    rows = [(_swatch(c["name"], facts.colors[c["class"]]), _number(c["dice"]), _number(c["iou"]))
-            for c in result.per_class]
-    parts = [f"<h3>On the dataset '{_e(data.name)}' ({result.images} images, every pixel at full size)</h3>",
-             _table(["class", "Dice", "IoU"], rows, numeric=(1, 2)),
-             f"<p>Pixel accuracy {_number(result.pixel_accuracy)}; mean Dice {_number(result.dice)}, "
-             f"mean IoU {_number(result.iou)} (threshold {result.threshold:g}).</p>"]
+    scored = result.to_dict()
+    parts = [f"<h3>On the dataset '{_e(result.data or data.name)}' ({result.images} images, {_e(result.split)}; "
+             "every pixel at full size)</h3>",
+             _table(["class", "Dice", "IoU", "baseline Dice", "true pixels"], _class_score_rows(scored, facts),
+                    numeric=(1, 2, 3, 4)),
+             _headline_html(scored)]
     if result.sweep:
         figure = go.Figure(go.Scatter(x=[s["threshold"] for s in result.sweep], y=[s["dice"] for s in result.sweep],
                                       mode="lines+markers", name="Dice", line={"color": "#2f6f8f"}))
@@ -325,8 +347,8 @@ def _results_section(facts: _RunFacts, data: Path | None, plots: _Plots) -> str:
         result = evaluation.evaluate_detailed(facts.run.path, data, gallery=WORST_IMAGES)
         parts.append(_evaluation_html(result, Path(data), facts, plots))
     else:
-        parts.append('<p class="note">Scores above come from the validation images during training. '
-                     "Pass a labelled dataset (--data) to score the model on other images too.</p>")
+        parts.append('<p class="note">Scores above come from the held-back validation images. To score the model '
+                     "on a separate test set, evaluate it on the Runs page and make the report there.</p>")
     return "".join(parts) + "</section>"
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from unet.config import Config
 from unet.errors import UserError
-from unet.runs import DATASET, Run, read_json
+from unet.runs import DATASET, HELD_BACK, Run, read_json
 
 
 def _seconds_between(start: str | None, end: str | None) -> float | None:
@@ -31,12 +31,14 @@ def duration_text(seconds: float | None) -> str:
 
 
 def summary_row(run: Run) -> dict[str, Any]:
-    """One line of the run table: name, dataset, state, best validation Dice and IoU, epochs, duration, start."""
+    """One line of the run table: name, dataset, state, best validation Dice and IoU (the live proxy), the
+    held-back Dice with its baseline (whole images, end of training), epochs, duration, start."""
     status = run.read_status()
     history = run.read_history()
     best = max(history, key=lambda r: r.get("val_dice") or -1.0) if history else {}
     dataset = read_json(run.file(DATASET), {}) or {}
     ended = status.get("ended") or (status.get("updated") if status.get("state") == "running" else None)
+    held_back = read_json(run.file(HELD_BACK), {}) or {}
     return {
         "id": run.id,
         "name": run.name,
@@ -44,6 +46,10 @@ def summary_row(run: Run) -> dict[str, Any]:
         "state": status.get("state", "?"),
         "best_val_dice": best.get("val_dice"),
         "best_val_iou": best.get("val_iou"),
+        "held_back_dice": held_back.get("dice"),
+        "baseline_dice": (held_back.get("baseline") or {}).get("dice"),
+        "averaged_over": ", ".join(held_back.get("averaged_over") or []),
+        "near_baseline": bool(held_back.get("near_baseline")),
         "best_epoch": best.get("epoch"),
         "epochs": len(history),
         "duration": duration_text(_seconds_between(status.get("started"), ended)),

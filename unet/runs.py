@@ -27,6 +27,7 @@ from unet.errors import UserError
 CONFIG = "config.json"
 RUN_INFO = "run.json"
 DATASET = "dataset.json"
+HELD_BACK = "held_back.json"  # the best model scored on the whole validation images at the end of training
 VERSIONS = "versions.json"
 STATUS = "status.json"
 HISTORY = "history.jsonl"

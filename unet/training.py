@@ -282,6 +282,33 @@ def _fit(run_dir: Path, data: Path, config: Config, resume: bool, status: Status
     return runs.COMPLETED, f"finished {last_epoch} epochs"
 
 
+def _score_held_back(run_dir: Path, status: StatusWriter, message: str) -> str:
+    """Score the best model on the whole held-back images, as `evaluate --split val` does, into held_back.json.
+
+    The live validation Dice is measured on what training feeds the network (centre crops, or downscaled
+    images), so it is a proxy; this is the figure a user may quote, next to the trivial baseline. A model barely
+    better than that baseline gets a warning in the run's final message instead of a plain success.
+    """
+    if not (run_dir / runs.BEST_MODEL).exists():
+        return message
+    from unet.evaluation import evaluate_detailed  # imports the inference path, needed only here
+
+    status.write(message="scoring the best model on the whole held-back images", force=True)
+    try:
+        result = evaluate_detailed(run_dir, None, gallery=0, split="val")
+    except UserError as exc:
+        log.warning("could not score the held-back images: %s", exc)
+        return message
+    scored = result.to_dict()
+    runs.write_json_atomic(run_dir / runs.HELD_BACK, scored)
+    log.info("held-back images: %s", result.summary())
+    status.write(held_back_dice=scored["dice"], near_baseline=scored["near_baseline"], force=True)
+    if scored["near_baseline"]:
+        return (f"{message}. Warning: on the held-back images the model is barely better than painting every "
+                f"pixel \"{scored['baseline']['predicts']}\" ({result.summary()})")
+    return message
+
+
 def _plain_error(exc: BaseException) -> str:
     """A message for status.json: what happened, in a line, without a traceback."""
     if isinstance(exc, (tf.errors.ResourceExhaustedError, MemoryError)):
@@ -325,6 +352,8 @@ def train(run_dir: Path, data: Path, config: Config, resume: bool = False,
                 state, message = runs.STOPPED, "stopped while waiting for another run"
             else:
                 state, message = _fit(run_dir, data, config, resume, status, callbacks)
+                if state in (runs.COMPLETED, runs.STOPPED):
+                    message = _score_held_back(run_dir, status, message)
         status.write(state=state, message=message, ended=runs.now_iso(), force=True)
     except UserError as exc:
         log.error("%s", exc)

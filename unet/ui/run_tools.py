@@ -15,6 +15,7 @@ from unet.export import FORMATS, LABELS, export_model, unsupported_reason
 from unet.html_report import build_report
 from unet.runs import Run, read_json
 from unet.ui.feedback import user_errors
+from unet.ui.score_view import scores_panel
 
 INFERENCE_THRESHOLD = "inference_threshold"  # the Inference page's threshold slider key
 
@@ -41,12 +42,20 @@ def _confusion_figure(evaluation: Evaluation) -> go.Figure:
     return figure
 
 
+SPLIT_NAMES = {
+    "val": "Held-back images (never trained on)",
+    "train": "Training images (the model has seen them)",
+    "all": "All images",
+}
+
+
 def _show_evaluation(evaluation: Evaluation) -> None:
-    top = st.columns(3)
-    top[0].metric("Dice", f"{evaluation.dice:.4f}", help="Mean over the foreground classes; 1 is perfect.")
-    top[1].metric("IoU", f"{evaluation.iou:.4f}", help="Overlap divided by union; stricter than Dice.")
-    top[2].metric("Pixel accuracy", f"{evaluation.pixel_accuracy:.4f}", help="Share of pixels with the right class.")
-    st.dataframe(evaluation.per_class, hide_index=True, width="stretch")
+    what = f"{evaluation.images} {SPLIT_NAMES[evaluation.split].split(' (')[0].lower()} of {evaluation.data}"
+    scores_panel(evaluation.to_dict(), what)
+    if evaluation.split != "val":
+        st.caption("The model was chosen on the held-back images; scores on images it trained on flatter it.")
+    for problem in evaluation.problems:
+        st.caption(f"Skipped {problem['file']}: {problem['problem']}")
     if evaluation.binary and evaluation.sweep:
         st.plotly_chart(_sweep_figure(evaluation), width="stretch")
         if evaluation.best_threshold is not None and st.button(
@@ -77,16 +86,26 @@ def _evaluation_section(run: Run) -> None:
     names = [d.name for d in stored]
     name = st.selectbox(
         "Labelled dataset", names, index=names.index(recorded) if recorded in names else 0, key=f"eval_data_{run.id}",
-        help="Images with true masks. Using the training dataset mixes seen and unseen images; a separate test set "
+        help="Images with true masks. On the training dataset, score the held-back images; a separate test set "
         "tells more.",
     )
-    key = ("evaluation", run.id, name)
+    dataset = next(d for d in stored if d.name == name)
+    recorded_hash = (read_json(run.file("dataset.json"), {}) or {}).get("hash")
+    own_data = dataset.root == own or (bool(recorded_hash) and recorded_hash == dataset.hash)
+    split = st.radio(
+        "Images to score", list(SPLIT_NAMES) if own_data else ["all"], format_func=SPLIT_NAMES.get,
+        horizontal=True, key=f"eval_split_{run.id}_{name}",
+        help="Held-back images are the honest test: the model never learned from them. This dataset is the one "
+             "the run trained on, so its images can be told apart." if own_data else
+             "This is not the dataset the run trained on, so every image is new to the model.",
+    )
+    key = ("evaluation", run.id, name, split)
     if st.button("Evaluate", icon=":material/fact_check:", key=f"evaluate_{run.id}"):
         with user_errors("evaluating the model"):
             bar = st.progress(0.0, text="Evaluating…")
-            dataset = next(d for d in stored if d.name == name)
             st.session_state[key] = evaluate_detailed(
-                run.path, dataset.root, progress=lambda f, text: bar.progress(min(max(f, 0.0), 1.0), text=text)
+                run.path, dataset.root, split=split,
+                progress=lambda f, text: bar.progress(min(max(f, 0.0), 1.0), text=text),
             )
             bar.empty()
     if key in st.session_state:

@@ -17,6 +17,8 @@ from unet import runs, workspace
 from unet.charts import history_figure
 from unet.config import LOSSES, LR_SCHEDULES, OPTIMIZERS, Config, TrainConfig
 from unet.dataset import Dataset
+from unet.errors import UserError
+from unet.ui.score_view import held_back_panel
 
 REFRESH_SECONDS = 1.5
 STATE_BADGES = {
@@ -152,6 +154,10 @@ def _progress(status: dict, history: list[dict]) -> tuple[float, str, float | No
 def run_view(run: runs.Run, class_names: list[str]) -> None:
     """Status, progress, charts and latest samples of a run; polls the folder while the run is active."""
     active = run.is_active
+    try:
+        crop_proxy = run.config().data.resize == "crop"
+    except UserError:
+        crop_proxy = True
 
     @st.fragment(run_every=REFRESH_SECONDS if active else None)
     def live() -> None:
@@ -163,6 +169,8 @@ def run_view(run: runs.Run, class_names: list[str]) -> None:
             status = run.read_status()
             state = status.get("state", state)
         label, color, icon = STATE_BADGES.get(state, (state, "gray", ":material/help:"))
+        if state == "completed" and status.get("near_baseline"):
+            label, color, icon = "Completed, barely better than the baseline", "orange", ":material/warning:"
         head = st.columns([2, 1, 1, 1])
         head[0].markdown(f"### {run.name}  \n:{color}-badge[{icon} {label}]")
         fraction, progress_label, left = _progress(status, history)
@@ -170,8 +178,13 @@ def run_view(run: runs.Run, class_names: list[str]) -> None:
         head[2].metric("Time left", _clock(left) if left is not None and state == "running" else "–",
                        help="Estimated from the last epochs; early stopping may end sooner.")
         best = status.get("best_val_dice")
-        head[3].metric("Best validation Dice", f"{best:.3f}" if isinstance(best, (int, float)) else "–",
-                       help="1.0 means every validation pixel right; the best model is what is kept.")
+        head[3].metric("Best validation Dice (crops)" if crop_proxy else "Best validation Dice (resized)",
+                       f"{best:.3f}" if isinstance(best, (int, float)) else "–",
+                       help="A quick check during training, on what the network sees: "
+                            + ("the centre crop of each validation image" if crop_proxy else
+                               "the validation images shrunk to the input size")
+                            + ", mean over the foreground classes. It picks the best model. At the end the best "
+                              "model is scored on the whole validation images, beside the trivial baseline.")
         if state in ("running", "queued"):
             st.progress(fraction, text=progress_label if state == "running" else status.get("message", "Waiting…"))
             if st.button("Stop", icon=":material/stop:", type="secondary", key=f"stop_{run.id}",
@@ -181,14 +194,17 @@ def run_view(run: runs.Run, class_names: list[str]) -> None:
         if state == "failed" and status.get("error"):
             st.error(status["error"], icon=":material/error:")
         elif status.get("message") and state not in ("running", "queued"):
-            st.caption(status["message"])
+            st.caption(status["message"].split(". Warning:")[0])
+        if state not in ("running", "queued"):
+            held_back_panel(run)
         if history:
             st.plotly_chart(history_figure(history, class_names), width="stretch", key=f"chart_{run.id}")
         elif state in ("running", "queued"):
             st.caption("The charts appear after the first epoch.")
         latest = run.file("samples") / "latest.png"
         if latest.exists():
-            st.image(latest.read_bytes(), caption="Validation samples: image · truth · prediction (latest epoch)")
+            st.image(latest.read_bytes(), caption="Validation samples: image · truth · prediction (latest epoch, "
+                                                  "what the network sees)")
         if active and state not in ("running", "queued"):
             st.rerun()  # the run just ended: redraw the whole page once (Resume button, run list) and stop polling
 
