@@ -119,3 +119,28 @@ def test_class_weights_favour_the_rare_class_within_a_bounded_ratio():
 def test_class_pixel_counts_add_up_to_every_mask_pixel(dataset):
     counts = pipeline.class_pixel_counts(dataset, dataset.stems[:3], dataset.num_classes)
     assert counts.sum() == 3 * 64 * 64 and counts[1] > 0
+
+
+def test_the_split_puts_a_rare_class_into_validation_where_the_data_allow():
+    """A class in 2 of 20 images: an unstratified split leaves it out of validation for most seeds (issue #12)."""
+    stems = [f"img{i:02d}" for i in range(20)]
+    present = {stem: {0, 1} for stem in stems}
+    present["img03"], present["img17"] = {0, 1, 2}, {0, 2}
+    missed_before = 0
+    for seed in range(20):
+        plain = pipeline.split_stems(stems, 0.2, seed)
+        missed_before += not any(2 in present[s] for s in plain.val)
+        split = pipeline.split_stems(stems, 0.2, seed, classes_of=present.get)
+        assert any(2 in present[s] for s in split.val) and any(2 in present[s] for s in split.train)
+        assert sorted(split.train + split.val) == stems and len(split.val) == len(plain.val)
+        assert split == pipeline.split_stems(stems, 0.2, seed, classes_of=present.get)  # still fixed by the seed
+    assert missed_before >= 10
+
+
+def test_a_class_in_one_image_only_stays_in_training():
+    stems = [f"img{i}" for i in range(5)]
+    present = {stem: {0, 1} for stem in stems}
+    present["img2"] = {0, 1, 2}
+    for seed in range(10):
+        split = pipeline.split_stems(stems, 0.4, seed, classes_of=present.get)
+        assert sorted(split.train + split.val) == stems

@@ -396,6 +396,10 @@ class Dataset:
         """(image uint8 HxW or HxWx3 RGB, mask uint8 HxW of class indices)."""
         return imgio.read_image(self.image_path(stem)), imgio.read_image(self.mask_path(stem))
 
+    def read_mask(self, stem: str) -> np.ndarray:
+        """The stored mask of `stem`: uint8 class indices, HxW."""
+        return imgio.read_image(self.mask_path(stem))
+
     def save_classes(self, names: list[str], colors: list[list[int]]) -> None:
         """Rename and recolour the classes (one name and one [r, g, b] per class), kept in dataset.json."""
         if len(names) != self.num_classes or len(colors) != self.num_classes:

@@ -153,7 +153,8 @@ def _split(run_dir: Path, dataset: Dataset, config: Config, resume: bool) -> pip
         if recorded.get("hash") != dataset.hash:
             log.warning("the dataset's files changed since this run started")
         return split
-    return pipeline.split_stems(dataset.stems, config.train.validation_split, config.train.seed)
+    return pipeline.split_stems(dataset.stems, config.train.validation_split, config.train.seed,
+                                classes_of=lambda stem: set(np.unique(dataset.read_mask(stem)).tolist()))
 
 
 def record_dataset(run_dir: Path, dataset: Dataset, split: pipeline.Split, config: Config) -> None:
