@@ -252,3 +252,24 @@ def test_the_class_map_round_trips_through_its_record():
     assert class_map is not None and class_map.records() == records
     assert class_map.describe() == "membrane = 0, cell = 255"
     assert ClassMap.from_records([{"index": 0, "name": "x", "color": [0, 0, 0]}]) is None  # recorded before values
+
+
+def test_16_bit_images_are_scaled_with_one_rule_for_the_dataset_and_for_new_images(tmp_path):
+    """A 12-bit value must mean the same in every image, including one with a hot pixel, and at inference."""
+    from unet.inference import prepare_image
+
+    root = tmp_path / "raw"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(4):
+        image = np.full((SIZE, SIZE), 2000, np.uint16)
+        image[0, 0] = 4000 if i else 4096  # image 0 has a 13-bit hot pixel
+        cv2.imwrite(str(root / "images" / f"img{i}.png"), image)
+        cv2.imwrite(str(root / "masks" / f"img{i}.png"), (_classes(i) > 0).astype(np.uint8) * 255)
+    dataset, report = ingest(root, "deep", tmp_path / "ws")
+    assert dataset.source_bits == 13
+    assert any("13-bit" in p.problem for p in report.problems)
+    stored = {int(dataset.read_pair(stem)[0][5, 5]) for stem in dataset.stems}
+    assert stored == {round(2000 * 255 / 8191)}
+    pixels, notes = prepare_image(np.full((SIZE, SIZE), 2000, np.uint16), 1, dataset.source_bits)
+    assert int(pixels[5, 5, 0]) == stored.pop() and any("as in training" in n for n in notes)

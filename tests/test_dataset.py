@@ -344,7 +344,8 @@ def test_16_bit_tiff_and_rgba_images_are_stored_as_8_bit_rgb(tmp_path):
     write(root / "images" / "deep.tif", (picture(9, 3).astype(np.uint16) * 16))
     write(root / "masks" / "deep.png", square_mask(1))
     dataset, report = ds.ingest(root, "deep", tmp_path / "ws")
-    assert report.problems == [] and dataset.channels == 3
+    assert [p.problem[:31] for p in report.problems] == ["the images hold up to 12-bit va"] and dataset.channels == 3
+    assert np.array_equal(dataset.read_pair("rgba1")[0], picture(1, 3))  # 8-bit images are not rescaled
     deep = dataset.read_pair("deep")[0]
     assert deep.dtype == np.uint8 and deep.shape == (SIZE, SIZE, 3)
     assert np.abs(deep.astype(int) - picture(9, 3)).max() <= 1  # 12-bit range scaled back to 8 bits

@@ -18,8 +18,22 @@ def test_a_finished_run_shows_its_charts_state_and_best_dice(trained_workspace, 
     at = _page(trained_workspace, monkeypatch, run=TINY_RUN)
     assert any("Completed" in m.value for m in at.markdown)
     assert len(at.get("plotly_chart")) == 1
-    best = next(m for m in at.metric if m.label == "Best validation Dice")
+    best = next(m for m in at.metric if m.label.startswith("Best validation Dice ("))
     assert 0.0 <= float(best.value) <= 1.0
+
+
+def test_a_finished_run_shows_every_class_on_its_held_back_images_beside_the_baseline(trained_workspace, monkeypatch):
+    import json
+
+    held_back = json.loads((trained_workspace / "runs" / TINY_RUN / "held_back.json").read_text())
+    at = _page(trained_workspace, monkeypatch, run=TINY_RUN)
+    assert any("Held-back images" in m.value for m in at.markdown)
+    baseline = next(m for m in at.metric if m.label == "Baseline Dice")
+    expected = held_back["baseline"]["dice"]
+    assert baseline.value == ("not scored" if expected is None else f"{expected:.3f}")
+    table = next(d.value for d in at.dataframe if "Baseline Dice" in d.value.columns and "Class" in d.value.columns)
+    assert list(table["Class"]) == ["background", "cell"]
+    assert any("barely better" in w.value for w in at.warning) == held_back["near_baseline"]
     assert not any(b.label == "Stop" for b in at.button), "a finished run has nothing to stop"
 
 

@@ -48,6 +48,7 @@ class _Checked:
     pairs: list[Pair] = field(default_factory=list)
     class_map: ClassMap | None = None
     lossy: dict[str, bool] = field(default_factory=dict)  # per mask label: JPEG, whose noise snaps to a class
+    source_bits: int = 8  # the bit depth of the images, over the whole dataset: one scaling rule for all
     channels: int = 1
 
 
@@ -123,15 +124,18 @@ def _check_folder(folder: Path, progress: Progress, start: float, end: float,
         return checked
     pairs = pair_files(images_dir, masks_dir, report)
     kept: list[tuple[Pair, int, tuple[int, int], MaskHistogram]] = []
+    depths: list[int] = []
     for i, pair in enumerate(pairs):
         progress(start + (end - start) * i / max(len(pairs), 1), f"Checking {pair.image.name}")
         found = _check_pair(pair, report)
         if found:
             image, hist = found
             kept.append((pair, imgio.channels_of(image), image.shape[:2], hist))
+            depths.append(imgio.bits_of(image) if image.dtype != np.uint8 else 8)
     if not kept:
         return checked
     checked.channels = _majority_channels([(p, c) for p, c, _, _ in kept], report)
+    checked.source_bits = _source_bits(depths, report)
     class_map = class_map or _plan(kept, report)
     if class_map is None:
         return checked
@@ -160,6 +164,16 @@ def _check_folder(folder: Path, progress: Progress, start: float, end: float,
     checked.pairs, checked.class_map = [pair for pair, *_ in usable], class_map
     checked.lossy = {pair.mask_label: hist.lossy for pair, _, _, hist in usable}
     return checked
+
+
+def _source_bits(depths: list[int], report: DatasetReport) -> int:
+    """One bit depth for the whole dataset (the deepest image's), said in plain words when it is over 8."""
+    bits = max(depths, default=8)
+    if bits > 8:
+        report.add("", f"the images hold up to {bits}-bit values; every image was scaled to 8 bits with one rule "
+                       f"for the whole dataset (value x 255 / {2**bits - 1}), and new images are scaled the same way",
+                   False)
+    return bits
 
 
 def _mask_kind(class_map: ClassMap) -> str:
@@ -229,7 +243,7 @@ def _write(checked: _Checked, out: Path, name: str, progress: Progress) -> None:
     digest = hashlib.sha256()
     for i, pair in enumerate(checked.pairs):
         progress(0.55 + 0.45 * i / len(checked.pairs), f"Saving {pair.image.name}")
-        image = imgio.to_channels(imgio.to_uint8(imgio.read_image(pair.image)), checked.channels)
+        image = imgio.to_channels(imgio.to_uint8(imgio.read_image(pair.image), checked.source_bits), checked.channels)
         mask = class_map.decode(imgio.read_mask_raw(pair.mask), pair.mask.name, checked.lossy[pair.mask_label])
         values = image.astype(np.float64) / 255.0
         total, total_sq, count = total + values.sum(), total_sq + (values**2).sum(), count + values.size
@@ -247,6 +261,7 @@ def _write(checked: _Checked, out: Path, name: str, progress: Progress) -> None:
         "mask_kind": report.mask_kind,
         "classes": report.classes,
         "soft_edges": class_map.soft_edges,
+        "source_bits": checked.source_bits,
         "image_sizes": report.image_sizes,
         "mean": mean,
         "std": float(np.sqrt(max(total_sq / max(count, 1) - mean**2, 0.0))),
@@ -354,6 +369,7 @@ class Dataset:
     problems: list[dict[str, str]] = field(default_factory=list)
     hash: str = ""
     soft_edges: bool = False
+    source_bits: int = 8
     class_records: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -382,6 +398,7 @@ class Dataset:
                 mean=float(info["mean"]), std=float(info["std"]), mask_kind=info.get("mask_kind", ""),
                 image_sizes=info.get("image_sizes", {}), problems=info.get("problems", []), hash=info.get("hash", ""),
                 soft_edges=bool(info.get("soft_edges", False)), class_records=list(info["classes"]),
+                source_bits=int(info.get("source_bits", 8)),
             )  # fmt: skip
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise UserError(f"'{folder.name}' is not a stored dataset ({type(exc).__name__})") from None

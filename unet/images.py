@@ -182,20 +182,26 @@ def write_png(path: Path, array: np.ndarray, palette: list[tuple[int, int, int]]
     path.write_bytes(encode_png(array, palette, path.name))
 
 
-def to_uint8(array: np.ndarray) -> np.ndarray:
-    """8-bit pixels for storage.
+def bits_of(array: np.ndarray) -> int:
+    """The smallest bit depth (8 or more) that holds the brightest pixel: 12 for a 12-bit camera's image."""
+    top = int(array.max()) if array.size else 0
+    return max(8, top.bit_length())
 
-    16-bit images are divided by the range of the smallest bit depth that holds their brightest pixel: a 12-bit
-    camera image (max <= 4095) is scaled by 255/4095, a full 16-bit one by 255/65535. This keeps intensities
-    comparable across images from one camera, unlike a per-image stretch, and never makes a dim image black.
+
+def to_uint8(array: np.ndarray, bits: int | None = None) -> np.ndarray:
+    """8-bit pixels for storage and for the network.
+
+    Integer images are divided by the range of `bits` (a 12-bit image by 4095): a dataset passes the one depth
+    found over all its images, and a run's predictions use the depth its dataset recorded, so one intensity means
+    one thing across images. Without `bits`, the image's own depth is used. Never a per-image stretch, which would
+    make a dim image as bright as a bright one.
     Float images are clipped to 0..1 when they fit there, otherwise stretched from their min to their max.
     """
-    if array.dtype == np.uint8:
+    if array.dtype == np.uint8:  # 8-bit images are kept as they are, whatever depth the rest of a dataset has
         return array
-    if array.dtype in (np.uint16, np.uint32, np.int32, np.int16):
-        top = int(array.max()) if array.size else 0
-        bits = max(8, top.bit_length())
-        scaled = array.astype(np.float64) * (255.0 / (2**bits - 1))
+    if array.dtype in (np.uint8, np.uint16, np.uint32, np.int32, np.int16):
+        depth = bits or bits_of(array)
+        scaled = array.astype(np.float64) * (255.0 / (2**depth - 1))
         return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
     values = np.nan_to_num(array.astype(np.float64))
     low, high = (0.0, 1.0) if values.min() >= 0 and values.max() <= 1 else (values.min(), values.max())

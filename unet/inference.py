@@ -281,6 +281,7 @@ class Predictor:
     name: str = "model"
     scores_out: bool = False  # the model gives logits; apply sigmoid/softmax here
     class_map: ClassMap | None = None  # the run's mask values per class; None for a bare model file
+    source_bits: int | None = None  # the bit depth the run's dataset was scaled from; None: each image's own
     tile: int = tiling.TILE
     overlap: int = tiling.OVERLAP
     tile_batch: int = tiling.TILE_BATCH
@@ -325,6 +326,7 @@ class Predictor:
             mean=float(recorded.get("mean", 0.0)), std=float(recorded.get("std", 1.0)),
             resize_to=data.input_size if data.resize == preprocess.RESIZE else None, name=run.name,
             class_map=ClassMap.from_records(recorded.get("classes", []), bool(recorded.get("soft_edges", False))),
+            source_bits=recorded.get("source_bits"),
         )
 
     @classmethod
@@ -372,7 +374,7 @@ class Predictor:
         Raises:
             UserError: an empty, too small or too large image, or one that is not a picture.
         """
-        pixels, notes = prepare_image(image, self.channels)
+        pixels, notes = prepare_image(image, self.channels, self.source_bits)
         height, width = pixels.shape[:2]
         if self.resize_to:
             probs = self._predict_resized(pixels, height, width)
@@ -410,10 +412,11 @@ def _classes(recorded: list[dict[str, Any]], num_classes: int) -> tuple[tuple[st
     return names, colors
 
 
-def prepare_image(image: np.ndarray, channels: int) -> tuple[np.ndarray, list[str]]:
+def prepare_image(image: np.ndarray, channels: int, source_bits: int | None = None) -> tuple[np.ndarray, list[str]]:
     """uint8 [H, W, channels] for the model, and notes on what was converted.
 
-    16-bit images are scaled to 8 bits as the dataset stores them (`unet.images.to_uint8`).
+    16-bit images are scaled to 8 bits with the rule the run's dataset recorded (`source_bits`, e.g. 12: value x
+    255 / 4095), so a pixel value means what it meant in training; without it, by the image's own bit depth.
     """
     if not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or image.shape[2:] not in ((), (1,), (3,), (4,)):
         raise UserError("an image must be grayscale (height x width) or colour (height x width x 3)")
@@ -432,8 +435,16 @@ def prepare_image(image: np.ndarray, channels: int) -> tuple[np.ndarray, list[st
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
     if image.dtype != np.uint8:
-        notes.append(f"{image.dtype} pixels scaled to 8 bits")
-        image = image_io.to_uint8(image)
+        depth = source_bits if source_bits and source_bits > 8 and image.dtype.kind in "ui" else None
+        top = int(image.max()) if image.size else 0
+        if depth and top.bit_length() > depth:
+            notes.append(f"values up to {top} are brighter than the training images' {depth}-bit range; "
+                         "they were clipped")
+        notes.append(f"{image.dtype} pixels scaled to 8 bits"
+                     + (f" as in training (value x 255 / {2**depth - 1})" if depth else ""))
+        image = image_io.to_uint8(image, depth)
+    elif source_bits and source_bits > 8:
+        notes.append(f"an 8-bit image for a model trained on {source_bits}-bit images: intensities may not match")
     if channels == 3 and image.ndim == 2:
         notes.append("grayscale image repeated into 3 channels for an RGB model")
     elif channels == 1 and image.ndim == 3 and image_io.channels_of(image) == 3:

@@ -168,6 +168,7 @@ def record_dataset(run_dir: Path, dataset: Dataset, split: pipeline.Split, confi
         "classes": class_map.records() if class_map else [
             {"index": c.index, "name": c.name, "color": list(c.color)} for c in dataset.classes],
         "soft_edges": dataset.soft_edges,
+        "source_bits": dataset.source_bits,
         "mask_kind": dataset.mask_kind,
         "mean": float(dataset.mean),
         "std": float(dataset.std),
