@@ -208,3 +208,13 @@ def test_metrics_and_loss_compile_under_xla() -> None:
                   jit_compile=True)
     logs = model.train_on_batch(images, masks, return_dict=True)
     assert {"loss", "dice", "iou", "pixel_accuracy"} <= set(logs)
+
+
+def test_a_model_is_near_the_baseline_when_its_headline_does_not_beat_it_or_it_closes_little_of_the_gap() -> None:
+    from unet.metrics import near_baseline, skill
+
+    assert near_baseline(0.869, 0.876, skill(0.70, 0.44))  # ISBI Quick demo: cell below "all cell"
+    assert not near_baseline(0.943, 0.876, skill(0.87, 0.44))  # ISBI Balanced
+    assert near_baseline(0.10, 0.0, skill(0.54, 0.495))  # a rare foreground barely found
+    assert not near_baseline(0.80, 0.0, skill(0.90, 0.495))
+    assert skill(1.0, 0.44) == 1.0 and skill(0.44, 0.44) == 0.0

@@ -185,8 +185,7 @@ class Evaluation:
 
     @property
     def near_baseline(self) -> bool:
-        skill = self.skill
-        return skill is not None and skill < metrics.NEAR_BASELINE_SKILL
+        return metrics.near_baseline(self.dice, self.baseline["dice"], self.skill)
 
     def summary(self) -> str:
         """One plain sentence: the headline, what it averages, and the baseline beside it."""

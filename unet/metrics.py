@@ -152,6 +152,16 @@ def baseline_matrix(matrix: np.ndarray) -> np.ndarray:
 
 
 NEAR_BASELINE_SKILL = 0.25  # a model closing less than this share of the gap from the baseline to perfect
+NEAR_BASELINE_MARGIN = 0.02  # or whose headline is not this much above the baseline's headline
+
+
+def near_baseline(headline_dice: float | None, baseline_dice: float | None, skill_value: float | None) -> bool:
+    """True when a model is barely better than painting every pixel the majority class: its headline is within
+    NEAR_BASELINE_MARGIN of the baseline's (a 0.869 cell Dice beside the 0.876 of "all cell" on ISBI), or it closes
+    less than NEAR_BASELINE_SKILL of the gap over all classes."""
+    if headline_dice is not None and baseline_dice is not None and headline_dice < baseline_dice + NEAR_BASELINE_MARGIN:
+        return True
+    return skill_value is not None and skill_value < NEAR_BASELINE_SKILL
 
 
 def skill(model_mean: float | None, baseline_mean: float | None) -> float | None:
