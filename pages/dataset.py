@@ -188,11 +188,30 @@ with st.expander("Classes: names and colours", icon=":material/palette:"), st.fo
         names.append(name_col.text_input(f"Class {info.index}", value=info.name, key=f"class_name_{info.index}"))
         hex_color = "#{:02x}{:02x}{:02x}".format(*info.color)
         colors.append(color_col.color_picker("Colour", value=hex_color, key=f"class_color_{info.index}"))
-        pixels_col.metric("Pixels", f"{info.pixels:,}")
+        pixels_col.metric("Pixels", f"{info.pixels:,}",
+                          help="How many mask pixels have this class"
+                               + (f"; it is painted as {info.value} in your masks." if info.value is not None else "."))
     if st.form_submit_button("Save names and colours"):
         with user_errors("saving the class names"):
             dataset.save_classes(names, [[int(c[i : i + 2], 16) for i in (1, 3, 5)] for c in colors])
             st.rerun()
+
+test_share = round(100 * len(dataset.test_stems) / max(len(dataset.stems), 1))
+with st.expander(f"Test set: {len(dataset.test_stems)} images set aside" if dataset.test_stems else
+                 "Test set: none set aside", icon=":material/lock:"), st.form("test_set"):
+    st.write("Images in a test set are never trained on and never used to choose the best model, so their scores "
+             "are the honest figure to show others. Runs started from now on leave them out; the Runs page scores "
+             "them first.")
+    share = st.slider("Share of the images to set aside", 0, 50, test_share, 5, format="%d%%",
+                      help="0% keeps every image for training and validation. Classes found in two or more images "
+                           "are spread so that the test set has each of them.")
+    if st.form_submit_button("Save the test set"):
+        with user_errors("setting the test set aside"):
+            dataset.set_test_split(share / 100)
+            st.rerun()
+    if dataset.test_stems:
+        more = " …" if len(dataset.test_stems) > 20 else ""
+        st.caption("Test images: " + ", ".join(dataset.test_stems[:20]) + more)
 
 # --- 3. Augmentation ----------------------------------------------------------------------------------------------
 st.header("3. Augmentation", divider="gray")

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import TINY_CONFIG
-from unet import pipeline, runs
+from unet import runs, splits
 from unet.classmap import ClassMap
 from unet.config import Config
 from unet.dataset import ingest
@@ -69,7 +69,7 @@ def _make_run(tmp: Path, masks: list[np.ndarray]) -> Path:
     run = tmp / "run"
     run.mkdir()
     (run / runs.CONFIG).write_text(config.to_json())
-    record_dataset(run, dataset, pipeline.split_stems(dataset.stems, 0.25, 0), config)
+    record_dataset(run, dataset, splits.split_stems(dataset.stems, 0.25, 0), config)
     import keras
 
     keras.utils.set_random_seed(3)
@@ -273,3 +273,27 @@ def test_16_bit_images_are_scaled_with_one_rule_for_the_dataset_and_for_new_imag
     assert stored == {round(2000 * 255 / 8191)}
     pixels, notes = prepare_image(np.full((SIZE, SIZE), 2000, np.uint16), 1, dataset.source_bits)
     assert int(pixels[5, 5, 0]) == stored.pop() and any("as in training" in n for n in notes)
+
+
+def test_a_test_set_is_left_out_of_training_and_scored_first(tmp_path):
+    """Test images are never trained on nor used to choose the model, and evaluation scores them by default."""
+    from unet.training import train
+
+    root = _write_pairs(tmp_path / "raw", [(_classes(i) > 0).astype(np.uint8) * 255 for i in range(8)])
+    dataset, _ = ingest(root, "with-test", tmp_path / "datasets")
+    test = dataset.set_test_split(0.25)
+    assert len(test) == 2 and set(test) <= set(dataset.stems)
+    reloaded = type(dataset).load(dataset.root)
+    assert reloaded.test_stems == test and not set(reloaded.training_stems) & set(test)
+
+    raw = json.loads(json.dumps(TINY_CONFIG))
+    raw["train"]["epochs"] = 1
+    run = tmp_path / "run"
+    assert train(run, dataset.root, Config.from_dict(raw)) == 0
+    recorded = json.loads((run / runs.DATASET).read_text())
+    assert recorded["test"] == test and not set(recorded["train"] + recorded["val"]) & set(test)
+    result = evaluate(run)
+    assert result["split"] == "test" and sorted(r["image"] for r in result["per_image"]) == sorted(test)
+    assert evaluate(run, split="val")["images"] == len(recorded["val"])
+    held_back = json.loads((run / runs.HELD_BACK).read_text())
+    assert held_back["split"] == "val" and held_back["images"] == len(recorded["val"])

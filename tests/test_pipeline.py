@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from unet import pipeline
+from unet import pipeline, splits
 from unet.augment import Augmenter
 from unet.config import AugmentConfig, Config, DataConfig, ModelConfig, TrainConfig
 from unet.dataset import ingest
@@ -30,17 +30,17 @@ def _config(**train) -> Config:
 
 def test_split_is_fixed_by_the_seed_disjoint_and_complete():
     stems = [f"s{i:02d}" for i in range(20)]
-    a = pipeline.split_stems(stems, 0.2, seed=1)
-    assert a == pipeline.split_stems(list(reversed(stems)), 0.2, seed=1)
+    a = splits.split_stems(stems, 0.2, seed=1)
+    assert a == splits.split_stems(list(reversed(stems)), 0.2, seed=1)
     assert not set(a.train) & set(a.val)
     assert sorted(a.train + a.val) == stems and len(a.val) == 4
-    assert pipeline.split_stems(stems, 0.2, seed=2) != a
+    assert splits.split_stems(stems, 0.2, seed=2) != a
 
 
 def test_split_keeps_one_pair_on_each_side_and_refuses_a_single_pair():
-    assert pipeline.split_stems(["a", "b"], 0.5, 0) in (pipeline.Split(["a"], ["b"]), pipeline.Split(["b"], ["a"]))
+    assert splits.split_stems(["a", "b"], 0.5, 0) in (splits.Split(["a"], ["b"]), splits.Split(["b"], ["a"]))
     with pytest.raises(UserError, match="at least 2"):
-        pipeline.split_stems(["a"], 0.2, 0)
+        splits.split_stems(["a"], 0.2, 0)
 
 
 def test_training_batches_have_the_input_size_dtypes_and_unit_range(dataset):
@@ -128,12 +128,12 @@ def test_the_split_puts_a_rare_class_into_validation_where_the_data_allow():
     present["img03"], present["img17"] = {0, 1, 2}, {0, 2}
     missed_before = 0
     for seed in range(20):
-        plain = pipeline.split_stems(stems, 0.2, seed)
+        plain = splits.split_stems(stems, 0.2, seed)
         missed_before += not any(2 in present[s] for s in plain.val)
-        split = pipeline.split_stems(stems, 0.2, seed, classes_of=present.get)
+        split = splits.split_stems(stems, 0.2, seed, classes_of=present.get)
         assert any(2 in present[s] for s in split.val) and any(2 in present[s] for s in split.train)
         assert sorted(split.train + split.val) == stems and len(split.val) == len(plain.val)
-        assert split == pipeline.split_stems(stems, 0.2, seed, classes_of=present.get)  # still fixed by the seed
+        assert split == splits.split_stems(stems, 0.2, seed, classes_of=present.get)  # still fixed by the seed
     assert missed_before >= 10
 
 
@@ -142,5 +142,5 @@ def test_a_class_in_one_image_only_stays_in_training():
     present = {stem: {0, 1} for stem in stems}
     present["img2"] = {0, 1, 2}
     for seed in range(10):
-        split = pipeline.split_stems(stems, 0.4, seed, classes_of=present.get)
+        split = splits.split_stems(stems, 0.4, seed, classes_of=present.get)
         assert sorted(split.train + split.val) == stems

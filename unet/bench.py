@@ -200,7 +200,7 @@ def bare_fit(cfg: Config, images: np.ndarray, masks: np.ndarray, steps: int, epo
 
 def train_path(cfg: Config, dataset_dir: Path, run_dir: Path, epochs: int) -> dict[str, float]:
     """The product's own training (`unet.training.train`) on a stored dataset, timed per epoch."""
-    from unet import pipeline, training
+    from unet import pipeline, splits, training
     from unet.dataset import Dataset
 
     cfg = cfg.replace(train=dataclasses.replace(cfg.train, epochs=epochs, early_stopping_patience=0))
@@ -209,7 +209,7 @@ def train_path(cfg: Config, dataset_dir: Path, run_dir: Path, epochs: int) -> di
     if code != 0:
         raise RuntimeError(f"the benchmark's training failed (exit code {code}); see {run_dir / 'trainer.log'}")
     dataset = Dataset.load(dataset_dir)
-    split = pipeline.split_stems(dataset.stems, cfg.train.validation_split, cfg.train.seed)
+    split = splits.split_stems(dataset.stems, cfg.train.validation_split, cfg.train.seed)
     steps = pipeline.steps_for(len(split.train), cfg.train.batch_size)
     images = steps * cfg.train.batch_size
     walls = timer.walls()
@@ -384,7 +384,7 @@ def run_bench(quality: bool = False, tiny: bool = False, progress: Callable[[str
         progress: called with a line of text before each phase.
         isbi: the ISBI folder (default: $UNET_ISBI, else ../shared/datasets/isbi-membrane beside the project).
     """
-    from unet import pipeline
+    from unet import pipeline, splits
     from unet.dataset import Dataset, ingest
     from unet.demo import write_demo_dataset
     from unet.model import TRAIN_FLOPS_FACTOR, model_facts
@@ -408,7 +408,7 @@ def run_bench(quality: bool = False, tiny: bool = False, progress: Callable[[str
         dataset = Dataset.load(dataset.root)
         result["dataset"] = f"cells demo data: {len(dataset.stems)} images of {setting.demo_size}x{setting.demo_size}"
 
-        split = pipeline.split_stems(dataset.stems, t.validation_split, t.seed)
+        split = splits.split_stems(dataset.stems, t.validation_split, t.seed)
         steps = pipeline.steps_for(len(split.train), t.batch_size)
         eval_cfg = cfg.replace(train=dataclasses.replace(t, batch_size=1))
         pairs = list(pipeline.eval_pipeline(dataset, split.train, eval_cfg, cache=False).dataset)

@@ -153,9 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, help="run folder")
     p.add_argument("--data", help="folder or zip holding images/ and masks/, or a stored dataset "
                                   "(default: the dataset the run trained on)")
-    p.add_argument("--split", choices=("val", "train", "all"),
-                   help="which of the run's own images to score: val (held back from training; the default on the "
-                        "run's own data), train, or all (the default on other data)")
+    p.add_argument("--split", choices=("test", "val", "train", "all"),
+                   help="which of the run's own images to score: test (the dataset's test set; the default when it "
+                        "has one), val (held back from training; the default otherwise), train, or all (the default "
+                        "on other data)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = command("predict", _predict, "one mask PNG per image, in the training masks' own values, at the image's "

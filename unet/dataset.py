@@ -370,6 +370,7 @@ class Dataset:
     hash: str = ""
     soft_edges: bool = False
     source_bits: int = 8
+    test_stems: list[str] = field(default_factory=list)
     class_records: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -398,7 +399,7 @@ class Dataset:
                 mean=float(info["mean"]), std=float(info["std"]), mask_kind=info.get("mask_kind", ""),
                 image_sizes=info.get("image_sizes", {}), problems=info.get("problems", []), hash=info.get("hash", ""),
                 soft_edges=bool(info.get("soft_edges", False)), class_records=list(info["classes"]),
-                source_bits=int(info.get("source_bits", 8)),
+                source_bits=int(info.get("source_bits", 8)), test_stems=list(info.get("test", [])),
             )  # fmt: skip
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise UserError(f"'{folder.name}' is not a stored dataset ({type(exc).__name__})") from None
@@ -412,6 +413,44 @@ class Dataset:
     def read_pair(self, stem: str) -> tuple[np.ndarray, np.ndarray]:
         """(image uint8 HxW or HxWx3 RGB, mask uint8 HxW of class indices)."""
         return imgio.read_image(self.image_path(stem)), imgio.read_image(self.mask_path(stem))
+
+    @property
+    def training_stems(self) -> list[str]:
+        """The stems training may use (split into train and validation): all but the test set."""
+        held_out = set(self.test_stems)
+        return [stem for stem in self.stems if stem not in held_out]
+
+    def set_test_split(self, fraction: float, seed: int = 0) -> list[str]:
+        """Set aside `fraction` of the pairs as a test set (0 removes it): never trained on, never used to choose
+        a model, so its scores are the honest figure. Stratified like the validation split. Returns the stems."""
+        if not 0.0 <= fraction <= 0.5:
+            raise UserError("the test share must be between 0 and 50%")
+        test: list[str] = []
+        if fraction > 0:
+            if len(self.stems) < 3:
+                raise UserError(f"the dataset has {len(self.stems)} pairs; a test set needs at least 3 "
+                                "(one each to train, validate and test)")
+            from unet.splits import split_stems  # NumPy only; kept apart from the TensorFlow pipeline
+
+            test = split_stems(self.stems, fraction, seed,
+                               classes_of=lambda stem: set(np.unique(self.read_mask(stem)).tolist())).val
+        self._update_info(test=test)
+        self.test_stems = test
+        return test
+
+    def _update_info(self, **changes: Any) -> None:
+        """Change keys of dataset.json atomically (a unique temp file, so two tabs never share one)."""
+        path = self.root / DATASET_FILE
+        info = json.loads(path.read_text(encoding="utf-8"))
+        info.update(changes)
+        fd, temp = tempfile.mkstemp(dir=self.root, prefix=".dataset.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                json.dump(info, out, indent=2, ensure_ascii=False)
+            os.replace(temp, path)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
 
     def read_mask(self, stem: str) -> np.ndarray:
         """The stored mask of `stem`: uint8 class indices, HxW."""
@@ -429,13 +468,11 @@ class Dataset:
         rgb = [tuple(int(v) for v in c) for c in colors]
         if any(len(c) != 3 or not all(0 <= v <= 255 for v in c) for c in rgb):
             raise UserError("a colour must be three numbers from 0 to 255 (red, green, blue)")
-        path = self.root / DATASET_FILE
-        info = json.loads(path.read_text(encoding="utf-8"))
-        for entry, name, color in zip(info["classes"], cleaned, rgb, strict=True):
+        info = json.loads((self.root / DATASET_FILE).read_text(encoding="utf-8"))
+        classes = info["classes"]
+        for entry, name, color in zip(classes, cleaned, rgb, strict=True):
             entry["name"], entry["color"] = name, list(color)
-        temp = path.with_suffix(".tmp")
-        temp.write_text(json.dumps(info, indent=2, ensure_ascii=False), encoding="utf-8")
-        os.replace(temp, path)
+        self._update_info(classes=classes)
         self.classes = [
             ClassInfo(c.index, name, color, c.pixels, c.value)
             for c, name, color in zip(self.classes, cleaned, rgb, strict=True)

@@ -34,7 +34,7 @@ DEFAULT_THRESHOLD = metrics.BINARY_THRESHOLD
 SWEEP = np.round(np.arange(0.05, 0.951, 0.05), 2)  # thresholds tried for binary models: 0.05, 0.10, ..., 0.95
 GALLERY_SIZE = 12  # worst images kept as pictures
 GALLERY_SIDE = 256  # pixels, the longer side of a gallery picture
-SPLITS = ("val", "train", "all")  # which of a run's own images are scored; other data is scored whole ("all")
+SPLITS = ("test", "val", "train", "all")  # which of a run's own images are scored; other data is scored whole
 TP, FP, FN = metrics.TP, metrics.FP, metrics.FN
 
 Progress = Callable[[float, str], None]
@@ -304,18 +304,23 @@ def _own_dataset(run: runs.Run) -> Dataset:
 
 
 def _split_stems(run: runs.Run, dataset: Dataset, split: str | None, own: bool) -> tuple[str, list[str]]:
-    """The split's name and its stems. By default the held-back images when the data is the run's own."""
+    """The split's name and its stems. By default, on the run's own data, its test set when it has one (never
+    trained on, never used to choose the model), else its validation images (held back from training)."""
     recorded = runs.read_json(run.file(runs.DATASET), {}) or {}
     same = own or (bool(recorded.get("hash")) and recorded.get("hash") == dataset.hash)
     if split is None:
-        split = "val" if same and recorded.get("val") else "all"
+        split = "test" if same and recorded.get("test") else ("val" if same and recorded.get("val") else "all")
     if split not in SPLITS:
         raise UserError(f"unknown split '{split}' (known: {', '.join(SPLITS)})")
     if split == "all":
         return split, list(dataset.stems)
-    if not same or not recorded.get(split):
-        raise UserError(f"'{split}' names the run's own {'held-back' if split == 'val' else 'training'} images, "
-                        "and this is not the dataset the run trained on; use the split 'all'")
+    what = {"test": "test", "val": "held-back (validation)", "train": "training"}[split]
+    if not same:
+        raise UserError(f"'{split}' names the run's own {what} images, and this is not the dataset the run trained "
+                        "on; use the split 'all'")
+    if not recorded.get(split):
+        raise UserError(f"the run has no {what} images" + (" (set a test set aside on the Dataset page before "
+                                                            "training)" if split == "test" else ""))
     stems = [stem for stem in recorded[split] if stem in set(dataset.stems)]
     if not stems:
         raise UserError(f"none of the run's '{split}' images is in the dataset any more")
@@ -339,7 +344,8 @@ def evaluate_detailed(
         threshold: the foreground threshold of a binary model for the headline numbers (argmax for multi-class).
         gallery: how many of the worst images to keep as error pictures.
         progress: called with (fraction done, message) after each image.
-        split: "val" (the run's held-back images), "train" or "all"; None: "val" on the run's own data, else "all".
+        split: "test", "val" (held back from training), "train" or "all"; None: on the run's own data its test
+            set if it has one, else "val"; on other data "all".
     """
     run = runs.Run(Path(run_dir))
     predictor = Predictor.from_run(run.path)

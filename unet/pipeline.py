@@ -38,14 +38,6 @@ Augment = Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor
 
 
 @dataclass(frozen=True)
-class Split:
-    """Which stems train and which validate; recorded in the run's dataset.json."""
-
-    train: list[str]
-    val: list[str]
-
-
-@dataclass(frozen=True)
 class InputPipeline:
     """A tf.data pipeline with the facts the trainer needs: batches per pass, and whether it lives in memory."""
 
@@ -53,47 +45,6 @@ class InputPipeline:
     steps: int
     images: int
     cached: bool
-
-
-def split_stems(stems: Sequence[str], validation_split: float, seed: int,
-                classes_of: Callable[[str], set[int]] | None = None) -> Split:
-    """A fixed split: the same stems, fraction and seed always give the same, disjoint lists.
-
-    At least one pair validates and at least one trains, so a dataset of 2 pairs can still run. With `classes_of`
-    (the classes in a stem's mask) the split is stratified: a class found in two or more images but drawn into
-    training only is swapped into validation, so that validation scores every class the data allow. Without that,
-    a rare class absent from validation is never scored, and the best model is chosen without it.
-    """
-    stems = sorted(stems)
-    if len(stems) < 2:
-        raise UserError(f"the dataset has {len(stems)} image/mask pair(s); training needs at least 2 "
-                        "(one to learn from, one to check on)")
-    order = [stems[i] for i in np.random.default_rng(seed).permutation(len(stems))]
-    n_val = min(max(1, round(len(stems) * validation_split)), len(stems) - 1)
-    val, train = order[:n_val], order[n_val:]
-    if classes_of is not None:
-        _stratify(val, train, {stem: classes_of(stem) for stem in stems})
-    return Split(train=sorted(train), val=sorted(val))
-
-
-def _stratify(val: list[str], train: list[str], present: dict[str, set[int]]) -> None:
-    """Swap images between `val` and `train` (in place) until every class in 2+ images is in both, where possible."""
-    counts: dict[int, int] = {}
-    for classes in present.values():
-        for k in classes:
-            counts[k] = counts.get(k, 0) + 1
-    for k in sorted(counts, key=lambda c: (counts[c], c)):  # rarest first
-        if counts[k] < 2 or any(k in present[s] for s in val):
-            continue
-        incoming = next(s for s in train if k in present[s])
-
-        def held_elsewhere(stem: str) -> bool:  # every class of `stem` stays in validation without it
-            return all(any(c in present[o] for o in val if o != stem) for c in present[stem] if c != 0)
-
-        outgoing = next((s for s in reversed(val) if held_elsewhere(s)), None)
-        if outgoing is None:
-            continue
-        val[val.index(outgoing)], train[train.index(incoming)] = incoming, outgoing
 
 
 def png_size(path: Path) -> tuple[int, int]:

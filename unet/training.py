@@ -31,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from unet import metrics as unet_metrics
-from unet import pipeline, runs, schedule
+from unet import pipeline, runs, schedule, splits
 from unet.augment import Augmenter
 from unet.callbacks import CosineSchedule, ResumableEarlyStopping, RunRecorder
 from unet.config import Config
@@ -143,21 +143,21 @@ def fit_config(config: Config, dataset: Dataset) -> Config:
     return config.replace(data=data, model=model)
 
 
-def _split(run_dir: Path, dataset: Dataset, config: Config, resume: bool) -> pipeline.Split:
+def _split(run_dir: Path, dataset: Dataset, config: Config, resume: bool) -> splits.Split:
     recorded = runs.read_json(run_dir / runs.DATASET)
     if resume and recorded:
-        split = pipeline.Split(train=recorded["train"], val=recorded["val"])
+        split = splits.Split(train=recorded["train"], val=recorded["val"])
         missing = sorted(set(split.train + split.val) - set(dataset.stems))
         if missing:
             raise UserError(f"cannot resume: the dataset no longer has '{missing[0]}' ({len(missing)} missing)")
         if recorded.get("hash") != dataset.hash:
             log.warning("the dataset's files changed since this run started")
         return split
-    return pipeline.split_stems(dataset.stems, config.train.validation_split, config.train.seed,
+    return splits.split_stems(dataset.training_stems, config.train.validation_split, config.train.seed,
                                 classes_of=lambda stem: set(np.unique(dataset.read_mask(stem)).tolist()))
 
 
-def record_dataset(run_dir: Path, dataset: Dataset, split: pipeline.Split, config: Config) -> None:
+def record_dataset(run_dir: Path, dataset: Dataset, split: splits.Split, config: Config) -> None:
     """The run's record of its data: the class map (values included), normalisation and the split."""
     class_map = dataset.class_map
     runs.write_json_atomic(run_dir / runs.DATASET, {
@@ -176,6 +176,7 @@ def record_dataset(run_dir: Path, dataset: Dataset, split: pipeline.Split, confi
         "validation_split": config.train.validation_split,
         "train": split.train,
         "val": split.val,
+        "test": list(dataset.test_stems),
     })
 
 

@@ -43,6 +43,7 @@ def _confusion_figure(evaluation: Evaluation) -> go.Figure:
 
 
 SPLIT_NAMES = {
+    "test": "Test images (never trained on, never used to choose the model)",
     "val": "Held-back images (never trained on)",
     "train": "Training images (the model has seen them)",
     "all": "All images",
@@ -52,7 +53,10 @@ SPLIT_NAMES = {
 def _show_evaluation(evaluation: Evaluation) -> None:
     what = f"{evaluation.images} {SPLIT_NAMES[evaluation.split].split(' (')[0].lower()} of {evaluation.data}"
     scores_panel(evaluation.to_dict(), what)
-    if evaluation.split != "val":
+    if evaluation.split == "val":
+        st.caption("The held-back images also chose the best epoch; a test set set aside on the Dataset page before "
+                   "training is the stricter check.")
+    elif evaluation.split != "test":
         st.caption("The model was chosen on the held-back images; scores on images it trained on flatter it.")
     for problem in evaluation.problems:
         st.caption(f"Skipped {problem['file']}: {problem['problem']}")
@@ -92,8 +96,10 @@ def _evaluation_section(run: Run) -> None:
     dataset = next(d for d in stored if d.name == name)
     recorded_hash = (read_json(run.file("dataset.json"), {}) or {}).get("hash")
     own_data = dataset.root == own or (bool(recorded_hash) and recorded_hash == dataset.hash)
+    recorded = read_json(run.file("dataset.json"), {}) or {}
+    choices = [s for s in SPLIT_NAMES if s == "all" or recorded.get(s)] if own_data else ["all"]
     split = st.radio(
-        "Images to score", list(SPLIT_NAMES) if own_data else ["all"], format_func=SPLIT_NAMES.get,
+        "Images to score", choices, format_func=SPLIT_NAMES.get,
         horizontal=True, key=f"eval_split_{run.id}_{name}",
         help="Held-back images are the honest test: the model never learned from them. This dataset is the one "
              "the run trained on, so its images can be told apart." if own_data else
