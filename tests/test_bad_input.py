@@ -380,7 +380,11 @@ def test_unusual_but_valid_image_formats_are_stored_as_8_bit_pictures(workspace,
     at = upload_zip(dataset_zip([*images, (file, data)], [*masks, (f"{Path(file).stem}.png", encode(square_mask(2)))]),
                     "formats.zip", "formats")
     assert_plain(at, f"{GOOD + 1} pairs ready")
-    assert not problems(at)
+    noted = problems(at)
+    if kind == "16-bit TIFF":  # said in plain words: one scaling rule for the dataset (issue #12)
+        assert list(noted) == ["(whole dataset)"] and "16-bit values" in noted["(whole dataset)"]
+    else:
+        assert not noted
     stem = Path(file).stem
     stored_image = cv2.imread(str(workspace / "datasets" / "formats" / "images" / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
     assert stored_image.dtype == np.uint8 and stored_image.shape == (SIZE, SIZE, 3)

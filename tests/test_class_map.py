@@ -297,3 +297,58 @@ def test_a_test_set_is_left_out_of_training_and_scored_first(tmp_path):
     assert evaluate(run, split="val")["images"] == len(recorded["val"])
     held_back = json.loads((run / runs.HELD_BACK).read_text())
     assert held_back["split"] == "val" and held_back["images"] == len(recorded["val"])
+
+
+def _voc_masks() -> list[np.ndarray]:
+    """Index masks 0..2 with a VOC-style 255 border (two pixels wide) around every object."""
+    masks = []
+    for i in range(6):
+        index = _classes(i).clip(0, 2)
+        border = cv2.dilate((index > 0).astype(np.uint8), np.ones((5, 5), np.uint8)) - cv2.erode(
+            (index > 0).astype(np.uint8), np.ones((3, 3), np.uint8))
+        index[border > 0] = 255
+        masks.append(index)
+    return masks
+
+
+def test_a_voc_style_255_border_is_not_labelled_and_left_out_of_scores_and_training(tmp_path):
+    from unet.training import train
+
+    masks = _voc_masks()
+    dataset, report = ingest(_write_pairs(tmp_path / "raw", masks), "voc", tmp_path / "datasets")
+    assert dataset.num_classes == 3 and dataset.ignore_value == 255
+    assert any("not labelled" in p.problem for p in report.problems)
+    for stem, mask in zip(dataset.stems, masks, strict=True):
+        assert np.array_equal(dataset.read_mask(stem), mask)  # 255 kept as "not labelled" in the stored mask
+    assert dataset.classes[0].pixels == sum(int((m == 0).sum()) for m in masks)
+
+    raw = json.loads(json.dumps(TINY_CONFIG))
+    raw["train"]["epochs"] = 1
+    run = tmp_path / "run"
+    assert train(run, dataset.root, Config.from_dict(raw)) == 0
+    history = runs.Run(run).read_history()
+    assert np.isfinite(history[0]["loss"]) and np.isfinite(history[0]["val_loss"])
+    result = evaluate(run, split="all")
+    labelled = sum(int((m != 255).sum()) for m in masks)
+    assert sum(row["support_pixels"] for row in result["per_class"]) == labelled
+    assert "255 = not labelled" in ClassMap.from_records(
+        json.loads((run / runs.DATASET).read_text())["classes"], ignore=255).describe()
+
+
+def test_unlabelled_pixels_count_for_no_class_in_the_loss_and_the_epoch_metrics():
+    import tensorflow as tf
+
+    from unet.metrics import confusion_counts, make_loss
+
+    truth = np.array([[0, 1, 2, 255]], np.int32).reshape(1, 1, 4, 1)
+    labelled_only = truth[:, :, :3]
+    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6], [0.9, 0.05, 0.05]], np.float32)
+    output = probs.reshape(1, 1, 4, 3)
+    counts = confusion_counts(truth, np.argmax(output, -1)[..., None], 3).numpy()
+    assert counts[:, :3].sum() == np.array(confusion_counts(labelled_only, np.argmax(output[:, :, :3], -1)[..., None],
+                                                            3))[:, :3].sum()
+    for kind in ("ce", "dice", "dice_ce", "focal"):
+        loss = make_loss(kind, 3)
+        with_void = float(loss(tf.constant(truth), tf.constant(output)))
+        without = float(loss(tf.constant(labelled_only), tf.constant(output[:, :, :3])))
+        assert with_void == pytest.approx(without, rel=1e-5), kind

@@ -32,15 +32,15 @@ def test_a_finished_run_shows_every_class_on_its_held_back_images_beside_the_bas
     expected = held_back["baseline"]["dice"]
     assert baseline.value == ("not scored" if expected is None else f"{expected:.3f}")
     table = next(d.value for d in at.dataframe if "Baseline Dice" in d.value.columns and "Class" in d.value.columns)
-    assert list(table["Class"]) == ["background", "cell"]
-    assert any("barely better" in w.value for w in at.warning) == held_back["near_baseline"]
+    assert list(table["Class"]) == [row["name"] for row in held_back["per_class"]] and len(table) == 2
+    assert any("barely better" in w.value.lower() for w in at.warning) == held_back["near_baseline"]
     assert not any(b.label == "Stop" for b in at.button), "a finished run has nothing to stop"
 
 
 def test_the_run_list_shows_every_run(trained_workspace, monkeypatch):
     at = _page(trained_workspace, monkeypatch)
-    table = at.dataframe[0].value
-    assert "completed" in set(table["State"])
+    table = next(d.value for d in at.dataframe if "State" in d.value.columns)
+    assert any(state.startswith("completed") for state in table["State"])
 
 
 def test_without_a_dataset_the_page_says_where_to_get_one(trained_workspace, monkeypatch):

@@ -111,16 +111,16 @@ def test_a_two_epoch_run_leaves_every_file_with_sane_values(trained):
 def test_evaluate_matches_an_independent_numpy_dice(trained, stored):
     from unet.inference import Predictor
 
-    result = evaluate(trained, stored.root)
+    result = evaluate(trained, stored.root, split="all")
     assert set(result) >= {"dice", "iou", "pixel_accuracy", "per_class", "images"}
-    assert result["images"] == 10 and [c["class"] for c in result["per_class"]] == [1]
+    assert result["images"] == 10 and [c["class"] for c in result["per_class"]] == [0, 1]
     predictor = Predictor.from_run(trained)  # evaluation predicts as the Inference page does, at full size
     pairs = [stored.read_pair(stem) for stem in stored.stems]
     truth = np.concatenate([mask.ravel() == 1 for _, mask in pairs])
     predicted = np.concatenate([predictor.predict(image).probabilities[..., 0].ravel() > 0.5 for image, _ in pairs])
     both = np.logical_and(truth, predicted).sum()
-    dice = 2 * both / (truth.sum() + predicted.sum()) if truth.sum() + predicted.sum() else 1.0
-    iou = both / np.logical_or(truth, predicted).sum() if np.logical_or(truth, predicted).any() else 1.0
+    dice = 2 * both / (truth.sum() + predicted.sum()) if truth.sum() + predicted.sum() else None
+    iou = both / np.logical_or(truth, predicted).sum() if np.logical_or(truth, predicted).any() else None
     assert result["dice"] == pytest.approx(dice, abs=1e-6) and result["iou"] == pytest.approx(iou, abs=1e-6)
     assert result["pixel_accuracy"] == pytest.approx((truth == predicted).mean(), abs=1e-6)
 

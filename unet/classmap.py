@@ -27,6 +27,7 @@ from unet.errors import UserError
 from unet.masks import _COLOUR_FLAG, PALETTE, _as_colour, _keys, _points
 
 Value = int | str | None  # a gray value, a '#rrggbb' colour, or None for a class no mask paints
+IGNORE_INDEX = 255  # stored mask value of pixels marked "not labelled": left out of training and of every score
 
 
 def colour_key(value: str) -> int:
@@ -69,11 +70,13 @@ class ClassMap:
 
     entries: tuple[ClassEntry, ...]
     soft_edges: bool = False  # the masks blend classes along borders; in-between values go to the nearest class
+    ignore: int | None = None  # a gray value that marks pixels as "not labelled" (VOC's 255 border)
 
     # -- building and recording ----------------------------------------------------------------------------------
 
     @classmethod
-    def from_records(cls, records: Sequence[dict[str, Any]], soft_edges: bool = False) -> ClassMap | None:
+    def from_records(cls, records: Sequence[dict[str, Any]], soft_edges: bool = False,
+                     ignore: int | None = None) -> ClassMap | None:
         """From dataset.json's "classes"; None for a record written before classes carried their values."""
         if not records or any("value" not in r for r in records):
             return None
@@ -84,7 +87,7 @@ class ClassMap:
             color = r.get("color") or PALETTE[i % len(PALETTE)]
             value = r["value"]
             entries.append(ClassEntry(i, str(r.get("name") or f"class {i}"), tuple(int(c) for c in color), value))
-        return cls(tuple(entries), soft_edges)
+        return cls(tuple(entries), soft_edges, None if ignore is None else int(ignore))
 
     def records(self) -> list[dict[str, Any]]:
         return [{"index": e.index, "name": e.name, "color": list(e.color), "value": e.value} for e in self.entries]
@@ -108,7 +111,8 @@ class ClassMap:
 
     def describe(self) -> str:
         """'membrane = 0, cell = 255': the map in the words of a message."""
-        return ", ".join(e.describe() for e in self.entries)
+        text = ", ".join(e.describe() for e in self.entries)
+        return text + (f"; {self.ignore} = not labelled" if self.ignore is not None else "")
 
     # -- masks -> class indices ----------------------------------------------------------------------------------
 
@@ -127,6 +131,8 @@ class ClassMap:
         if self.colour:
             keys = _as_colour(keys)
         known = {k: e.index for e in self.entries if (k := e.key) is not None}
+        if self.ignore is not None and not self.colour:
+            known[self.ignore] = IGNORE_INDEX
         index = np.array([known.get(int(k), -1) for k in keys], np.int64)
         missing = index < 0
         if missing.any() and self._binary_foreground() is not None:
@@ -138,7 +144,7 @@ class ClassMap:
             levels = [(e.index, e.key) for e in self.entries if e.key is not None]
             there = _points(np.array([k for _, k in levels], np.int64), self.colour)
             here = _points(keys[missing], self.colour)
-            nearest = ((here[:, None, :] - there[None, :, :]) ** 2).sum(axis=2).argmin(axis=1)
+            nearest = ((here[:, None, :] - there[None, :, :]) ** 2).sum(axis=2).argmin(axis=1)  # never to "ignore"
             index[missing] = [levels[n][0] for n in nearest]
             missing = index < 0
         unknown = [int(k) for k in keys[missing]]
@@ -166,15 +172,21 @@ class ClassMap:
     def encode(self, indices: np.ndarray) -> np.ndarray:
         """Class indices as the user's own mask values: HxW uint8/uint16 gray, or HxWx3 uint8 RGB colours.
 
-        A class without a value (added when every mask was background) is written with its index.
+        A class without a value (added when every mask was background) is written with its index; "not labelled"
+        pixels (IGNORE_INDEX) with the ignore value.
         """
         indices = np.asarray(indices)
         if self.colour:
-            table = np.array([_rgb(e) for e in self.entries], np.uint8)
+            table = np.zeros((IGNORE_INDEX + 1, 3), np.uint8)
+            table[: self.num_classes] = [_rgb(e) for e in self.entries]
             return table[indices]
         values = [e.value if e.value is not None else e.index for e in self.entries]
-        dtype = np.uint8 if max(int(v) for v in values) <= 255 else np.uint16
-        return np.array(values, dtype)[indices]
+        top = max([int(v) for v in values] + [self.ignore or 0])
+        table = np.zeros(IGNORE_INDEX + 1, np.uint8 if top <= 255 else np.uint16)
+        table[: self.num_classes] = values
+        if self.ignore is not None:
+            table[IGNORE_INDEX] = self.ignore
+        return table[indices]
 
     def palette(self) -> list[tuple[int, int, int]]:
         """256 display colours indexed by gray value: a palette PNG of `encode`'s output shows the class colours."""

@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from unet import images as imgio
-from unet.classmap import ClassMap
+from unet.classmap import IGNORE_INDEX, ClassMap
 from unet.errors import UserError
 from unet.masks import MaskHistogram, histogram, plan_classes, too_many_values
 from unet.pairing import Pair, find_folders, mask_base, pair_files, stored_stem
@@ -104,12 +104,15 @@ def _plan(kept: list[tuple[Pair, int, tuple[int, int], MaskHistogram]], report: 
                        "foreground class", False)
     if plan.extra_foreground:
         report.add("", "no mask has any foreground: every mask is all background, so there is nothing to learn", False)
+    if plan.ignore is not None:
+        report.add("", f"the value {plan.ignore} beside the class numbers is read as \"not labelled\" (as in "
+                       "VOC-style masks): those pixels are left out of training and of every score", False)
     blank = plan.class_infos(np.zeros(plan.num_classes, np.int64))
     palette = imgio.mask_palette(kept[0][0].mask)
     for record in blank if palette and not plan.colour else []:
         if isinstance(record["value"], int) and record["value"] < len(palette):
             record["color"] = list(palette[record["value"]])
-    return ClassMap.from_records(blank, soft_edges=bool(plan.soft_edge_values))
+    return ClassMap.from_records(blank, soft_edges=bool(plan.soft_edge_values), ignore=plan.ignore)
 
 
 def _check_folder(folder: Path, progress: Progress, start: float, end: float,
@@ -147,7 +150,9 @@ def _check_folder(folder: Path, progress: Progress, start: float, end: float,
         if unknown:
             report.add(pair.mask_label, class_map.unknown_message(pair.mask.name, unknown))
             continue
-        pixels = np.bincount(index, weights=hist.counts, minlength=class_map.num_classes).astype(np.int64)
+        labelled = index != IGNORE_INDEX
+        pixels = np.bincount(index[labelled], weights=hist.counts[labelled],
+                             minlength=class_map.num_classes).astype(np.int64)
         totals += pixels
         usable.append(entry)
         if all(e.value is not None for e in class_map.entries) and pixels[1:].sum() == 0:
@@ -261,6 +266,7 @@ def _write(checked: _Checked, out: Path, name: str, progress: Progress) -> None:
         "mask_kind": report.mask_kind,
         "classes": report.classes,
         "soft_edges": class_map.soft_edges,
+        "ignore_value": class_map.ignore,
         "source_bits": checked.source_bits,
         "image_sizes": report.image_sizes,
         "mean": mean,
@@ -369,6 +375,7 @@ class Dataset:
     problems: list[dict[str, str]] = field(default_factory=list)
     hash: str = ""
     soft_edges: bool = False
+    ignore_value: int | None = None
     source_bits: int = 8
     test_stems: list[str] = field(default_factory=list)
     class_records: list[dict[str, Any]] = field(default_factory=list)
@@ -384,7 +391,7 @@ class Dataset:
                    for c, r in zip(self.classes, self.class_records, strict=False) if "value" in r]
         if len(records) != len(self.classes):
             return None
-        return ClassMap.from_records(records, self.soft_edges)
+        return ClassMap.from_records(records, self.soft_edges, self.ignore_value)
 
     @classmethod
     def load(cls, folder: str | Path) -> Dataset:
@@ -399,7 +406,8 @@ class Dataset:
                 mean=float(info["mean"]), std=float(info["std"]), mask_kind=info.get("mask_kind", ""),
                 image_sizes=info.get("image_sizes", {}), problems=info.get("problems", []), hash=info.get("hash", ""),
                 soft_edges=bool(info.get("soft_edges", False)), class_records=list(info["classes"]),
-                source_bits=int(info.get("source_bits", 8)), test_stems=list(info.get("test", [])),
+                ignore_value=info.get("ignore_value"), source_bits=int(info.get("source_bits", 8)),
+                test_stems=list(info.get("test", [])),
             )  # fmt: skip
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise UserError(f"'{folder.name}' is not a stored dataset ({type(exc).__name__})") from None

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from unet import metrics, pipeline, postprocess, runs
-from unet.classmap import ClassMap
+from unet.classmap import IGNORE_INDEX, ClassMap
 from unet.dataset import Dataset, ingest
 from unet.errors import UserError
 from unet.inference import Predictor
@@ -55,8 +55,9 @@ def sweep_counts(probability: np.ndarray, truth: np.ndarray, thresholds: np.ndar
     number of thresholds it passes is the count of thresholds strictly below it.
     """
     thresholds = np.asarray(thresholds, np.float32)
-    passes = np.searchsorted(thresholds, probability.astype(np.float32).ravel(), side="left")
-    positive = truth.ravel() > 0
+    labelled = truth.ravel() < 2  # "not labelled" pixels (255) are left out
+    passes = np.searchsorted(thresholds, probability.astype(np.float32).ravel()[labelled], side="left")
+    positive = truth.ravel()[labelled] > 0
     size = len(thresholds) + 1
     # Pixels passing exactly j thresholds are foreground for thresholds 0..j-1: reverse cumulative sums.
     fg = np.cumsum(np.bincount(passes[positive], minlength=size)[::-1])[::-1][1:]
@@ -250,7 +251,8 @@ def _image_row(stem: str, matrix: np.ndarray, names: list[str]) -> dict[str, Any
 def run_class_map(run: runs.Run) -> ClassMap | None:
     """The class map the run recorded (None for a run recorded before classes carried their values)."""
     recorded = runs.read_json(run.file(runs.DATASET), {}) or {}
-    return ClassMap.from_records(recorded.get("classes", []), bool(recorded.get("soft_edges", False)))
+    return ClassMap.from_records(recorded.get("classes", []), bool(recorded.get("soft_edges", False)),
+                                recorded.get("ignore_value"))
 
 
 def class_index_table(data_map: ClassMap | None, run_map: ClassMap | None, dataset: Dataset, k: int) -> np.ndarray:
@@ -259,12 +261,13 @@ def class_index_table(data_map: ClassMap | None, run_map: ClassMap | None, datas
     Without values on either side (data stored by an older version) the indices are taken as they are.
     Raises UserError for a class of the data that the run does not know and that holds pixels.
     """
+    table = np.full(IGNORE_INDEX + 1, IGNORE_INDEX, np.uint8)  # unlabelled stays unlabelled
     if data_map is None or run_map is None:
         if dataset.num_classes > k:
             raise UserError(f"the dataset has {dataset.num_classes} classes but the model knows only {k}")
-        return np.arange(max(dataset.num_classes, k), dtype=np.uint8)
+        table[:k] = np.arange(k)
+        return table
     by_key = {e.key: e.index for e in run_map.entries if e.key is not None}
-    table = np.zeros(data_map.num_classes, np.uint8)
     for entry, info in zip(data_map.entries, dataset.classes, strict=True):
         if entry.key in by_key:
             table[entry.index] = by_key[entry.key]

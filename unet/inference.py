@@ -325,7 +325,8 @@ class Predictor:
             class_names=names, colors=colors, normalisation=data.normalisation,
             mean=float(recorded.get("mean", 0.0)), std=float(recorded.get("std", 1.0)),
             resize_to=data.input_size if data.resize == preprocess.RESIZE else None, name=run.name,
-            class_map=ClassMap.from_records(recorded.get("classes", []), bool(recorded.get("soft_edges", False))),
+            class_map=ClassMap.from_records(recorded.get("classes", []), bool(recorded.get("soft_edges", False)),
+                                recorded.get("ignore_value")),
             source_bits=recorded.get("source_bits"),
         )
 

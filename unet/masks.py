@@ -160,6 +160,7 @@ class MaskPlan:
     extra_foreground: bool = False  # every mask was background only; a foreground class is added
     soft_edge_values: tuple[int, ...] = ()  # values found only along borders, assigned to the nearest class
     merged_foreground: tuple[int, ...] = ()  # binary masks painting the foreground in different values (1, 255)
+    ignore: int | None = None  # VOC-style "not labelled" value (255 beside class numbers 0..k)
 
     @property
     def num_classes(self) -> int:
@@ -234,6 +235,21 @@ def _soft_edge_values(keys: np.ndarray, counts: np.ndarray, flat_keys: np.ndarra
     return keys[edge]
 
 
+VOID = 255  # the value VOC-style index masks paint unlabelled borders with
+
+
+def _void_value(hists: list[MaskHistogram], keys: np.ndarray, colour: bool, lossy: bool) -> int | None:
+    """255 when it sits beside class numbers 0..k (k >= 1), in the same masks as a class other than 0: VOC's
+    "not labelled", not a class. A 0/255 binary mask, or 0/1 masks mixed with 0/255 ones, keep 255 a class."""
+    if colour or lossy or VOID not in keys:
+        return None
+    others = [int(k) for k in keys if k != VOID]
+    if len(others) < 2 or others != list(range(len(others))):
+        return None
+    beside_a_class = any(VOID in h.keys and np.any((h.keys != 0) & (h.keys != VOID)) for h in hists)
+    return VOID if beside_a_class else None
+
+
 def plan_classes(hists: list[MaskHistogram]) -> MaskPlan:
     """Decide the classes from every usable mask at once; UserError when they cannot be classes."""
     if not hists:
@@ -242,7 +258,13 @@ def plan_classes(hists: list[MaskHistogram]) -> MaskPlan:
     recode = _as_colour if colour else (lambda keys: keys)
     keys, counts = _merge([recode(h.keys) for h in hists], [h.counts for h in hists])
     flat_keys, flat_counts = _merge([recode(h.flat_keys) for h in hists], [h.flat_counts for h in hists])
-    merged = _mixed_binary(hists)
+    ignore = _void_value(hists, keys, colour, any(h.lossy for h in hists))
+    if ignore is not None:
+        keep = keys != ignore
+        keys, counts = keys[keep], counts[keep]
+        flat_keep = flat_keys != ignore
+        flat_keys, flat_counts = flat_keys[flat_keep], flat_counts[flat_keep]
+    merged = _mixed_binary(hists) if ignore is None else ()
     soft = np.zeros(0, np.int64)
     if merged:  # one foreground class, painted in its most common value
         foreground = max(merged, key=lambda v: counts[np.searchsorted(keys, v)])
@@ -267,4 +289,4 @@ def plan_classes(hists: list[MaskHistogram]) -> MaskPlan:
     kind = MaskKind.BINARY if len(ordered) <= 2 else (MaskKind.COLOUR if colour else MaskKind.INDEX)
     return MaskPlan(ordered, colour, kind, snapped=len(levels) < len(keys) and not merged,
                     extra_foreground=len(ordered) == 1, soft_edge_values=tuple(int(v) for v in soft),
-                    merged_foreground=merged)
+                    merged_foreground=merged, ignore=ignore)

@@ -42,11 +42,13 @@ def confusion_counts(y_true: Any, y_pred: Any, num_classes: int) -> tf.Tensor:
     """Per-class (tp, fp, fn, tn) pixel counts, float64 [K, 4], from two class-index tensors of one shape.
 
     float64 keeps the counts exact past 2**24 pixels (float32 would not), and accumulates across an epoch.
+    Pixels whose true class is outside 0..K-1 (the "not labelled" value, 255) are not counted.
     """
     y_true = tf.reshape(tf.cast(y_true, tf.int32), [-1])
     y_pred = tf.reshape(tf.cast(y_pred, tf.int32), [-1])
-    pairs = y_true * num_classes + y_pred
-    ones = tf.ones_like(pairs, dtype=tf.float64)
+    labelled = y_true < num_classes
+    pairs = tf.where(labelled, y_true * num_classes + y_pred, tf.zeros_like(y_true))
+    ones = tf.cast(labelled, tf.float64)
     matrix = tf.reshape(tf.math.unsorted_segment_sum(ones, pairs, num_classes * num_classes), [num_classes] * 2)
     tp = tf.linalg.diag_part(matrix)
     fp = tf.reduce_sum(matrix, axis=0) - tp  # predicted k, truly something else
@@ -101,8 +103,11 @@ def foreground_mean(per_class: tf.Tensor) -> tf.Tensor:
 
 
 def confusion_matrix(predicted: np.ndarray, truth: np.ndarray, num_classes: int) -> np.ndarray:
-    """int64 [K, K] pixel counts, rows the true class, columns the predicted class."""
-    pairs = truth.astype(np.int64).ravel() * num_classes + predicted.astype(np.int64).ravel()
+    """int64 [K, K] pixel counts, rows the true class, columns the predicted class; "not labelled" truth
+    pixels (any value outside 0..K-1, i.e. 255) are left out."""
+    truth, predicted = truth.astype(np.int64).ravel(), predicted.astype(np.int64).ravel()
+    labelled = truth < num_classes
+    pairs = truth[labelled] * num_classes + predicted[labelled]
     return np.bincount(pairs, minlength=num_classes**2).reshape(num_classes, num_classes)
 
 
@@ -193,12 +198,19 @@ def _probabilities(y_pred: tf.Tensor, num_classes: int) -> tf.Tensor:
 
 
 def _one_hot(y_true: tf.Tensor, num_classes: int) -> tf.Tensor:
+    """One-hot truth [B, H, W, K]; a "not labelled" pixel (255) is all zeros, which every term below skips."""
     return tf.one_hot(tf.cast(y_true[..., 0], tf.int32), num_classes, dtype=tf.float32)
 
 
+def _labelled(truth: tf.Tensor) -> tf.Tensor:
+    """1 where the pixel has a class, 0 where it is "not labelled" (its one-hot row is zeros)."""
+    return tf.reduce_sum(truth, axis=-1)
+
+
 def _pixel_weights(truth: tf.Tensor, class_weights: tf.Tensor | None) -> tf.Tensor:
+    """Per-pixel weights; 0 for "not labelled" pixels, so they teach nothing."""
     if class_weights is None:
-        return tf.ones_like(truth[..., 0])
+        return _labelled(truth)
     return tf.reduce_sum(truth * class_weights, axis=-1)
 
 
@@ -206,7 +218,7 @@ def cross_entropy(truth: tf.Tensor, probs: tf.Tensor, class_weights: tf.Tensor |
     """Mean (optionally class-weighted) cross-entropy over pixels; truth one-hot and probs [B, H, W, K]."""
     per_pixel = -tf.reduce_sum(truth * tf.math.log(tf.maximum(probs, EPSILON)), axis=-1)
     weights = _pixel_weights(truth, class_weights)
-    return tf.reduce_sum(per_pixel * weights) / tf.reduce_sum(weights)
+    return tf.reduce_sum(per_pixel * weights) / tf.maximum(tf.reduce_sum(weights), EPSILON)
 
 
 def focal(truth: tf.Tensor, probs: tf.Tensor, class_weights: tf.Tensor | None = None) -> tf.Tensor:
@@ -214,7 +226,7 @@ def focal(truth: tf.Tensor, probs: tf.Tensor, class_weights: tf.Tensor | None = 
     p_true = tf.clip_by_value(tf.reduce_sum(truth * probs, axis=-1), EPSILON, 1.0)
     per_pixel = -((1 - p_true) ** FOCAL_GAMMA) * tf.math.log(p_true)
     weights = _pixel_weights(truth, class_weights)
-    return tf.reduce_sum(per_pixel * weights) / tf.reduce_sum(weights)
+    return tf.reduce_sum(per_pixel * weights) / tf.maximum(tf.reduce_sum(weights), EPSILON)
 
 
 def soft_dice(truth: tf.Tensor, probs: tf.Tensor, class_weights: tf.Tensor | None = None) -> tf.Tensor:
@@ -223,6 +235,7 @@ def soft_dice(truth: tf.Tensor, probs: tf.Tensor, class_weights: tf.Tensor | Non
     Summing over the batch, not per image, keeps it defined when an image has no foreground.
     """
     axes = [0, 1, 2]
+    probs = probs * _labelled(truth)[..., None]  # "not labelled" pixels neither count for nor against a class
     intersection = tf.reduce_sum(truth * probs, axis=axes)
     total = tf.reduce_sum(truth, axis=axes) + tf.reduce_sum(probs, axis=axes)
     dice = (2 * intersection + SMOOTH) / (total + SMOOTH)

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from unet import workspace
+from unet.classmap import IGNORE_INDEX as UNLABELLED  # a truth pixel marked "not labelled"
 from unet.errors import UserError
 from unet.overlay import colorize, overlay, to_rgb
 
@@ -142,7 +143,7 @@ def _check_truth(mask: np.ndarray, truth: np.ndarray, num_classes: int) -> np.nd
             f"the ground-truth mask is {truth.shape[1]}x{truth.shape[0]} pixels "
             f"but the image is {mask.shape[1]}x{mask.shape[0]}"
         )
-    if truth.size and int(truth.max()) >= num_classes:
+    if truth.size and int(truth[truth != UNLABELLED].max(initial=0)) >= num_classes:
         raise UserError(f"the ground-truth mask has class {int(truth.max())} but the model knows {num_classes} classes")
     return truth
 
@@ -179,6 +180,8 @@ def error_overlay(image: np.ndarray, mask: np.ndarray, truth: np.ndarray, opacit
 
     A pixel given the wrong foreground class is red: the prediction claims something that is not there.
     """
+    truth = truth.reshape(truth.shape[:2]) if truth.ndim == 3 else truth
+    truth = np.where(truth == UNLABELLED, mask, truth)  # "not labelled" pixels are neither right nor wrong
     truth = _check_truth(mask, truth, max(int(mask.max(initial=0)), int(truth.max(initial=0))) + 1)
     kinds = np.zeros(mask.shape, np.uint8)
     kinds[(truth > 0) & (mask == truth)] = 1

@@ -168,6 +168,7 @@ def record_dataset(run_dir: Path, dataset: Dataset, split: splits.Split, config:
         "classes": class_map.records() if class_map else [
             {"index": c.index, "name": c.name, "color": list(c.color)} for c in dataset.classes],
         "soft_edges": dataset.soft_edges,
+        "ignore_value": dataset.ignore_value,
         "source_bits": dataset.source_bits,
         "mask_kind": dataset.mask_kind,
         "mean": float(dataset.mean),
