@@ -61,7 +61,9 @@ with st.expander("New training", expanded=shown is None or not shown.is_active, 
                 st.rerun()
 
 if shown is not None:
-    class_names = [c.name for c in dataset.classes] if dataset else []
+    recorded = runs.read_json(shown.file(runs.DATASET), {}) or {}  # the run's own classes, not the current dataset's
+    class_names = [c.get("name", "") for c in recorded.get("classes", [])] or (
+        [c.name for c in dataset.classes] if dataset else [])
     run_view(shown, class_names)
     can_resume = not shown.is_active and shown.can_resume
     if can_resume and st.button("Resume", icon=":material/play_arrow:", help="Continue from the last finished epoch."):

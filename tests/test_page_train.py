@@ -18,7 +18,7 @@ def test_a_finished_run_shows_its_charts_state_and_best_dice(trained_workspace, 
     at = _page(trained_workspace, monkeypatch, run=TINY_RUN)
     assert any("Completed" in m.value for m in at.markdown)
     assert len(at.get("plotly_chart")) == 1
-    best = next(m for m in at.metric if m.label.startswith("Best validation Dice ("))
+    best = next(m for m in at.metric if m.label.startswith("Best val Dice ("))
     assert 0.0 <= float(best.value) <= 1.0
 
 

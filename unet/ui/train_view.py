@@ -178,7 +178,7 @@ def run_view(run: runs.Run, class_names: list[str]) -> None:
         head[2].metric("Time left", _clock(left) if left is not None and state == "running" else "–",
                        help="Estimated from the last epochs; early stopping may end sooner.")
         best = status.get("best_val_dice")
-        head[3].metric("Best validation Dice (crops)" if crop_proxy else "Best validation Dice (resized)",
+        head[3].metric("Best val Dice (crops)" if crop_proxy else "Best val Dice (shrunk)",
                        f"{best:.3f}" if isinstance(best, (int, float)) else "–",
                        help="A quick check during training, on what the network sees: "
                             + ("the centre crop of each validation image" if crop_proxy else
