@@ -359,3 +359,31 @@ def test_predict_folder_needs_a_model_and_a_separate_output(tmp_path, gray_run):
         predict_folder(None, images, tmp_path / "out")
     with pytest.raises(UserError, match="another folder"):
         predict_folder(gray_run, images, images)
+
+
+def _resize_run_with_scale(root: Path, name: str, train_size: int) -> Path:
+    run = make_run(root, name, resize="resize")
+    recorded = json.loads((run / "dataset.json").read_text())
+    recorded.update(train_image_size=[train_size, train_size], resize_scale=[32 / train_size, 32 / train_size])
+    (run / "dataset.json").write_text(json.dumps(recorded))
+    return run
+
+
+def test_a_resize_run_scales_new_images_by_its_training_factor_not_to_its_input_square(runs_root):
+    """A 4x larger image is scaled by the training factor (128 -> 32 means x0.25), so a 512x512 image is seen at
+    128x128, not squashed to 32x32 (issue #13)."""
+    predictor = Predictor.from_run(_resize_run_with_scale(runs_root, "scaled", train_size=128))
+    assert predictor.train_scale == (0.25, 0.25)
+    big = predictor.predict(noise(512, 512))
+    assert big.shape == (512, 512) and any("to 128x128" in n for n in big.notes)
+    assert any("training images were 128x128" in n for n in big.notes)  # 4x their size: said
+    same = predictor.predict(noise(128, 128))
+    assert not any("training images were" in n for n in same.notes)
+
+
+def test_an_image_of_the_training_size_is_predicted_exactly_as_training_saw_it(runs_root):
+    """At the training size the factor gives the input square: the same probabilities as the stretch of old."""
+    scaled = Predictor.from_run(_resize_run_with_scale(runs_root, "scaled-same", train_size=128))
+    legacy = Predictor.from_run(make_run(runs_root, "legacy-same", resize="resize"))
+    image = noise(128, 128)
+    np.testing.assert_allclose(scaled.predict(image).probabilities, legacy.predict(image).probabilities, atol=2e-3)

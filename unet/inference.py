@@ -265,7 +265,11 @@ class Predictor:
     """A loaded model and everything needed to feed it as training did.
 
     `multiple` is 2**depth: padded sizes are multiples of it. `resize_to` is the training input size for
-    'resize' runs (images are stretched to it) and None for full-resolution prediction.
+    'resize' runs and None for full-resolution prediction. `train_scale` (y, x) is the factor by which a 'resize'
+    run shrank its training images (input size over their size): new images are scaled by that same factor and
+    predicted whole or in tiles, so a 2048x2048 image of 512x512-trained data is seen at the detail training saw
+    (not squashed into the input square). Without it (a bare model file, or a run recorded before the factor was
+    kept), images are stretched to `resize_to`.
     """
 
     model: keras.Model
@@ -282,6 +286,8 @@ class Predictor:
     scores_out: bool = False  # the model gives logits; apply sigmoid/softmax here
     class_map: ClassMap | None = None  # the run's mask values per class; None for a bare model file
     source_bits: int | None = None  # the bit depth the run's dataset was scaled from; None: each image's own
+    train_scale: tuple[float, float] | None = None
+    train_size: tuple[int, int] | None = None  # (h, w) of the training images the scale was taken from
     tile: int = tiling.TILE
     overlap: int = tiling.OVERLAP
     tile_batch: int = tiling.TILE_BATCH
@@ -328,6 +334,8 @@ class Predictor:
             class_map=ClassMap.from_records(recorded.get("classes", []), bool(recorded.get("soft_edges", False)),
                                 recorded.get("ignore_value")),
             source_bits=recorded.get("source_bits"),
+            train_scale=_pair(recorded.get("resize_scale")) if data.resize == preprocess.RESIZE else None,
+            train_size=_pair(recorded.get("train_image_size"), int),
         )
 
     @classmethod
@@ -377,19 +385,48 @@ class Predictor:
         """
         pixels, notes = prepare_image(image, self.channels, self.source_bits)
         height, width = pixels.shape[:2]
-        if self.resize_to:
+        if self.resize_to and self.train_scale:
+            probs = self._predict_at_training_scale(pixels, notes)
+        elif self.resize_to:
             probs = self._predict_resized(pixels, height, width)
             size = f"{self.resize_to}x{self.resize_to}"
             notes.append(f"resized to {size}, the size the model was trained at; mask resized back")
-        elif tiling.should_tile(height, width, self.full_resolution_width):
-            grid = tiling.TileGrid(height, width, self.multiple, self.tile, self.overlap)
-            probs = tiling.predict_tiles(self._predict_tiles, pixels, self.multiple, self.tile, self.overlap,
-                                         self.tile_batch)
-            notes.append(f"predicted in {len(grid)} overlapping tiles of {grid.tile[1]}x{grid.tile[0]} pixels")
         else:
-            probs = tiling.predict_whole(self._predict_raw, pixels, self.multiple)
+            probs = self._predict_full(pixels, notes)
         dtype = BINARY_DTYPE if probs.shape[-1] == 1 else MULTI_CLASS_DTYPE
         return Prediction(probs.astype(dtype, copy=False), self.num_classes, tuple(notes))
+
+    def _predict_full(self, pixels: np.ndarray, notes: list[str]) -> np.ndarray:
+        """Probabilities at the image's own size: whole, or in overlapping tiles when it is large."""
+        height, width = pixels.shape[:2]
+        if tiling.should_tile(height, width, self.full_resolution_width):
+            grid = tiling.TileGrid(height, width, self.multiple, self.tile, self.overlap)
+            notes.append(f"predicted in {len(grid)} overlapping tiles of {grid.tile[1]}x{grid.tile[0]} pixels")
+            return tiling.predict_tiles(self._predict_tiles, pixels, self.multiple, self.tile, self.overlap,
+                                        self.tile_batch)
+        return tiling.predict_whole(self._predict_raw, pixels, self.multiple)
+
+    def _predict_at_training_scale(self, pixels: np.ndarray, notes: list[str]) -> np.ndarray:
+        """Scale by the training factor (antialiased bilinear, as training resized), predict, scale back."""
+        height, width = pixels.shape[:2]
+        sy, sx = self.train_scale or (1.0, 1.0)
+        scaled_h, scaled_w = max(self.multiple, round(height * sy)), max(self.multiple, round(width * sx))
+        resized = tf.image.resize(pixels, [scaled_h, scaled_w], method="bilinear", antialias=True)
+        resized = np.clip(np.rint(resized.numpy()), 0, 255).astype(np.uint8)
+        notes.append(f"scaled by {sx:.3g} x {sy:.3g} to {scaled_w}x{scaled_h}, the scale the model was trained "
+                     "at; mask scaled back")
+        if self.train_size:
+            th, tw = self.train_size
+            ratio = max(height / th, width / tw, th / height, tw / width)
+            if ratio >= 2:
+                notes.append(f"this image is {width}x{height} and the training images were {tw}x{th}: it was "
+                             "scaled by the same factor, so objects keep the size training saw; if its objects "
+                             "are not the same size in pixels, the result may suffer")
+        probs = self._predict_full(resized, notes)
+        out = np.empty((height, width, probs.shape[-1]), np.float32)
+        for k in range(probs.shape[-1]):  # one channel at a time: OpenCV caps the channel count
+            out[:, :, k] = cv2.resize(probs[:, :, k], (width, height), interpolation=cv2.INTER_LINEAR)
+        return out
 
     def _predict_resized(self, pixels: np.ndarray, height: int, width: int) -> np.ndarray:
         size = self.resize_to
@@ -400,6 +437,15 @@ class Predictor:
         for k in range(probs.shape[-1]):  # one channel at a time: OpenCV caps the channel count
             out[:, :, k] = cv2.resize(probs[:, :, k], (width, height), interpolation=cv2.INTER_LINEAR)
         return out
+
+
+def _pair(value: Any, kind: type = float) -> tuple[Any, Any] | None:
+    """A recorded [y, x] pair, or None when absent or malformed."""
+    try:
+        y, x = value
+        return kind(y), kind(x)
+    except (TypeError, ValueError):
+        return None
 
 
 def _classes(recorded: list[dict[str, Any]], num_classes: int) -> tuple[tuple[str, ...], np.ndarray]:

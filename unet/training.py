@@ -16,6 +16,7 @@ import dataclasses
 import fcntl
 import importlib.util
 import logging
+import math
 import os
 import platform
 import shutil
@@ -157,6 +158,15 @@ def _split(run_dir: Path, dataset: Dataset, config: Config, resume: bool) -> spl
                                 classes_of=lambda stem: set(np.unique(dataset.read_mask(stem)).tolist()))
 
 
+def typical_size(dataset: Dataset) -> tuple[int, int]:
+    """(h, w) of the dataset's images: their size when all share one, else the geometric mean of the extremes."""
+    sizes = dataset.image_sizes or {}
+    low, high = sizes.get("min"), sizes.get("max")
+    if not low or not high:
+        return (1, 1)
+    return (round(math.sqrt(low[0] * high[0])), round(math.sqrt(low[1] * high[1])))
+
+
 def record_dataset(run_dir: Path, dataset: Dataset, split: splits.Split, config: Config) -> None:
     """The run's record of its data: the class map (values included), normalisation and the split."""
     class_map = dataset.class_map
@@ -170,6 +180,8 @@ def record_dataset(run_dir: Path, dataset: Dataset, split: splits.Split, config:
         "soft_edges": dataset.soft_edges,
         "ignore_value": dataset.ignore_value,
         "source_bits": dataset.source_bits,
+        "train_image_size": list(typical_size(dataset)),
+        "resize_scale": [config.data.input_size / side for side in typical_size(dataset)],
         "mask_kind": dataset.mask_kind,
         "mean": float(dataset.mean),
         "std": float(dataset.std),
