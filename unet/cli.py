@@ -39,19 +39,72 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _load_config(args: argparse.Namespace):
+    """Defaults, then a preset or the suggestion for the data, then --config's keys, then --epochs/--max-minutes."""
+    import dataclasses
+
     from unet.config import Config
 
-    config = Config.load(args.config) if args.config else Config()
+    config = Config()
+    if getattr(args, "preset", None):
+        from unet.presets import apply_preset
+
+        config = apply_preset(config, args.preset)
+    if getattr(args, "suggest", False):
+        config = _suggestion(Path(args.data), args.minutes).config
+    if args.config:
+        Config.load(args.config)  # refuses an unreadable file, bad JSON, an unknown key or a bad value, naming it
+        config = Config.from_dict(_merge(config.to_dict(), json.loads(Path(args.config).read_bytes())))
     overrides = {}
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
     if args.max_minutes is not None:
         overrides["max_minutes"] = args.max_minutes
     if overrides:
-        import dataclasses
-
         config = config.replace(train=dataclasses.replace(config.train, **overrides))
     return config
+
+
+def _merge(base: dict, given: dict) -> dict:
+    """`given`'s sections laid over `base`'s, key by key (a file may give only some keys)."""
+    if not isinstance(given, dict):
+        raise UserError("the config file must hold a JSON object with the sections data, augment, model, train")
+    merged = {section: dict(values) for section, values in base.items()}
+    for section, values in given.items():
+        if isinstance(values, dict) and section in merged:
+            merged[section].update(values)
+        else:
+            merged[section] = values
+    return merged
+
+
+def _suggestion(data: Path, minutes: float):
+    import tempfile
+
+    from unet import pipeline
+    from unet.suggest import suggest
+
+    with tempfile.TemporaryDirectory(prefix="unet-suggest-") as scratch:
+        dataset = pipeline.open_dataset(data, Path(scratch) / "data")
+        return suggest(dataset, minutes)
+
+
+def _preset_names() -> list[str]:
+    from unet.presets import PRESETS
+
+    return list(PRESETS)
+
+
+def _suggest(args: argparse.Namespace) -> int:
+    suggestion = _suggestion(Path(args.data), args.minutes)
+    if args.json:
+        print(json.dumps(suggestion.to_dict(), indent=2))
+    else:
+        cfg = suggestion.config
+        print(f"input {cfg.data.input_size}x{cfg.data.input_size} ({cfg.data.resize}), depth {cfg.model.depth}, "
+              f"{cfg.model.base_filters} base filters, {cfg.train.epochs} epochs")
+        for reason in suggestion.reasons:
+            print(f"  because {reason}")
+    return 0
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -141,10 +194,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", help="folder or zip holding images/ and masks/")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
+    p = command("suggest", _suggest, "settings that fit a dataset and a time budget, with the reasons")
+    p.add_argument("data", help="folder or zip holding images/ and masks/, or a stored dataset")
+    p.add_argument("--minutes", type=float, default=5.0, help="about how long training may take (default 5)")
+    p.add_argument("--json", action="store_true", help="print the config (data, augment, model, train) and reasons")
+
     p = command("train", _train, "train a U-Net; leaves config.json, status.json, history.jsonl, model.keras")
     p.add_argument("--data", required=True, help="folder or zip holding images/ and masks/, or a stored dataset")
     p.add_argument("--out", required=True, help="run folder to write")
-    p.add_argument("--config", help="config.json (sections data, augment, model, train; missing keys take defaults)")
+    p.add_argument("--config", help="config.json (sections data, augment, model, train; missing keys take defaults, "
+                                    "or the preset's / the suggestion's values)")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--preset", choices=_preset_names(), help="start from a preset's settings")
+    start.add_argument("--suggest", action="store_true",
+                       help="start from the settings `suggest` proposes for this data (see --minutes)")
+    p.add_argument("--minutes", type=float, default=5.0, help="with --suggest: the time budget (default 5)")
     p.add_argument("--epochs", type=int, help="override train.epochs")
     p.add_argument("--max-minutes", type=float, help="override train.max_minutes")
     p.add_argument("--resume", action="store_true", help="continue a stopped or interrupted run from last.keras")

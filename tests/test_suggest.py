@@ -1,0 +1,102 @@
+"""Settings that fit the data (issue #13): thin structures in large images get crops at native resolution, large
+blobs may be shrunk, small images are trained whole; the epochs fit the time budget."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.conftest import ROOT
+from unet.dataset import ingest
+from unet.suggest import suggest, thinnest_structure
+
+GFLOPS = 100.0  # a fixed machine speed, so no calibration runs in the test
+
+
+def _write(root: Path, masks: list[np.ndarray]) -> Path:
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i, mask in enumerate(masks):
+        cv2.imwrite(str(root / "images" / f"{i}.png"),
+                    np.random.default_rng(i).integers(0, 255, mask.shape, dtype=np.uint8))
+        cv2.imwrite(str(root / "masks" / f"{i}.png"), mask)
+    return root
+
+
+def _membranes(i: int, size: int = 512) -> np.ndarray:
+    """Cells (255) separated by membranes (0) about 4 px wide, like ISBI."""
+    mask = np.full((size, size), 255, np.uint8)
+    for x in range(20 + i, size, 60):
+        cv2.line(mask, (x, 0), (x + 30, size), 0, 4)
+    for y in range(10 + i, size, 45):
+        cv2.line(mask, (0, y), (size, y + 20), 0, 4)
+    return mask
+
+
+def _blobs(i: int, size: int = 512) -> np.ndarray:
+    mask = np.zeros((size, size), np.uint8)
+    for j in range(4):
+        cv2.circle(mask, (100 + 100 * j, 150 + 40 * (i % 3)), 45, 255, -1)
+    return mask
+
+
+def test_thin_membranes_in_large_images_get_crops_at_native_resolution(tmp_path):
+    dataset, _ = ingest(_write(tmp_path / "raw", [_membranes(i) for i in range(6)]), "em", tmp_path / "ws")
+    name, width = thinnest_structure(dataset)
+    assert name == dataset.classes[0].name and 2 <= width <= 6
+    suggestion = suggest(dataset, minutes=5, gflops_per_second=GFLOPS)
+    assert (suggestion.config.data.resize, suggestion.config.data.input_size) == ("crop", 256)
+    assert "vanish" in suggestion.reasons[0] and f"{width:.0f} px" in suggestion.reasons[0]
+
+
+def test_large_blobs_may_be_shrunk_and_small_images_are_trained_whole(tmp_path):
+    blobs, _ = ingest(_write(tmp_path / "blobs", [_blobs(i) for i in range(6)]), "blobs", tmp_path / "ws")
+    config = suggest(blobs, minutes=5, gflops_per_second=GFLOPS).config
+    assert config.data.resize == "resize" and 128 <= config.data.input_size <= 256
+    small, _ = ingest(_write(tmp_path / "small", [_blobs(i, 64) for i in range(6)]), "small", tmp_path / "ws")
+    config = suggest(small, minutes=5, gflops_per_second=GFLOPS).config
+    assert (config.data.resize, config.data.input_size) == ("resize", 64)
+
+
+def test_the_epochs_fit_the_time_budget(tmp_path):
+    dataset, _ = ingest(_write(tmp_path / "raw", [_membranes(i) for i in range(6)]), "em", tmp_path / "ws")
+    short = suggest(dataset, minutes=1, gflops_per_second=GFLOPS)
+    long = suggest(dataset, minutes=10, gflops_per_second=GFLOPS)
+    assert short.config.train.epochs < long.config.train.epochs
+    assert "1 minutes" in short.reasons[2] and str(short.config.train.epochs) in short.reasons[2]
+
+
+def test_the_command_line_prints_the_suggestion_and_trains_from_a_preset(tmp_path, monkeypatch):
+    data = _write(tmp_path / "raw", [_blobs(i, 64) for i in range(6)])
+    env = {"UNET_WORKSPACE": str(tmp_path / "ws"), "PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, "-m", "unet", "suggest", str(data), "--minutes", "2", "--json"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    printed = json.loads(done.stdout)
+    assert set(printed) == {"data", "augment", "model", "train", "reasons"} and len(printed["reasons"]) == 3
+    assert printed["data"]["input_size"] == 64
+
+    config = tmp_path / "short.json"
+    config.write_text(json.dumps({"train": {"epochs": 1}, "data": {"input_size": 32}}))
+    run = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "unet", "train", "--data", str(data), "--out", str(run),
+                           "--preset", "Quick demo", "--config", str(config)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    used = json.loads((run / "config.json").read_text())
+    assert used["model"]["base_filters"] == 16 and used["model"]["depth"] == 3  # the preset's
+    assert used["train"]["epochs"] == 1 and used["data"]["input_size"] == 32  # the file's keys on top
+
+
+@pytest.mark.parametrize("args, message", [(["--preset", "Nope"], "invalid choice"),
+                                           (["--preset", "Balanced", "--suggest"], "not allowed with")])
+def test_train_refuses_an_unknown_preset_or_both_starts(tmp_path, args, message):
+    done = subprocess.run([sys.executable, "-m", "unet", "train", "--data", "x", "--out", str(tmp_path / "r"), *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and message in done.stderr
