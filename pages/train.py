@@ -45,16 +45,19 @@ with st.expander("New training", expanded=shown is None or not shown.is_active, 
             f"{duration_text(per_epoch * config.train.epochs)} for {config.train.epochs} epochs "
             "(early stopping may end sooner)"
         )
-        train = train_settings(config.train)
+        train, problems = train_settings(config.train)
         if train != config.train:
             config = config.replace(train=train)
             set_config(config)
+        for problem in problems:
+            st.error(problem, icon=":material/block:")
         name = st.text_input("Run name", value=f"{dataset.name}-d{config.model.depth}f{config.model.base_filters}",
                              help="How this run is listed on the Runs page.")
         busy = next((r for r in all_runs if r.is_active), None)
         if busy:
             st.caption(f"“{busy.name}” is training now; a new run waits in the queue until it finishes.")
-        if st.button("Start training", type="primary", icon=":material/play_arrow:"):
+        if st.button("Start training", type="primary", icon=":material/play_arrow:", disabled=bool(problems),
+                     help="Fix the values marked above first." if problems else None):
             with user_errors("starting the training"):
                 run = start(config, dataset, name)
                 st.query_params["run"] = run.id

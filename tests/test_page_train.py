@@ -62,3 +62,24 @@ def test_the_schedule_choice_reaches_the_config_and_unlocks_its_patience(tmp_pat
     assert not at.exception
     assert at.session_state["config"].train.lr_schedule == "plateau"
     assert not next(n for n in at.number_input if n.label.startswith("Lower the learning rate")).disabled
+
+
+@pytest.mark.parametrize("label, typed, named", [("Epochs", 99999999, "Epochs"),
+                                                 ("Time limit (minutes, 0 = none)", -5.0, "Time limit")])
+def test_start_refuses_a_value_out_of_range_and_names_the_field(tmp_path, monkeypatch, label, typed, named):
+    """The config that starts is exactly what the page shows: an out-of-range value blocks Start (issue #13)."""
+    from unet.dataset import ingest
+    from unet.demo import write_demo_dataset
+
+    raw = write_demo_dataset(tmp_path / "raw" / "cells", kind="cells", count=6, size=48)
+    ingest(raw, "cells", tmp_path / "workspace" / "datasets")
+    at = open_page("pages/train.py", tmp_path / "workspace", monkeypatch, dataset="cells")
+    start = next(b for b in at.button if b.label == "Start training")
+    assert not start.disabled
+    next(n for n in at.number_input if n.label == label).set_value(typed).run()
+    assert not at.exception
+    assert any(named in e.value and f"{typed:g}" in e.value for e in at.error)
+    assert next(b for b in at.button if b.label == "Start training").disabled
+    assert at.session_state["config"].train.epochs == 30 and at.session_state["config"].train.max_minutes == 0
+    next(n for n in at.number_input if n.label == label).set_value(20 if label == "Epochs" else 3.0).run()
+    assert not at.error and not next(b for b in at.button if b.label == "Start training").disabled

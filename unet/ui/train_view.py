@@ -43,13 +43,42 @@ LOSS_NAMES = {
 }
 
 
-def train_settings(current: TrainConfig) -> TrainConfig:
-    """Widgets for the training options; returns the TrainConfig they describe."""
+LIMITS = {  # the typed boxes: no min/max on the widget, so what the user typed is what the page checks and shows
+    "Epochs": (1, 10000),
+    "Stop early after": (0, 1000),
+    "Lower the learning rate after": (0, 1000),
+    "Time limit": (0, 10080),
+}
+
+
+def out_of_range(label: str, value: float) -> str | None:
+    """A plain message when a typed value is outside its field's range, naming the field; else None."""
+    low, high = LIMITS[label]
+    if low <= value <= high:
+        return None
+    return f"**{label}**: {value:g} is {'less' if value < low else 'more'} than allowed; type a number from {low:g} " \
+           f"to {high:g}."
+
+
+def train_settings(current: TrainConfig) -> tuple[TrainConfig, list[str]]:
+    """Widgets for the training options: the TrainConfig they describe (the current one for a field whose typed
+    value is out of range) and a message per such field, so the page can refuse to start on values it does not
+    show."""
+    problems: list[str] = []
+
+    def checked(label: str, value: float, fallback: float) -> float:
+        problem = out_of_range(label, value)
+        if problem:
+            problems.append(problem)
+            return fallback
+        return value
+
     left, right = st.columns(2)
     epochs = left.number_input(
-        "Epochs", 1, 10000, current.epochs,
-        help="How many times the network sees every training image. Early stopping may end sooner.",
+        "Epochs", value=current.epochs, step=1,
+        help="How many times the network sees every training image, from 1 to 10000. Early stopping may end sooner.",
     )
+    epochs = checked("Epochs", epochs, current.epochs)
     learning_rate = left.select_slider(
         "Learning rate", [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2],
         value=min([1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2], key=lambda v: abs(v - current.learning_rate)),
@@ -69,9 +98,10 @@ def train_settings(current: TrainConfig) -> TrainConfig:
         help="Images held back to measure progress honestly; the network never learns from them.",
     )
     early = right.number_input(
-        "Stop early after (epochs without improvement)", 0, 1000, current.early_stopping_patience,
-        help="Ends training when validation Dice has not improved for this many epochs. 0 turns it off.",
+        "Stop early after (epochs without improvement)", value=current.early_stopping_patience, step=1,
+        help="Ends training when validation Dice has not improved for this many epochs (0 to 1000). 0 turns it off.",
     )
+    early = checked("Stop early after", early, current.early_stopping_patience)
     lr_schedule = right.selectbox(
         "Learning-rate schedule", LR_SCHEDULES, index=LR_SCHEDULES.index(current.lr_schedule),
         format_func=SCHEDULE_NAMES.get,
@@ -80,26 +110,30 @@ def train_settings(current: TrainConfig) -> TrainConfig:
              "settles the network.",
     )
     reduce_lr = right.number_input(
-        "Lower the learning rate after (epochs without improvement)", 0, 1000, current.reduce_lr_patience,
+        "Lower the learning rate after (epochs without improvement)", value=current.reduce_lr_patience, step=1,
         disabled=lr_schedule != "plateau",
         help="With the 'halve when progress stalls' schedule: halves the learning rate after this many epochs "
-             "without a lower validation loss. 0 turns it off.",
+             "without a lower validation loss (0 to 1000). 0 turns it off.",
     )
+    reduce_lr = checked("Lower the learning rate after", reduce_lr, current.reduce_lr_patience)
     max_minutes = right.number_input(
-        "Time limit (minutes, 0 = none)", 0.0, 10080.0, float(current.max_minutes), 1.0,
-        help="Training stops cleanly after this long and keeps the best model. With the smooth schedule, the "
-             "learning rate reaches its lowest at the limit, so a time-limited run still finishes settled.",
+        "Time limit (minutes, 0 = none)", value=float(current.max_minutes), step=1.0,
+        help="Training stops cleanly after this long (up to 10080 minutes, a week) and keeps the best model. With "
+             "the smooth schedule, the learning rate reaches its lowest at the limit, so a time-limited run still "
+             "finishes settled.",
     )
+    max_minutes = checked("Time limit", max_minutes, current.max_minutes)
     class_weights = st.checkbox(
         "Weight rare classes more", current.class_weights,
         help="Counts mistakes on rare classes more, so small structures are not ignored.",
     )
-    return dataclasses.replace(
+    chosen = dataclasses.replace(
         current, epochs=int(epochs), learning_rate=float(learning_rate), optimizer=optimizer, loss=loss,
         validation_split=float(validation_split), early_stopping_patience=int(early),
         lr_schedule=lr_schedule, reduce_lr_patience=int(reduce_lr), max_minutes=float(max_minutes),
         class_weights=class_weights,
     )
+    return chosen, problems
 
 
 def start(config: Config, dataset: Dataset, name: str) -> runs.Run:
