@@ -13,9 +13,11 @@ from unet.postprocess import scores as truth_scores
 from unet.ui.feedback import user_errors
 from unet.ui.inference_view import (
     error_view,
+    kept_uploads,
     predicted,
     predictor_from_run,
     predictor_from_upload,
+    rank_runs,
     read_uploads,
     truth_for,
 )
@@ -38,16 +40,20 @@ if source == "run":
     if not finished:
         st.info("No trained model yet. Train one on the **Train** page, or upload a .keras file.")
     else:
-        ids = [r.id for r in finished]
+        ranked = rank_runs(finished)
+        ids = [r.id for r, _ in ranked]
+        labels = dict((r.id, label) for r, label in ranked)
         wanted = st.query_params.get("run")
         chosen = st.selectbox(
             "Run",
             ids,
             index=ids.index(wanted) if wanted in ids else 0,
-            format_func=lambda i: next(f"{r.name} (best Dice {r.read_status().get('best_val_dice') or 0:.3f})"
-                                       for r in finished if r.id == i),
-            help="The newest run is first; its best model (highest validation Dice) is used.",
+            format_func=labels.get,
+            help="The best completed run comes first (by its Dice on the held-back images); runs that failed, were "
+                 "stopped early or barely beat the baseline are marked. Each run's best model is used.",
         )
+        if chosen != wanted:
+            st.query_params["run"] = chosen
         with user_errors("loading the model"):
             predictor = predictor_from_run(next(r for r in finished if r.id == chosen))
 else:
@@ -70,20 +76,21 @@ st.caption(
 
 # --- 2. The images -----------------------------------------------------------------------------------------------
 st.header("2. Images", divider="gray")
-uploads = st.file_uploader(
+uploads = kept_uploads("images", st.file_uploader(
     "Images (or a zip of images)",
     type=["png", "jpg", "jpeg", "tif", "tiff", "bmp", "zip"],
     accept_multiple_files=True,
-    help="Any size: large images are processed in overlapping tiles. Grey and colour images are both accepted.",
-)
+    help="Any size: large images are processed in overlapping tiles, at the scale the model was trained at. Grey "
+         "and colour images are both accepted.",
+))
 with st.expander("Compare with true masks (optional)", icon=":material/rule:"):
-    truth_uploads = st.file_uploader(
+    truth_uploads = kept_uploads("masks", st.file_uploader(
         "Masks with the same names as the images",
         type=["png", "tif", "tiff", "bmp"],
         accept_multiple_files=True,
         help="When given, each image shows right (green), extra (red) and missed (blue) pixels, with Dice and IoU; "
         "the gallery puts the worst images first.",
-    )
+    ))
 if not uploads:
     st.info("Upload one or more images to see the model's masks.", icon=":material/arrow_upward:")
     st.stop()

@@ -11,6 +11,7 @@ from unet.ui.feedback import user_errors
 from unet.ui.model_controls import load_into_widgets, model_controls
 from unet.ui.model_facts_view import show_model_facts
 from unet.ui.state import align_config_with_dataset, current_dataset, set_config
+from unet.ui.suggest_view import suggestion_panel
 
 st.title("Model")
 st.write(
@@ -22,6 +23,14 @@ dataset = current_dataset()
 config = align_config_with_dataset(dataset)
 if dataset is None:
     st.info("No dataset chosen yet: estimates assume the demo data. Pick one on the **Dataset** page.")
+else:
+    with user_errors("suggesting settings for this dataset"):
+        suggested = suggestion_panel(dataset, config)
+        if suggested is not None:
+            config = suggested
+            set_config(config)
+            load_into_widgets(config)
+            st.toast("Applied the suggested settings")
 
 # --- Presets and config files --------------------------------------------------------------------------------------
 preset_col, file_col = st.columns([3, 2], gap="large")

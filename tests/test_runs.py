@@ -122,3 +122,22 @@ def test_write_json_atomic_replaces_the_whole_file(tmp_path):
     runs.write_json_atomic(path, {"b": 2})
     assert json.loads(path.read_text()) == {"b": 2}
     assert time.time() - path.stat().st_mtime < 60
+
+
+def test_two_runs_never_share_a_name(tmp_path):
+    first = runs.create_run(tmp_path, "isbi", Config())
+    second = runs.create_run(tmp_path, "isbi", Config())
+    third = runs.create_run(tmp_path, "isbi", Config())
+    assert [first.name, second.name, third.name] == ["isbi", "isbi (2)", "isbi (3)"]
+
+
+def test_elapsed_time_adds_up_across_resumes():
+    """45 s, then a resume of 62 s: 107 s, not 62 (issue #13)."""
+    first = {"started": "2026-01-01T10:00:00", "ended": "2026-01-01T10:00:45"}
+    resumed = {"started": "2026-01-01T11:00:00", "ended": "2026-01-01T11:01:02",
+               "previous_seconds": runs.earlier_seconds(first)}
+    assert runs.elapsed_seconds(first) == 45 and runs.elapsed_seconds(resumed) == 107
+    again = {"started": "2026-01-01T12:00:00", "ended": None, "previous_seconds": runs.earlier_seconds(resumed)}
+    now = runs.session_seconds({"started": "2026-01-01T12:00:00", "ended": "2026-01-01T12:00:10"})
+    assert now == 10 and runs.elapsed_seconds(again, now=runs.datetime.fromisoformat(
+        "2026-01-01T12:00:10").timestamp()) == 117

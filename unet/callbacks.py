@@ -22,9 +22,10 @@ import numpy as np
 import tensorflow as tf
 
 from unet import runs, schedule
+from unet.classmap import IGNORE_INDEX
 from unet.config import Config
 from unet.dataset import Dataset
-from unet.overlay import class_colors, colorize, to_rgb
+from unet.overlay import class_colors, overlay, to_rgb
 from unet.runs import StatusWriter
 
 
@@ -50,16 +51,38 @@ def predict_classes(model: Any, images: tf.Tensor | np.ndarray) -> np.ndarray:
     return (probs[..., 0] > 0.5).astype(np.int64) if probs.shape[-1] == 1 else probs.argmax(-1)
 
 
+SAMPLE_GAP = 6  # white pixels between tiles and rows
+SAMPLE_HEADER = 22  # pixels of the caption row
+SAMPLE_TITLES = ("image", "truth", "prediction")
+
+
 def sample_picture(images01: np.ndarray, masks: np.ndarray, predicted: np.ndarray, colors: np.ndarray) -> np.ndarray:
-    """Rows of image | truth | prediction (uint8 RGB), each tile at most SAMPLE_TILE pixels wide."""
+    """Rows of image | truth | prediction (uint8 RGB) under a caption row, tiles apart; truth and prediction are
+    drawn over the image in the class colours (as on the Inference page), each tile at most SAMPLE_TILE wide."""
     rows = []
     for image, mask, pred in zip(images01, masks, predicted, strict=True):
-        tiles = [to_rgb((np.clip(image, 0, 1) * 255).round().astype(np.uint8)), colorize(mask, colors),
-                 colorize(pred, colors)]
+        picture = to_rgb((np.clip(image, 0, 1) * 255).round().astype(np.uint8))
+        mask = np.where(mask.reshape(mask.shape[:2]) == IGNORE_INDEX, 0, mask.reshape(mask.shape[:2]))
+        tiles = [picture, overlay(picture, mask, colors, opacity=0.55), overlay(picture, pred, colors, opacity=0.55)]
         if tiles[0].shape[0] > SAMPLE_TILE:
-            tiles = [cv2.resize(t, (SAMPLE_TILE, SAMPLE_TILE), interpolation=cv2.INTER_NEAREST) for t in tiles]
-        rows.append(np.concatenate(tiles, axis=1))
-    return np.concatenate(rows, axis=0)
+            tiles = [cv2.resize(t, (SAMPLE_TILE, SAMPLE_TILE), interpolation=cv2.INTER_AREA) for t in tiles]
+        rows.append(_with_gaps(tiles, axis=1))
+    body = _with_gaps(rows, axis=0)
+    header = np.full((SAMPLE_HEADER, body.shape[1], 3), 255, np.uint8)
+    tile_width = (body.shape[1] - 2 * SAMPLE_GAP) // 3
+    for i, title in enumerate(SAMPLE_TITLES):
+        cv2.putText(header, title, (i * (tile_width + SAMPLE_GAP) + 4, SAMPLE_HEADER - 7), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.45, (40, 40, 40), 1, cv2.LINE_AA)
+    return np.concatenate([header, body], axis=0)
+
+
+def _with_gaps(pictures: list[np.ndarray], axis: int) -> np.ndarray:
+    """The pictures side by side (axis 1) or stacked (axis 0), SAMPLE_GAP white pixels apart."""
+    shape = list(pictures[0].shape)
+    shape[axis] = SAMPLE_GAP
+    gap = np.full(shape, 255, np.uint8)
+    parts = [part for picture in pictures for part in (picture, gap)][:-1]
+    return np.concatenate(parts, axis=axis)
 
 
 def write_png_atomic(path: Path, rgb: np.ndarray) -> None:

@@ -275,8 +275,9 @@ def _training_section(facts: _RunFacts, plots: _Plots) -> str:
     names = [_e(n) for n in facts.names]  # Plotly renders HTML-like tags in legends
     seconds = sum(float(r.get("seconds") or 0) for r in facts.history)
     return ("<section><h2>4. Training</h2>"
-            f"<p>{len(facts.history)} epochs (passes over the training images), {_e(duration_text(seconds))} of "
-            "computing. Curves that keep rising on the validation images mean the model was still learning; "
+            f"<p>{len(facts.history)} epochs (passes over the training images), {_e(duration_text(seconds))} inside "
+            "the epochs themselves (the training time above adds start-up, saving and every resumed session). "
+            "Curves that keep rising on the validation images mean the model was still learning; "
             "a validation curve that falls while training rises means it started memorising.</p>"
             f"{plots.html(history_figure(facts.history, names))}</section>")
 

@@ -4,19 +4,11 @@ command that reproduces a run headless."""
 from __future__ import annotations
 
 import shlex
-from datetime import datetime
 from typing import Any
 
 from unet.config import Config
 from unet.errors import UserError
-from unet.runs import DATASET, HELD_BACK, Run, read_json
-
-
-def _seconds_between(start: str | None, end: str | None) -> float | None:
-    try:
-        return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
-    except (TypeError, ValueError):
-        return None
+from unet.runs import DATASET, HELD_BACK, Run, elapsed_seconds, read_json
 
 
 def duration_text(seconds: float | None) -> str:
@@ -52,7 +44,7 @@ def summary_row(run: Run) -> dict[str, Any]:
         "near_baseline": bool(held_back.get("near_baseline")),
         "best_epoch": best.get("epoch"),
         "epochs": len(history),
-        "duration": duration_text(_seconds_between(status.get("started"), ended)),
+        "duration": duration_text(elapsed_seconds({**status, "ended": ended}) if status.get("started") else None),
         "started": (status.get("started") or "")[:16].replace("T", " "),
     }
 

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,19 @@ def write_json_atomic(path: Path, data: Any) -> None:
         os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the file from a web server running as another user
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(data, f, indent=2)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write text to a temp file beside `path`, then rename it over `path`."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -162,6 +176,37 @@ class Run:
         return (self.path / LAST_MODEL).exists() and self.read_status().get("state") in RESUMABLE_STATES
 
 
+def session_seconds(status: dict[str, Any], now: float | None = None) -> float:
+    """Seconds of the current (or last) training session: started -> ended, or -> now while it runs."""
+    try:
+        start = datetime.fromisoformat(status["started"]).timestamp()
+        end = status.get("ended")
+        stop = datetime.fromisoformat(end).timestamp() if end else (time.time() if now is None else now)
+    except (KeyError, TypeError, ValueError):
+        return 0.0
+    return max(0.0, stop - start)
+
+
+def earlier_seconds(previous: dict[str, Any]) -> float:
+    """Seconds spent in the sessions before a resume: the ones they had carried plus the last one's."""
+    if not previous:
+        return 0.0
+    return float(previous.get("previous_seconds") or 0.0) + session_seconds(previous)
+
+
+def elapsed_seconds(status: dict[str, Any], now: float | None = None) -> float:
+    """A run's training time over every session, so a resumed run does not restart its clock at 0:00."""
+    return float(status.get("previous_seconds") or 0.0) + session_seconds(status, now)
+
+
+def unique_name(root: Path, name: str) -> str:
+    """`name`, or `name (2)`, `name (3)`… when a run of that name exists already: runs are told apart by name."""
+    taken = {run.name for run in list_runs(root)}
+    if name not in taken:
+        return name
+    return next(f"{name} ({i})" for i in range(2, len(taken) + 3) if f"{name} ({i})" not in taken)
+
+
 def _unique_folder(root: Path, name: str) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     base = f"{stamp}-{workspace.safe_name(name, fallback='run', max_length=48)}"
@@ -177,8 +222,9 @@ def _unique_folder(root: Path, name: str) -> Path:
 
 def create_run(root: Path, name: str, config: Config, dataset_dir: Path | None = None) -> Run:
     """A new run folder `root/YYYYmmdd-HHMMSS-name` holding config.json and run.json, not yet started."""
+    name = unique_name(Path(root), name)
     path = _unique_folder(Path(root), name)
-    (path / CONFIG).write_text(config.to_json(), encoding="utf-8")
+    write_text_atomic(path / CONFIG, config.to_json())
     info = {"name": name, "created": now_iso(), "dataset": str(dataset_dir) if dataset_dir else None}
     write_json_atomic(path / RUN_INFO, info)
     return Run(path)

@@ -354,6 +354,7 @@ def train(run_dir: Path, data: Path, config: Config, resume: bool = False,
     previous = runs.Run(run_dir).read_status() if resume else {}
     status = StatusWriter(run_dir, {
         "state": runs.QUEUED, "pid": os.getpid(), "started": runs.now_iso(), "ended": None,
+        "previous_seconds": runs.earlier_seconds(previous),
         "epoch": previous.get("epoch", 0), "epochs": config.train.epochs, "batch": 0, "batches": 0,
         "best_val_dice": previous.get("best_val_dice"), "best_epoch": previous.get("best_epoch"),
         "message": "preparing", "error": None,

@@ -6,9 +6,11 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
+import tempfile
 import time
 import unicodedata
 import uuid
@@ -80,6 +82,33 @@ def upload_folder() -> Path:
     folder = root() / "uploads" / uuid.uuid4().hex
     folder.mkdir(parents=True)
     return folder
+
+
+LAST_USED = "last_used.json"  # the settings and dataset a new tab or a reload starts from
+
+
+def read_last_used() -> dict:
+    """What the app was last set to in this workspace ({"config": {...}, "dataset": name}); {} when unknown."""
+    try:
+        data = json.loads((root() / LAST_USED).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_last_used(**changes: object) -> None:
+    """Update the last-used record atomically (a unique temp file per writer, then a rename)."""
+    data = read_last_used()
+    if all(data.get(key) == value for key, value in changes.items()):
+        return
+    data.update(changes)
+    fd, temp = tempfile.mkstemp(dir=root(), prefix=f".{LAST_USED}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(data, out, indent=2)
+        os.replace(temp, root() / LAST_USED)
+    except OSError:
+        Path(temp).unlink(missing_ok=True)  # a full disk must not break the page; the settings stay in the tab
 
 
 @contextlib.contextmanager

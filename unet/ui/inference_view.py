@@ -6,6 +6,7 @@ user's data and must never be shared with another session.
 
 from __future__ import annotations
 
+import io
 import shutil
 import uuid
 from pathlib import Path
@@ -56,6 +57,56 @@ def predictor_from_upload(upload) -> Predictor:
             shutil.rmtree(folder, ignore_errors=True)
 
     return _cached_predictor(("file", upload.file_id), load)
+
+
+class KeptUpload(io.BytesIO):
+    """An uploaded file's bytes kept in the tab's session, so the images survive a visit to another page (the
+    uploader widget forgets them when its page is left)."""
+
+    def __init__(self, name: str, data: bytes) -> None:
+        super().__init__(data)
+        self.name, self.file_id, self.size = name, f"kept-{hash((name, data))}", len(data)
+
+
+def kept_uploads(kind: str, uploads: list | None) -> list:
+    """The files in the uploader, remembered for this tab; the remembered ones when the uploader is empty after
+    navigation, with a line that says so and a button to forget them."""
+    key = f"inference_kept_{kind}"
+    if uploads:
+        st.session_state[key] = [KeptUpload(u.name, u.getvalue()) for u in uploads]
+        return uploads
+    kept = st.session_state.get(key) or []
+    if kept:
+        names = ", ".join(k.name for k in kept[:3]) + (" …" if len(kept) > 3 else "")
+        left, right = st.columns([4, 1])
+        left.caption(f"Using the {len(kept)} {kind} uploaded earlier in this tab: {names}")
+        if right.button("Forget them", key=f"forget_{kind}", help=f"Remove the remembered {kind}."):
+            st.session_state.pop(key, None)
+            st.rerun()
+        for k in kept:
+            k.seek(0)
+    return kept
+
+
+def rank_runs(finished: list[Run]) -> list[tuple[Run, str]]:
+    """Runs with a model, best first: completed runs that beat the baseline, by held-back (else validation) Dice;
+    then stopped, near-baseline and failed ones, each marked in its label."""
+    from unet.run_summary import summary_row
+
+    def entry(run: Run) -> tuple[tuple, Run, str]:
+        row = summary_row(run)
+        score = row["held_back_dice"] if row["held_back_dice"] is not None else row["best_val_dice"]
+        marks = []
+        if row["near_baseline"]:
+            marks.append("barely better than the baseline")
+        if row["state"] != "completed":
+            marks.append(row["state"])
+        shown = f"Dice {score:.3f}" if isinstance(score, (int, float)) else "no score yet"
+        label = f"{run.name} ({shown}" + (f"; {', '.join(marks)})" if marks else ")")
+        order = (bool(marks), -(score if isinstance(score, (int, float)) else -1.0))
+        return order, run, label
+
+    return [(run, label) for _, run, label in sorted((entry(r) for r in finished), key=lambda e: e[0])]
 
 
 def read_uploads(uploads) -> tuple[list[tuple[str, np.ndarray]], list[tuple[str, str]]]:

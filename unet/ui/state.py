@@ -1,7 +1,9 @@
 """What the pages share within one browser tab: the config being edited and the chosen dataset.
 
 `st.session_state` is per tab and is reset by a refresh, so the chosen dataset's name is also kept in the URL
-(`?dataset=NAME`); the dataset itself lives on disk in the workspace.
+(`?dataset=NAME`), and both the config and the dataset are written to the workspace's `last_used.json`: a reload
+or a new tab starts from what the user last set, not from the defaults. (One record per workspace: the app is a
+local, single-user tool; tabs that edit different configs at once share the last one written.)
 """
 
 from __future__ import annotations
@@ -20,17 +22,28 @@ _DATASET = "dataset"
 def get_config() -> Config:
     """The config this tab is editing (defaults on first use)."""
     if _CONFIG not in st.session_state:
-        st.session_state[_CONFIG] = Config()
+        st.session_state[_CONFIG] = _last_config()
     return st.session_state[_CONFIG]
+
+
+def _last_config() -> Config:
+    saved = workspace.read_last_used().get("config")
+    if not saved:
+        return Config()
+    try:
+        return Config.from_dict(saved)
+    except UserError:  # written by an older version, or edited by hand: start from the defaults
+        return Config()
 
 
 def set_config(config: Config) -> None:
     st.session_state[_CONFIG] = config
+    workspace.write_last_used(config=config.to_dict())
 
 
 def current_dataset() -> Dataset | None:
     """The dataset chosen in this tab, or None; survives a refresh through the URL."""
-    name = st.session_state.get(_DATASET) or st.query_params.get(_DATASET)
+    name = st.session_state.get(_DATASET) or st.query_params.get(_DATASET) or workspace.read_last_used().get(_DATASET)
     if not name:
         return None
     folder = workspace.datasets_dir() / workspace.safe_name(name)
@@ -51,6 +64,7 @@ def set_current_dataset(name: str | None) -> None:
     else:
         st.session_state.pop(_DATASET, None)
         st.query_params.pop(_DATASET, None)
+    workspace.write_last_used(dataset=name)
 
 
 def align_config_with_dataset(dataset: Dataset | None) -> Config:

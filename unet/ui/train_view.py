@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-import time
-from datetime import datetime
 
 import streamlit as st
 
@@ -156,19 +154,6 @@ def _clock(seconds: float) -> str:
         f"{seconds // 60}:{seconds % 60:02d}"
 
 
-def _elapsed(status: dict) -> float:
-    try:
-        start = datetime.fromisoformat(status["started"]).timestamp()
-    except (KeyError, TypeError, ValueError):
-        return 0.0
-    end = status.get("ended")
-    try:
-        stop = datetime.fromisoformat(end).timestamp() if end else time.time()
-    except (TypeError, ValueError):
-        stop = time.time()
-    return max(0.0, stop - start)
-
-
 def _progress(status: dict, history: list[dict]) -> tuple[float, str, float | None]:
     """(fraction done, label, seconds left or None) from the status and the finished epochs."""
     epochs = max(1, int(status.get("epochs") or 1))
@@ -208,7 +193,8 @@ def run_view(run: runs.Run, class_names: list[str]) -> None:
         head = st.columns([2, 1, 1, 1])
         head[0].markdown(f"### {run.name}  \n:{color}-badge[{icon} {label}]")
         fraction, progress_label, left = _progress(status, history)
-        head[1].metric("Elapsed", _clock(_elapsed(status)))
+        head[1].metric("Elapsed", _clock(runs.elapsed_seconds(status)),
+                       help="Training time over every session of this run, resumes included.")
         head[2].metric("Time left", _clock(left) if left is not None and state == "running" else "–",
                        help="Estimated from the last epochs; early stopping may end sooner.")
         best = status.get("best_val_dice")
