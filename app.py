@@ -22,6 +22,8 @@ navigation = st.navigation(
 )
 # Drawn before the page (so it is there even when a page stops early) and again after it, so it shows what the
 # page just changed (a dataset loaded, a preset applied).
+st.sidebar.markdown("## :material/biotech: U-Net Studio")
+st.sidebar.caption("Train a segmentation model on your own images, no code.")
 sidebar = st.sidebar.empty()
 with sidebar.container():
     show_sidebar()

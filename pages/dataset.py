@@ -127,7 +127,12 @@ with files_tab:
     )
     files_name = st.text_input("Dataset name", value="my-dataset", key="files_name", help="How this dataset is listed.")
     ready = bool(image_files and mask_files)
-    if st.button("Check and save", disabled=not ready, key="save_files", icon=":material/upload:"):
+    if not ready and (image_files or mask_files):
+        missing = "masks" if image_files else "images"
+        st.caption(f"Add the {missing} too: every image needs its mask (a picture of the same size that paints "
+                   "what should be found). No masks yet? Draw them in another program first.")
+    if st.button("Check and save", disabled=not ready, key="save_files", icon=":material/upload:",
+                 help=None if ready else "Needs images and their masks."):
         with user_errors("reading the uploaded files"):
             _store_files(image_files, mask_files, files_name)
             st.rerun()
@@ -151,7 +156,8 @@ with saved_tab:
 
 dataset: Dataset | None = current_dataset()
 if dataset is None:
-    st.info("Start with **Load demo data** above, or upload your own images and masks.", icon=":material/arrow_upward:")
+    st.info("Choose data above: the **Demo data** tab makes some in one click, or upload your own images and masks "
+            "(a zip, or files), or open a **saved dataset**.", icon=":material/arrow_upward:")
     st.stop()
 
 # --- 2. The check -------------------------------------------------------------------------------------------------

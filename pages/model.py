@@ -62,6 +62,7 @@ with file_col:
     uploaded = st.file_uploader(
         "Load a config (JSON)",
         type=["json"],
+        max_upload_size=1,
         help="A config.json from a run or a download; missing keys take defaults.",
     )
     if uploaded is not None and st.session_state.get("config_upload_id") != uploaded.file_id:

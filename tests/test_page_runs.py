@@ -72,7 +72,7 @@ def test_compare_overlays_curves_and_highlights_the_differing_setting(two_runs: 
     assert len(at.multiselect[0].value) == 2
     assert len(at.get("plotly_chart")) >= 1
     frame = at.dataframe[1].value
-    assert list(frame.index) == ["train.learning_rate"], "only the differing setting is listed by default"
+    assert list(frame.index) == ["Learning rate"], "only the differing setting is listed, in plain words"
 
 
 def test_delete_needs_confirmation_and_removes_the_folder(two_runs: Path, monkeypatch):

@@ -67,6 +67,12 @@ def history_figure(history: Sequence[dict], class_names: Sequence[str] | None = 
     return figure
 
 
+METRIC_NAMES = {
+    "val_dice": "validation Dice", "val_iou": "validation IoU", "val_loss": "validation loss",
+    "dice": "training Dice", "loss": "training loss", "iou": "training IoU",
+}
+
+
 def compare_figure(histories: dict[str, Sequence[dict]], key: str = "val_dice") -> go.Figure:
     """One metric of several runs overlaid, for the Runs page."""
     figure = go.Figure()
@@ -75,7 +81,8 @@ def compare_figure(histories: dict[str, Sequence[dict]], key: str = "val_dice") 
         epochs = [r["epoch"] for r in rows]
         figure.add_trace(go.Scatter(x=epochs, y=[r.get(key) for r in rows], name=name, mode="lines"))
     figure.update_layout(
-        height=360, xaxis_title="epoch", yaxis_title=key, template="plotly_white",
+        height=360, xaxis_title="epoch", yaxis_title=METRIC_NAMES.get(key, key.replace("_", " ")),
+        template="plotly_white",
         margin={"l": 10, "r": 10, "t": 30, "b": 10},
     )
     return figure

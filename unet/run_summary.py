@@ -49,16 +49,57 @@ def summary_row(run: Run) -> dict[str, Any]:
     }
 
 
+SETTING_NAMES = {  # what a non-programmer reads in the compare table, for config.json's keys
+    "data.input_size": "Input size (pixels)", "data.channels": "Image channels", "data.normalisation":
+    "Brightness normalisation", "data.resize": "Large images", "augment.enabled": "Augmentation",
+    "augment.flip": "Flips", "augment.rotate90": "Quarter turns", "augment.rotate": "Rotation (degrees)",
+    "augment.zoom": "Zoom", "augment.shift": "Shift", "augment.shear": "Shear (degrees)", "augment.elastic":
+    "Elastic deformation", "augment.brightness": "Brightness change", "augment.contrast": "Contrast change",
+    "augment.gamma": "Gamma change", "augment.noise": "Noise", "augment.blur": "Blur (pixels)",
+    "augment.fill_mode": "Corner filling", "model.depth": "Depth (levels)", "model.base_filters": "Base filters",
+    "model.kernel_size": "Kernel size", "model.batch_norm": "Batch normalisation", "model.activation": "Activation",
+    "model.leaky_alpha": "Leaky ReLU slope", "model.dropout": "Dropout", "model.dropout_placement":
+    "Dropout placement", "model.pooling": "Down-sampling", "model.upsampling": "Up-sampling", "model.num_classes":
+    "Classes", "train.epochs": "Epochs", "train.batch_size": "Batch size", "train.learning_rate": "Learning rate",
+    "train.optimizer": "Optimizer", "train.loss": "Loss", "train.class_weights": "Weight rare classes",
+    "train.validation_split": "Validation share", "train.early_stopping_patience": "Stop early after (epochs)",
+    "train.lr_schedule": "Learning-rate schedule", "train.reduce_lr_patience": "Lower the rate after (epochs)",
+    "train.seed": "Random seed", "train.max_minutes": "Time limit (minutes)",
+}
+VALUE_NAMES = {
+    "adam": "Adam", "adamw": "AdamW", "sgd": "SGD with momentum", "dice_ce": "Dice + cross-entropy",
+    "ce": "Cross-entropy", "dice": "Dice", "focal": "Focal", "cosine": "Warm up, then lower smoothly",
+    "plateau": "Halve when progress stalls", "constant": "Fixed", "crop": "Crops at native resolution",
+    "resize": "Resized whole", "unit": "0 to 1", "standard": "Mean 0, spread 1", "max": "Max pooling",
+    "average": "Average pooling", "bilinear": "Bilinear", "transpose": "Transposed convolution", "relu": "ReLU",
+    "leaky_relu": "Leaky ReLU", "elu": "ELU", "gelu": "GELU", "bottleneck": "Bottleneck only",
+    "decoder": "Decoder", "all": "Every level", "reflect": "Mirrored", "constant_fill": "Black",
+}
+
+
+def _plain(value: Any) -> Any:
+    """A value as a person reads it: yes/no, 60 rather than 60.0, named choices."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else float(f"{value:.6g}")
+    if isinstance(value, str):
+        return VALUE_NAMES.get(value, value)
+    return value
+
+
 def config_table(configs: dict[str, Config]) -> tuple[list[dict[str, Any]], list[str]]:
-    """Rows `{"setting": "model.depth", run name: value, ...}` for every setting, and the settings that differ."""
+    """Rows `{"setting": "Depth (levels)", run name: value, ...}` for every setting, in plain words, and the
+    settings (their plain names) that differ between the runs."""
     flat = {name: _flatten(config.to_dict()) for name, config in configs.items()}
     keys = list(next(iter(flat.values()))) if flat else []
     rows, differing = [], []
     for key in keys:
         values = {name: values.get(key) for name, values in flat.items()}
-        rows.append({"setting": key, **values})
+        label = SETTING_NAMES.get(key, key.split(".")[-1].replace("_", " ").capitalize())
+        rows.append({"setting": label, **{name: str(_plain(v)) for name, v in values.items()}})
         if len({repr(v) for v in values.values()}) > 1:
-            differing.append(key)
+            differing.append(label)
     return rows, differing
 
 

@@ -60,6 +60,7 @@ def augment_controls(current: AugmentConfig) -> AugmentConfig:
             disabled=not (enabled and on),
             key=f"aug_{field}",
             label_visibility="collapsed",
+            format="%.0f°" if "degrees" in label else ("%.2f px" if "pixels" in label else "%.2f"),
             help=help_text,
         )
         values[field] = strength if on else 0.0
