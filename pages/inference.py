@@ -170,8 +170,12 @@ download[0].download_button(
 )
 download[1].download_button("Overlay (PNG)", png_bytes(items[1][1]), f"{stem}_overlay.png", "image/png",
                             icon=":material/download:")
-all_items = [item for r in results for item in result_items(r[0].rsplit(".", 1)[0], r[1], r[2], predictor.colors,
-                                                           opacity, contours)]
+all_items = []
+for r in results:
+    r_stem = r[0].rsplit(".", 1)[0]
+    _, overlay_item = result_items(r_stem, r[1], r[2], predictor.colors, opacity, contours)
+    all_items += [(f"masks/{r_stem}.png", encode_png(*mask_file_pixels(predictor, r[2]))),
+                  (f"class_indices/{r_stem}.png", encode_png(r[2].astype("uint8"))), overlay_item]
 all_rows = [row for r in results for row in measure(r[2], predictor.class_names, image=r[0])]
 download[2].download_button(
     f"All {len(results)} as zip",
@@ -179,7 +183,8 @@ download[2].download_button(
     "predictions.zip",
     "application/zip",
     icon=":material/folder_zip:",
-    help="Masks, overlays and a CSV of areas and object counts for every image.",
+    help="For every image: the mask in your masks' own values (viewable, and usable as a mask again), the same as "
+         "class numbers 0, 1, 2… (class_indices/), the overlay, and a CSV of areas and object counts.",
 )
 
 if len(results) > 1:
