@@ -318,19 +318,21 @@ def peak_rss_mb(cfg: Config, setting: Setting, work: Path) -> dict[str, Any]:
 
 
 def isbi_quality(folder: Path, work: Path, minutes: float, progress: Callable[[str], None]) -> dict[str, Any]:
-    """Validation Dice of the cell class after `minutes` of training the Balanced preset on ISBI 2012."""
+    """Held-back cell and membrane Dice after `minutes` of training on ISBI 2012 with the settings `suggest`
+    proposes for it (what a user gets by accepting the suggestion)."""
     from unet import runs, training
     from unet.dataset import ingest
-    from unet.presets import apply_preset
+    from unet.suggest import suggest
 
     if not (folder / "images").is_dir():
         message = f"skipped: the ISBI membrane data is not at {folder} (set {ISBI_ENV} to its folder)"
         progress(message)
         return {"isbi_dice_5min": None, "isbi_note": message}
     dataset, _ = ingest(folder, "isbi", work / "datasets")  # into the temporary workspace, never the project
-    cfg = apply_preset(Config(), "Balanced")
-    # The preset as a user trains it, capped at `minutes` (its schedule then ends with the time limit), without
-    # early stopping so every run gets the whole time; model.keras keeps the best epoch, which is what is scored.
+    cfg = suggest(dataset, minutes).config
+    progress(f"quality: the suggestion is {cfg.data.input_size}-px {cfg.data.resize}, {cfg.train.epochs} epochs")
+    # The suggestion as a user accepts it, also capped at `minutes` (its schedule then ends with the time limit),
+    # without early stopping so every run gets the whole time; model.keras keeps the best epoch, which is scored.
     cfg = cfg.replace(train=dataclasses.replace(cfg.train, max_minutes=minutes, early_stopping_patience=0))
     run_dir = work / "runs" / "isbi"
     started = time.perf_counter()
@@ -476,9 +478,9 @@ _ROWS = (
     ("predict_ms_512_full_resolution", "predict 512x512 at full resolution", "ms"),
     ("predict_ms_4000x3000", "predict 4000x3000 (tiled)", "ms"),
     ("peak_rss_mb", "trainer peak memory, 10x demo data", "MB"),
-    ("isbi_dice_5min", "ISBI cell Dice after 5 min (Balanced)", ""),
+    ("isbi_dice_5min", "ISBI cell Dice after 5 min (the suggested settings)", ""),
     ("isbi_dice_5min_best_threshold", "  at the evaluation's best threshold", ""),
-    ("isbi_membrane_dice_5min", "ISBI membrane Dice after 5 min (Balanced)", ""),
+    ("isbi_membrane_dice_5min", "ISBI membrane Dice after 5 min (the suggested settings)", ""),
     ("isbi_baseline_dice", "  cell Dice of painting everything 'cell'", ""),
     ("isbi_dice_5min_crops", "  as training measured it (centre crops)", ""),
     ("isbi_epochs", "  epochs in those 5 minutes", ""),
