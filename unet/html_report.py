@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import tempfile
 import time
 from collections.abc import Sequence
 from html import escape
@@ -416,13 +414,5 @@ def write_report(run_dir: Path, out_path: Path, data: Path | None = None) -> Pat
     html = build_report(Path(run_dir), Path(data) if data is not None else None)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(html)
-        os.replace(tmp, out_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    runs.write_text_atomic(out_path, html)
     return out_path

@@ -149,3 +149,30 @@ def screenshot(page, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def download(page, button: str, target: Path, attempts: int = 3) -> Path:
+    """Click a download button and save the file; retried, since a late rerun can replace the file under the click."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    for attempt in range(attempts):
+        wait_for_app(page)
+        try:
+            with page.expect_download() as info:
+                page.get_by_role("button", name=button).click()
+            info.value.save_as(target)
+            return target
+        except PlaywrightError:
+            if attempt == attempts - 1:
+                raise
+    return target
+
+
+def start_training(page, epochs: int) -> None:
+    """On the Train page: type the epochs and press Start."""
+    box = page.get_by_role("spinbutton", name="Epochs", exact=True)
+    box.fill(str(epochs))
+    box.press("Enter")
+    wait_for_app(page)
+    page.get_by_role("button", name="Start training").click()
+    wait_for_app(page)

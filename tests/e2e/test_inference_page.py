@@ -7,10 +7,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import screenshot, wait_for_app
+from tests.e2e.conftest import download, screenshot, wait_for_app
 
 
 def _overlay_source(page) -> str:
@@ -47,17 +46,7 @@ def test_upload_see_overlay_change_opacity_download_zip(page, app_url, trained_r
     wait_for_app(page)
     expect(page.get_by_test_id("stImage").first.locator("img")).not_to_have_attribute("src", before, timeout=30_000)
 
-    archive = tmp_path / "predictions.zip"
-    for attempt in range(3):  # a rerun still settling from the slider can replace the file under the click
-        wait_for_app(page)
-        try:
-            with page.expect_download() as info:
-                page.get_by_role("button", name="All 1 as zip").click()
-            info.value.save_as(archive)
-            break
-        except PlaywrightError:
-            if attempt == 2:
-                raise
+    archive = download(page, "All 1 as zip", tmp_path / "predictions.zip")
     with zipfile.ZipFile(archive) as zf:
         names = zf.namelist()
     assert "measurements.csv" in names

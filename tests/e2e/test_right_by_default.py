@@ -12,10 +12,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 from PIL import Image
-from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import screenshot, wait_for_app
+from tests.e2e.conftest import download, screenshot, start_training, wait_for_app
 
 
 def _membrane_pair(i: int, size: int = 512) -> tuple[np.ndarray, np.ndarray]:
@@ -66,12 +65,7 @@ def test_suggested_settings_survive_a_reload_and_a_larger_image_gets_a_viewable_
 
     page.get_by_role("link", name="Train").first.click()
     wait_for_app(page)
-    epochs = page.get_by_role("spinbutton", name="Epochs", exact=True)
-    epochs.fill("300")
-    epochs.press("Enter")
-    wait_for_app(page)
-    page.get_by_role("button", name="Start training").click()
-    wait_for_app(page)
+    start_training(page, 300)
     expect(_badge(page, "Training")).to_be_visible(timeout=60_000)
     expect(page.get_by_test_id("stPlotlyChart")).to_be_visible(timeout=180_000)  # an epoch done: a model saved
 
@@ -97,17 +91,7 @@ def test_suggested_settings_survive_a_reload_and_a_larger_image_gets_a_viewable_
     wait_for_app(page)
     expect(page.get_by_text("big section.png: image · overlay · mask")).to_be_visible(timeout=120_000)
     screenshot(page, "right-by-default-inference")
-    target = tmp_path / "mask.png"
-    for attempt in range(3):  # a late rerun can replace the file under the click
-        wait_for_app(page)
-        try:
-            with page.expect_download() as info:
-                page.get_by_role("button", name="Mask (PNG)").click()
-            info.value.save_as(target)
-            break
-        except PlaywrightError:
-            if attempt == 2:
-                raise
+    target = download(page, "Mask (PNG)", tmp_path / "mask.png")
     picture = Image.open(io.BytesIO(target.read_bytes()))
     assert picture.size == (1024, 1024)
     values = set(np.unique(np.array(picture)).tolist())

@@ -6,7 +6,7 @@ import re
 
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import screenshot, wait_for_app
+from tests.e2e.conftest import screenshot, start_training, wait_for_app
 
 EPOCH = re.compile(r"Epoch (\d+) of (\d+)")
 
@@ -31,12 +31,7 @@ def test_training_runs_on_while_the_user_navigates_and_stops_cleanly(page, app_u
 
     page.get_by_role("link", name="Train").first.click()
     wait_for_app(page)
-    epochs = page.get_by_role("spinbutton", name="Epochs", exact=True)
-    epochs.fill("60")
-    epochs.press("Enter")
-    wait_for_app(page)
-    page.get_by_role("button", name="Start training").click()
-    wait_for_app(page)
+    start_training(page, 60)
 
     expect(_badge(page, "Training")).to_be_visible(timeout=60_000)
     chart = page.get_by_test_id("stPlotlyChart")
