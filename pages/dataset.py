@@ -239,4 +239,5 @@ with preview:
     with user_errors("drawing the preview"):
         preview_grid(dataset, config, seed=st.session_state.get("preview_seed", 0))
 
-st.page_link("pages/model.py", label="Next: choose the model", icon=":material/arrow_forward:")
+st.page_link("pages/model.py", label="Next: settings suggested for this data, and the model",
+             icon=":material/arrow_forward:")

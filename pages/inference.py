@@ -156,7 +156,14 @@ for note in notes:
 if truth is not None:
     error_view(image, mask, truth, score, opacity)
 rows = measure(mask, predictor.class_names, image=name)
-st.dataframe(rows, hide_index=True, width="stretch")
+st.dataframe(
+    [{"Class": r["name"], "Pixels": r["pixels"], "Share of the image": r["percent"], "Objects": r["objects"]}
+     for r in rows],
+    hide_index=True, width="stretch",
+    column_config={"Share of the image": st.column_config.NumberColumn(format="%.1f %%"),
+                   "Objects": st.column_config.NumberColumn(help="Separate patches of the class (touching objects "
+                                                                  "count as one).")},
+)
 
 stem = name.rsplit(".", 1)[0]
 items = result_items(stem, image, mask, predictor.colors, opacity, contours)

@@ -72,7 +72,7 @@ def test_the_epochs_fit_the_time_budget(tmp_path):
     assert "1 minutes" in short.reasons[2] and str(short.config.train.epochs) in short.reasons[2]
 
 
-def test_the_command_line_prints_the_suggestion_and_trains_from_a_preset(tmp_path, monkeypatch):
+def test_the_command_line_prints_the_suggestion_and_trains_from_a_preset_with_a_test_set(tmp_path, monkeypatch):
     data = _write(tmp_path / "raw", [_blobs(i, 64) for i in range(6)])
     env = {"UNET_WORKSPACE": str(tmp_path / "ws"), "PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "3"}
     done = subprocess.run([sys.executable, "-m", "unet", "suggest", str(data), "--minutes", "2", "--json"],
@@ -86,12 +86,14 @@ def test_the_command_line_prints_the_suggestion_and_trains_from_a_preset(tmp_pat
     config.write_text(json.dumps({"train": {"epochs": 1}, "data": {"input_size": 32}}))
     run = tmp_path / "run"
     done = subprocess.run([sys.executable, "-m", "unet", "train", "--data", str(data), "--out", str(run),
-                           "--preset", "Quick demo", "--config", str(config)],
+                           "--preset", "Quick demo", "--config", str(config), "--test-split", "0.34"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     used = json.loads((run / "config.json").read_text())
     assert used["model"]["base_filters"] == 16 and used["model"]["depth"] == 3  # the preset's
     assert used["train"]["epochs"] == 1 and used["data"]["input_size"] == 32  # the file's keys on top
+    recorded = json.loads((run / "dataset.json").read_text())
+    assert len(recorded["test"]) == 2 and not set(recorded["test"]) & set(recorded["train"] + recorded["val"])
 
 
 @pytest.mark.parametrize("args, message", [(["--preset", "Nope"], "invalid choice"),

@@ -110,7 +110,7 @@ def _suggest(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from unet.training import train
 
-    return train(Path(args.out), Path(args.data), _load_config(args), resume=args.resume)
+    return train(Path(args.out), Path(args.data), _load_config(args), resume=args.resume, test_split=args.test_split)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -212,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="override train.epochs")
     p.add_argument("--max-minutes", type=float, help="override train.max_minutes")
     p.add_argument("--resume", action="store_true", help="continue a stopped or interrupted run from last.keras")
+    p.add_argument("--test-split", type=float, default=0.0, metavar="SHARE",
+                   help="set this share of the images (0 to 0.5) aside as a test set, never trained on nor used to "
+                        "choose the model; `evaluate` scores it first")
 
     p = command("evaluate", _evaluate, "Dice, IoU and pixel accuracy of a run's best model on a labelled dataset")
     p.add_argument("--run", required=True, help="run folder")

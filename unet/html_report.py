@@ -379,7 +379,7 @@ def _reproduce_section(facts: _RunFacts) -> str:
     config = json.dumps(facts.config.to_dict(), indent=2)
     return ("<section><h2>7. How to reproduce it</h2>"
             "<p>Save the settings below as <code>config.json</code> and run, on any machine with U-Net Studio:</p>"
-            f"<pre><code>{_e(train_command(facts.run))}</code></pre>{versions}"
+            f"<pre><code>{_e(train_command(facts.run, private=True))}</code></pre>{versions}"
             f"<details><summary>config.json (every setting)</summary><pre><code>{_e(config)}</code></pre></details>"
             "</section>")
 

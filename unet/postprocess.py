@@ -169,6 +169,15 @@ def scores(mask: np.ndarray, truth: np.ndarray, class_names: Sequence[str]) -> l
              "iou": float(iou[k]) if np.isfinite(iou[k]) else None} for k in range(len(class_names))]
 
 
+def baseline_scores(truth: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
+    """The trivial baseline on one true mask: every pixel its most common class; that class and the headline Dice."""
+    from unet import metrics
+
+    matrix = metrics.confusion_matrix(truth, truth, len(class_names))
+    dice, _ = metrics.dice_iou(metrics.counts_from_matrix(metrics.baseline_matrix(matrix)))
+    return {"predicts": class_names[int(np.argmax(matrix.sum(axis=1)))], "dice": metrics.headline(dice)}
+
+
 def headline(rows: list[dict[str, Any]]) -> float | None:
     """The mean Dice over the scored foreground classes of `scores`' rows, as evaluation's headline."""
     scored = [row["dice"] for row in rows if row["class"] > 0 and row["dice"] is not None]

@@ -4,6 +4,7 @@ command that reproduces a run headless."""
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 from typing import Any
 
 from unet.config import Config
@@ -107,10 +108,16 @@ def _flatten(sections: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return {f"{section}.{key}": value for section, values in sections.items() for key, value in values.items()}
 
 
-def train_command(run: Run) -> str:
-    """The `python -m unet train` line that repeats this run headless (copy config.json beside the data)."""
+def train_command(run: Run, private: bool = False) -> str:
+    """The `python -m unet train` line that repeats this run headless (copy config.json beside the data).
+
+    `private`: for a document that leaves the machine (the HTML report), name the dataset folder only, never the
+    server's path to it.
+    """
     dataset = read_json(run.file(DATASET), {}) or {}
     data = dataset.get("path") or run.info.get("dataset") or "DATA"
+    if private and data != "DATA":
+        data = Path(str(data)).name
     try:
         epochs = run.config().train.epochs
     except UserError:

@@ -223,7 +223,7 @@ def build_model(config: Config, weights: list[float] | None, resume_from: Path |
 
 
 def _fit(run_dir: Path, data: Path, config: Config, resume: bool, status: StatusWriter,
-         extra_callbacks: Sequence[keras.callbacks.Callback] = ()) -> tuple[str, str]:
+         extra_callbacks: Sequence[keras.callbacks.Callback] = (), test_split: float = 0.0) -> tuple[str, str]:
     """Fit and return (final state, message). Raises UserError for things the user can fix."""
     run = runs.Run(run_dir)
     last = run_dir / runs.LAST_MODEL
@@ -234,6 +234,9 @@ def _fit(run_dir: Path, data: Path, config: Config, resume: bool, status: Status
 
     status.write(state=runs.RUNNING, message="reading the dataset")
     dataset = load_data(data, run_dir, reuse=resume)
+    if test_split and not resume:
+        held_out = dataset.set_test_split(test_split, seed=config.train.seed)
+        log.info("test set: %d images set aside (%s)", len(held_out), ", ".join(held_out[:10]))
     config = fit_config(config, dataset)
     split = _split(run_dir, dataset, config, resume)
     (run_dir / runs.CONFIG).write_text(config.to_json(), encoding="utf-8")
@@ -336,7 +339,7 @@ def _plain_error(exc: BaseException) -> str:
 
 
 def train(run_dir: Path, data: Path, config: Config, resume: bool = False,
-          callbacks: Sequence[keras.callbacks.Callback] = ()) -> int:
+          callbacks: Sequence[keras.callbacks.Callback] = (), test_split: float = 0.0) -> int:
     """Train one run to the end (or a stop) and return the process exit code: 0, 1 (crash) or 2 (user error).
 
     Args:
@@ -345,6 +348,7 @@ def train(run_dir: Path, data: Path, config: Config, resume: bool = False,
         config: the run's config; channels and number of classes are taken from the dataset.
         resume: continue from `last.keras`, its optimizer state and `history.jsonl`.
         callbacks: extra Keras callbacks, run after the trainer's own (the benchmark times epochs with one).
+        test_split: set this share of the dataset aside as its test set before splitting (not on resume).
     """
     run_dir = Path(run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -368,7 +372,7 @@ def train(run_dir: Path, data: Path, config: Config, resume: bool = False,
             if not acquired:
                 state, message = runs.STOPPED, "stopped while waiting for another run"
             else:
-                state, message = _fit(run_dir, data, config, resume, status, callbacks)
+                state, message = _fit(run_dir, data, config, resume, status, callbacks, test_split)
                 if state in (runs.COMPLETED, runs.STOPPED):
                     message = _score_held_back(run_dir, status, message)
         status.write(state=state, message=message, ended=runs.now_iso(), force=True)

@@ -76,6 +76,12 @@ def test_suggested_settings_survive_a_reload_and_a_larger_image_gets_a_viewable_
     expect(page.get_by_text("em-sections").first).to_be_visible()
     expect(page.get_by_text("depth 4 · 8 filters · 256×256 input").first).to_be_visible()
     screenshot(page, "right-by-default-train")
+    second = page.context.new_page()  # a new tab starts from the same dataset and settings
+    second.goto(f"{page.url.split('/train')[0]}/model")
+    wait_for_app(second)
+    expect(second.get_by_text("em-sections").first).to_be_visible()
+    expect(second.get_by_text("depth 4 · 8 filters · 256×256 input").first).to_be_visible()
+    second.close()
     page.get_by_test_id("stMainBlockContainer").get_by_role("button", name="Stop").click()
     expect(_badge(page, "Stopped")).to_be_visible(timeout=120_000)
     wait_for_app(page)

@@ -18,7 +18,7 @@ from unet import workspace
 from unet.errors import UserError
 from unet.images import IMAGE_EXTENSIONS, is_lossy, read_image, read_mask_raw
 from unet.inference import Prediction, Predictor
-from unet.postprocess import error_overlay
+from unet.postprocess import baseline_scores, error_overlay, headline
 from unet.runs import BEST_MODEL, Run
 from unet.zipsafe import extract_zip
 
@@ -192,9 +192,14 @@ def truth_for(name: str, uploads, shape: tuple[int, int], predictor: Predictor) 
 
 
 def error_view(image: np.ndarray, mask: np.ndarray, truth: np.ndarray, score: list[dict], opacity: float) -> None:
-    """True positives green, false positives red, false negatives blue, with Dice and IoU for every class."""
+    """True positives green, false positives red, false negatives blue, with Dice and IoU for every class, and
+    what painting the whole image its most common true class would score, so the numbers have a yardstick."""
     left, right = st.columns([3, 1])
     left.image(error_overlay(image, mask, truth, opacity), caption="green: right · red: extra · blue: missed")
+    base = baseline_scores(truth, [row["name"] for row in score])
+    model_text, base_text = (("not scored" if v is None else f"{v:.3f}") for v in (headline(score), base["dice"]))
+    left.caption(f"Dice {model_text} (mean of the foreground classes scored); painting every pixel "
+                 f"\"{base['predicts']}\" would score {base_text}.")
     for row in score:
         if row["dice"] is None:
             right.metric(f"Dice · {row['name']}", "not scored",
