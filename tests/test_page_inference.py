@@ -39,7 +39,8 @@ def test_an_odd_sized_image_gets_a_mask_of_its_own_size_and_downloads(at: AppTes
     assert len(at.image) >= 1
     table = at.dataframe[0].value
     row = table.iloc[0]
-    assert row["percent"] == pytest.approx(100 * row["pixels"] / (37 * 113), abs=1e-3), "area is of the whole image"
+    share = row["Share of the image"]
+    assert share == pytest.approx(100 * row["Pixels"] / (37 * 113), abs=1e-3), "area is of the whole image"
     labels = [b.label for b in at.get("download_button")]
     assert "All 1 as zip" in labels
 

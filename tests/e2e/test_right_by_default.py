@@ -8,6 +8,7 @@ import io
 import re
 import zipfile
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import cv2
 import numpy as np
@@ -90,7 +91,8 @@ def test_suggested_settings_survive_a_reload_and_a_larger_image_gets_a_viewable_
     big, _ = _membrane_pair(9, size=1024)
     path = tmp_path / "big section.png"
     cv2.imwrite(str(path), big)
-    page.get_by_role("link", name="Inference").first.click()
+    run_id = parse_qs(urlparse(page.url).query)["run"][0]  # the run on screen, which the Inference page then uses
+    page.goto(f"{app_url}/inference?run={run_id}")
     wait_for_app(page)
     page.get_by_test_id("stFileUploader").filter(has_text="Images (or a zip").locator(
         "input[type='file']").set_input_files(str(path))

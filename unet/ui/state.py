@@ -17,6 +17,7 @@ from unet.errors import UserError
 
 _CONFIG = "config"
 _DATASET = "dataset"
+_RESTORED = "dataset_restored"  # the last-used dataset is restored once, when a tab's session starts
 
 
 def get_config() -> Config:
@@ -43,7 +44,10 @@ def set_config(config: Config) -> None:
 
 def current_dataset() -> Dataset | None:
     """The dataset chosen in this tab, or None; survives a refresh through the URL."""
-    name = st.session_state.get(_DATASET) or st.query_params.get(_DATASET) or workspace.read_last_used().get(_DATASET)
+    name = st.session_state.get(_DATASET) or st.query_params.get(_DATASET)
+    if not name and not st.session_state.get(_RESTORED):  # a new tab or a reload: where the user last was
+        name = workspace.read_last_used().get(_DATASET)
+    st.session_state[_RESTORED] = True
     if not name:
         return None
     folder = workspace.datasets_dir() / workspace.safe_name(name)
