@@ -71,12 +71,13 @@ class ClassMap:
     entries: tuple[ClassEntry, ...]
     soft_edges: bool = False  # the masks blend classes along borders; in-between values go to the nearest class
     ignore: int | None = None  # a gray value that marks pixels as "not labelled" (VOC's 255 border)
+    instances: bool = False  # instance label images: 0 is background, every id above 0 one object of class 1
 
     # -- building and recording ----------------------------------------------------------------------------------
 
     @classmethod
     def from_records(cls, records: Sequence[dict[str, Any]], soft_edges: bool = False,
-                     ignore: int | None = None) -> ClassMap | None:
+                     ignore: int | None = None, instances: bool = False) -> ClassMap | None:
         """From dataset.json's "classes"; None for a record written before classes carried their values."""
         if not records or any("value" not in r for r in records):
             return None
@@ -87,7 +88,7 @@ class ClassMap:
             color = r.get("color") or PALETTE[i % len(PALETTE)]
             value = r["value"]
             entries.append(ClassEntry(i, str(r.get("name") or f"class {i}"), tuple(int(c) for c in color), value))
-        return cls(tuple(entries), soft_edges, None if ignore is None else int(ignore))
+        return cls(tuple(entries), soft_edges, None if ignore is None else int(ignore), bool(instances))
 
     def records(self) -> list[dict[str, Any]]:
         return [{"index": e.index, "name": e.name, "color": list(e.color), "value": e.value} for e in self.entries]
@@ -111,6 +112,8 @@ class ClassMap:
 
     def describe(self) -> str:
         """'membrane = 0, cell = 255': the map in the words of a message."""
+        if self.instances:
+            return f"{self.entries[0].name} = 0, {self.entries[-1].name} = every object id above 0"
         text = ", ".join(e.describe() for e in self.entries)
         return text + (f"; {self.ignore} = not labelled" if self.ignore is not None else "")
 
@@ -128,6 +131,12 @@ class ClassMap:
         Gray keys meet a colour map as gray colours; unknown keys get index 0 and are listed.
         """
         keys = np.asarray(keys, np.int64)
+        if self.instances:
+            index = np.where(keys == 0, 0, 1)
+            if self.ignore is not None:
+                index = np.where(keys == self.ignore, IGNORE_INDEX, index)
+            unknown = [int(k) for k in keys if k & _COLOUR_FLAG]
+            return index.astype(np.uint8), unknown
         if self.colour:
             keys = _as_colour(keys)
         known = {k: e.index for e in self.entries if (k := e.key) is not None}
@@ -176,6 +185,11 @@ class ClassMap:
         pixels (IGNORE_INDEX) with the ignore value.
         """
         indices = np.asarray(indices)
+        if self.instances:  # one id per connected object, as the training masks were
+            from skimage.measure import label
+
+            labels = label(indices == 1, connectivity=1)
+            return labels.astype(np.uint8 if labels.max() <= 255 else np.uint16)
         if self.colour:
             table = np.zeros((IGNORE_INDEX + 1, 3), np.uint8)
             table[: self.num_classes] = [_rgb(e) for e in self.entries]
@@ -189,7 +203,10 @@ class ClassMap:
         return table[indices]
 
     def palette(self) -> list[tuple[int, int, int]]:
-        """256 display colours indexed by gray value: a palette PNG of `encode`'s output shows the class colours."""
+        """256 display colours indexed by gray value: a palette PNG of `encode`'s output shows the class colours
+        (for instance labels, a distinct colour per object id)."""
+        if self.instances:
+            return [(0, 0, 0)] + [PALETTE[1 + i % (len(PALETTE) - 1)] for i in range(255)]
         table = [(v, v, v) for v in range(256)]
         for e in self.entries:
             value = e.value if e.value is not None else e.index

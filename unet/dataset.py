@@ -8,6 +8,7 @@ in `unet.zipsafe`.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -24,7 +25,7 @@ import numpy as np
 from unet import images as imgio
 from unet.classmap import IGNORE_INDEX, ClassMap
 from unet.errors import UserError
-from unet.masks import MaskHistogram, histogram, plan_classes, too_many_values
+from unet.masks import MaskHistogram, histogram, instance_objects, plan_classes, too_many_values
 from unet.pairing import Pair, find_folders, mask_base, pair_files, stored_stem
 from unet.report import DatasetReport, Problem
 from unet.workspace import child, safe_name
@@ -76,6 +77,8 @@ def _check_pair(pair: Pair, report: DatasetReport) -> tuple[np.ndarray, MaskHist
         report.add(pair.mask_label, str(exc))
         return None
     hist = histogram(raw, imgio.is_lossy(pair.mask))
+    if raw.ndim == 2 and len(hist.keys) > 2:
+        hist = dataclasses.replace(hist, objects=instance_objects(raw))
     reason = too_many_values(hist)
     if reason:
         report.add(pair.mask_label, f"mask '{pair.mask.name}' {reason}")
@@ -104,15 +107,22 @@ def _plan(kept: list[tuple[Pair, int, tuple[int, int], MaskHistogram]], report: 
                        "foreground class", False)
     if plan.extra_foreground:
         report.add("", "no mask has any foreground: every mask is all background, so there is nothing to learn", False)
+    if plan.instances:
+        report.add("", "the masks are instance labels (one id per object, as Cellpose, StarDist, ilastik and QuPath "
+                       "write them): each object is learned as the class 'object', and the ids are kept to count and "
+                       "separate objects", False)
     if plan.ignore is not None:
         report.add("", f"the value {plan.ignore} beside the class numbers is read as \"not labelled\" (as in "
                        "VOC-style masks): those pixels are left out of training and of every score", False)
     blank = plan.class_infos(np.zeros(plan.num_classes, np.int64))
+    if plan.instances:
+        blank[1].update(name="object", value=None)
     palette = imgio.mask_palette(kept[0][0].mask)
     for record in blank if palette and not plan.colour else []:
         if isinstance(record["value"], int) and record["value"] < len(palette):
             record["color"] = list(palette[record["value"]])
-    return ClassMap.from_records(blank, soft_edges=bool(plan.soft_edge_values), ignore=plan.ignore)
+    return ClassMap.from_records(blank, soft_edges=bool(plan.soft_edge_values), ignore=plan.ignore,
+                                 instances=plan.instances)
 
 
 def _check_folder(folder: Path, progress: Progress, start: float, end: float,
@@ -166,6 +176,9 @@ def _check_folder(folder: Path, progress: Progress, start: float, end: float,
     report.pairs, report.channels = len(usable), checked.channels
     report.mask_kind = _mask_kind(class_map)
     report.classes = [dict(record, pixels=int(totals[record["index"]])) for record in class_map.records()]
+    if class_map.instances:
+        report.objects = {pair.mask_label: (hist.objects if hist.objects is not None else int((hist.keys > 0).sum()))
+                          for pair, _, _, hist in usable}
     checked.pairs, checked.class_map = [pair for pair, *_ in usable], class_map
     checked.lossy = {pair.mask_label: hist.lossy for pair, _, _, hist in usable}
     return checked
@@ -182,6 +195,8 @@ def _source_bits(depths: list[int], report: DatasetReport) -> int:
 
 
 def _mask_kind(class_map: ClassMap) -> str:
+    if class_map.instances:
+        return "instances"
     if class_map.num_classes <= 2:
         return "binary"
     return "colour" if class_map.colour else "index"
@@ -242,6 +257,8 @@ def _write(checked: _Checked, out: Path, name: str, progress: Progress) -> None:
     """Write the normalised pairs and dataset.json into `out`."""
     (out / "images").mkdir(parents=True)
     (out / "masks").mkdir()
+    if checked.class_map is not None and checked.class_map.instances:
+        (out / "instances").mkdir()
     class_map, report = checked.class_map, checked.report
     assert class_map is not None
     total, total_sq, count = 0.0, 0.0, 0
@@ -253,7 +270,11 @@ def _write(checked: _Checked, out: Path, name: str, progress: Progress) -> None:
         values = image.astype(np.float64) / 255.0
         total, total_sq, count = total + values.sum(), total_sq + (values**2).sum(), count + values.size
         stem = stored_stem(pair.stem)
-        for folder, array in (("images", image), ("masks", mask)):
+        arrays = [("images", image), ("masks", mask)]
+        if class_map.instances:  # the object ids as the user drew them, for counting and separating objects
+            raw = imgio.read_mask_raw(pair.mask)
+            arrays.append(("instances", raw.astype(np.uint16)))
+        for folder, array in arrays:
             path = out / folder / f"{stem}.png"
             imgio.write_png(path, array)
             digest.update(f"{folder}/{stem}.png".encode())
@@ -267,6 +288,8 @@ def _write(checked: _Checked, out: Path, name: str, progress: Progress) -> None:
         "classes": report.classes,
         "soft_edges": class_map.soft_edges,
         "ignore_value": class_map.ignore,
+        "instances": class_map.instances,
+        "objects_per_image": {stored_stem(Path(label).stem): count for label, count in report.objects.items()},
         "source_bits": checked.source_bits,
         "image_sizes": report.image_sizes,
         "mean": mean,
@@ -376,6 +399,7 @@ class Dataset:
     hash: str = ""
     soft_edges: bool = False
     ignore_value: int | None = None
+    instances: bool = False
     source_bits: int = 8
     test_stems: list[str] = field(default_factory=list)
     class_records: list[dict[str, Any]] = field(default_factory=list)
@@ -391,7 +415,7 @@ class Dataset:
                    for c, r in zip(self.classes, self.class_records, strict=False) if "value" in r]
         if len(records) != len(self.classes):
             return None
-        return ClassMap.from_records(records, self.soft_edges, self.ignore_value)
+        return ClassMap.from_records(records, self.soft_edges, self.ignore_value, self.instances)
 
     @classmethod
     def load(cls, folder: str | Path) -> Dataset:
@@ -406,7 +430,8 @@ class Dataset:
                 mean=float(info["mean"]), std=float(info["std"]), mask_kind=info.get("mask_kind", ""),
                 image_sizes=info.get("image_sizes", {}), problems=info.get("problems", []), hash=info.get("hash", ""),
                 soft_edges=bool(info.get("soft_edges", False)), class_records=list(info["classes"]),
-                ignore_value=info.get("ignore_value"), source_bits=int(info.get("source_bits", 8)),
+                ignore_value=info.get("ignore_value"), instances=bool(info.get("instances", False)),
+                source_bits=int(info.get("source_bits", 8)),
                 test_stems=list(info.get("test", [])),
             )  # fmt: skip
         except (OSError, ValueError, KeyError, TypeError) as exc:

@@ -252,7 +252,7 @@ def run_class_map(run: runs.Run) -> ClassMap | None:
     """The class map the run recorded (None for a run recorded before classes carried their values)."""
     recorded = runs.read_json(run.file(runs.DATASET), {}) or {}
     return ClassMap.from_records(recorded.get("classes", []), bool(recorded.get("soft_edges", False)),
-                                recorded.get("ignore_value"))
+                                recorded.get("ignore_value"), bool(recorded.get("instances", False)))
 
 
 def class_index_table(data_map: ClassMap | None, run_map: ClassMap | None, dataset: Dataset, k: int) -> np.ndarray:

@@ -332,7 +332,7 @@ class Predictor:
             mean=float(recorded.get("mean", 0.0)), std=float(recorded.get("std", 1.0)),
             resize_to=data.input_size if data.resize == preprocess.RESIZE else None, name=run.name,
             class_map=ClassMap.from_records(recorded.get("classes", []), bool(recorded.get("soft_edges", False)),
-                                recorded.get("ignore_value")),
+                                recorded.get("ignore_value"), bool(recorded.get("instances", False))),
             source_bits=recorded.get("source_bits"),
             train_scale=_pair(recorded.get("resize_scale")) if data.resize == preprocess.RESIZE else None,
             train_size=_pair(recorded.get("train_image_size"), int),

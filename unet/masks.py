@@ -57,6 +57,7 @@ class MaskHistogram:
     flat_counts: np.ndarray
     colour: bool
     lossy: bool
+    objects: int | None = None  # the object count when the mask is an instance label image (one id per object)
 
 
 def _keys(raw: np.ndarray) -> np.ndarray:
@@ -138,9 +139,37 @@ def find_levels(hist: MaskHistogram) -> np.ndarray | None:
     return np.sort(hist.flat_keys[centres])
 
 
+INSTANCE_MIN_IDS = 4  # 8-bit masks need this many ids to be taken for instance labels (16-bit ones need 2)
+INSTANCE_REGION_SLACK = 1.25  # regions per id allowed (an object cut in two by a thin gap is still one id)
+
+
+def instance_objects(raw: np.ndarray) -> int | None:
+    """The number of objects when `raw` is an instance label image, else None.
+
+    Instance labels (what Cellpose, StarDist, ilastik and QuPath export) paint each object with its own id on a
+    0 background, so nearly every id is one connected region; a class-index mask paints each class in many
+    separate regions. 16-bit masks with two or more ids qualify; 8-bit ones need INSTANCE_MIN_IDS, so a 3-class
+    mask with one blob per class stays a class mask.
+    """
+    from skimage.measure import label  # scikit-image: labels regions of equal value in one pass
+
+    if raw.ndim != 2 or lossy_dtype(raw) or not raw.size or raw.min() != 0:
+        return None
+    ids = np.unique(raw)
+    ids = ids[ids != 0]
+    if len(ids) < (2 if raw.dtype == np.uint16 else INSTANCE_MIN_IDS):
+        return None
+    regions = int(label(raw, background=0, connectivity=1).max())
+    return len(ids) if regions <= INSTANCE_REGION_SLACK * len(ids) + 1 else None
+
+
+def lossy_dtype(raw: np.ndarray) -> bool:
+    return raw.dtype.kind == "f"
+
+
 def too_many_values(hist: MaskHistogram) -> str | None:
     """A plain reason when one mask alone holds more values than a mask can have classes."""
-    if find_levels(hist) is not None:
+    if hist.objects is not None or find_levels(hist) is not None:
         return None
     what = "colours" if hist.colour else "values"
     return (
@@ -161,6 +190,7 @@ class MaskPlan:
     soft_edge_values: tuple[int, ...] = ()  # values found only along borders, assigned to the nearest class
     merged_foreground: tuple[int, ...] = ()  # binary masks painting the foreground in different values (1, 255)
     ignore: int | None = None  # VOC-style "not labelled" value (255 beside class numbers 0..k)
+    instances: bool = False  # instance label images: every id > 0 is one object of the one foreground class
 
     @property
     def num_classes(self) -> int:
@@ -250,10 +280,20 @@ def _void_value(hists: list[MaskHistogram], keys: np.ndarray, colour: bool, loss
     return VOID if beside_a_class else None
 
 
+def _instance_dataset(hists: list[MaskHistogram]) -> bool:
+    """True when some masks are instance label images and the others fit that reading (gray, 0 background)."""
+    def fits(h: MaskHistogram) -> bool:  # an instance mask, or one with at most one object (0 and one id)
+        return h.objects is not None or (len(h.keys) <= 2 and (not len(h.keys) or h.keys[0] == 0))
+
+    return any(h.objects is not None for h in hists) and all(not h.colour and not h.lossy and fits(h) for h in hists)
+
+
 def plan_classes(hists: list[MaskHistogram]) -> MaskPlan:
     """Decide the classes from every usable mask at once; UserError when they cannot be classes."""
     if not hists:
         raise UserError("there are no readable masks")
+    if _instance_dataset(hists):  # background and one "object" class; the ids are kept apart for the objects
+        return MaskPlan(np.array([0, 1], np.int64), False, MaskKind.BINARY, snapped=False, instances=True)
     colour = any(h.colour for h in hists)
     recode = _as_colour if colour else (lambda keys: keys)
     keys, counts = _merge([recode(h.keys) for h in hists], [h.counts for h in hists])

@@ -31,6 +31,7 @@ class DatasetReport:
     image_sizes: dict[str, Any] = field(default_factory=dict)  # {"min": [h, w], "max": [h, w], "distinct": n}
     channels: int = 0
     mask_kind: str = ""
+    objects: dict[str, int] = field(default_factory=dict)  # instance label masks: objects per image, by file
 
     def add(self, file: str, problem: str, skipped: bool = True) -> None:
         self.problems.append(Problem(file, problem, skipped))
@@ -47,6 +48,7 @@ class DatasetReport:
             "image_sizes": self.image_sizes,
             "channels": self.channels,
             "mask_kind": self.mask_kind,
+            "objects_per_image": self.objects,
         }
 
     def summary(self) -> str:
@@ -60,6 +62,9 @@ class DatasetReport:
             parts.append(f"{warnings} warning{'s' if warnings != 1 else ''}")
         if self.classes:
             parts.append(f"{len(self.classes)} classes ({', '.join(c['name'] for c in self.classes)})")
+        if self.objects:
+            counts = sorted(self.objects.values())
+            parts.append(f"{counts[0]} to {counts[-1]} objects per image ({sum(counts)} in all)")
         return ", ".join(parts)
 
     def reasons(self, limit: int = 5) -> str:

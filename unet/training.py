@@ -179,6 +179,7 @@ def record_dataset(run_dir: Path, dataset: Dataset, split: splits.Split, config:
             {"index": c.index, "name": c.name, "color": list(c.color)} for c in dataset.classes],
         "soft_edges": dataset.soft_edges,
         "ignore_value": dataset.ignore_value,
+        "instances": dataset.instances,
         "source_bits": dataset.source_bits,
         "train_image_size": list(typical_size(dataset)),
         "resize_scale": [config.data.input_size / side for side in typical_size(dataset)],
