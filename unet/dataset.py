@@ -26,7 +26,7 @@ from unet import images as imgio
 from unet.classmap import IGNORE_INDEX, ClassMap
 from unet.errors import UserError
 from unet.masks import MaskHistogram, histogram, instance_objects, plan_classes, too_many_values
-from unet.pairing import Pair, find_folders, mask_base, pair_files, stored_stem
+from unet.pairing import Pair, find_layout, mask_base, pair_files, stored_stem
 from unet.report import DatasetReport, Problem
 from unet.workspace import child, safe_name
 from unet.zipsafe import MAX_MEMBERS, extract_zip, is_junk
@@ -50,6 +50,7 @@ class _Checked:
     class_map: ClassMap | None = None
     lossy: dict[str, bool] = field(default_factory=dict)  # per mask label: JPEG, whose noise snaps to a class
     source_bits: int = 8  # the bit depth of the images, over the whole dataset: one scaling rule for all
+    test_stems: list[str] = field(default_factory=list)  # from the test part of a train/test tree
     channels: int = 1
 
 
@@ -131,11 +132,19 @@ def _check_folder(folder: Path, progress: Progress, start: float, end: float,
     checked = _Checked(DatasetReport())
     report = checked.report
     try:
-        images_dir, masks_dir = find_folders(folder)
+        layout = find_layout(folder)
     except UserError as exc:
         report.add("", str(exc))
         return checked
-    pairs = pair_files(images_dir, masks_dir, report)
+    report.layout = layout.name
+    pairs = pair_files(layout.images, layout.masks, report)
+    test_stems: set[str] = set()
+    if layout.test is not None:  # a train/test tree: its test part becomes the test set, names kept apart
+        taken = {pair.stem for pair in pairs}
+        for pair in pair_files(*layout.test, report):
+            stem = pair.stem if pair.stem not in taken else f"test-{pair.stem}"
+            pairs.append(Pair(stem, pair.image, pair.mask))
+            test_stems.add(stem)
     kept: list[tuple[Pair, int, tuple[int, int], MaskHistogram]] = []
     depths: list[int] = []
     for i, pair in enumerate(pairs):
@@ -180,6 +189,8 @@ def _check_folder(folder: Path, progress: Progress, start: float, end: float,
         report.objects = {pair.mask_label: (hist.objects if hist.objects is not None else int((hist.keys > 0).sum()))
                           for pair, _, _, hist in usable}
     checked.pairs, checked.class_map = [pair for pair, *_ in usable], class_map
+    checked.test_stems = sorted(stored_stem(pair.stem) for pair, *_ in usable if pair.stem in test_stems)
+    report.test_pairs = len(checked.test_stems)
     checked.lossy = {pair.mask_label: hist.lossy for pair, _, _, hist in usable}
     return checked
 
@@ -291,6 +302,8 @@ def _write(checked: _Checked, out: Path, name: str, progress: Progress) -> None:
         "instances": class_map.instances,
         "objects_per_image": {stored_stem(Path(label).stem): count for label, count in report.objects.items()},
         "source_bits": checked.source_bits,
+        "test": checked.test_stems,
+        "layout": report.layout,
         "image_sizes": report.image_sizes,
         "mean": mean,
         "std": float(np.sqrt(max(total_sq / max(count, 1) - mean**2, 0.0))),

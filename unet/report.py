@@ -32,6 +32,8 @@ class DatasetReport:
     channels: int = 0
     mask_kind: str = ""
     objects: dict[str, int] = field(default_factory=dict)  # instance label masks: objects per image, by file
+    layout: str = ""  # the folder convention recognised, e.g. "BiaPy (x / y)"
+    test_pairs: int = 0  # pairs from the test part of a train/test tree, kept as the test set
 
     def add(self, file: str, problem: str, skipped: bool = True) -> None:
         self.problems.append(Problem(file, problem, skipped))
@@ -49,11 +51,17 @@ class DatasetReport:
             "channels": self.channels,
             "mask_kind": self.mask_kind,
             "objects_per_image": self.objects,
+            "layout": self.layout,
+            "test_pairs": self.test_pairs,
         }
 
     def summary(self) -> str:
         """One line for the user, e.g. '28 pairs ready, 2 files skipped, 1 warning'."""
         parts = [f"{self.pairs} pair{'s' if self.pairs != 1 else ''} ready"]
+        if self.layout and self.layout != "images / masks":
+            parts[0] += f" (layout: {self.layout})"
+        if self.test_pairs:
+            parts.append(f"{self.test_pairs} of them kept as the test set")
         skipped = self.skipped_files
         if skipped:
             parts.append(f"{skipped} file{'s' if skipped != 1 else ''} skipped")
