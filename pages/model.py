@@ -9,7 +9,7 @@ from unet.errors import UserError
 from unet.presets import PRESETS, apply_preset
 from unet.ui.feedback import user_errors
 from unet.ui.model_controls import load_into_widgets, model_controls
-from unet.ui.model_facts_view import show_model_facts
+from unet.ui.model_facts_view import show_diagram, show_model_facts
 from unet.ui.state import align_config_with_dataset, current_dataset, set_config
 from unet.ui.suggest_view import suggestion_panel
 
@@ -89,5 +89,7 @@ if chosen is not None and chosen != config:
     set_config(config)
 with facts, user_errors("computing the model's size"):
     show_model_facts(config, dataset)
+with user_errors("drawing the network"):
+    show_diagram(config)
 
 st.page_link("pages/train.py", label="Next: train this model", icon=":material/arrow_forward:")

@@ -24,8 +24,11 @@ if not all_runs:
 
 by_id = {r.id: r for r in all_runs}
 rows = [summary_row(r) for r in all_runs]
+table = pd.DataFrame(rows).drop(columns=["id"])
+for column in ("best_val_dice", "best_val_iou", "held_back_dice", "baseline_dice", "best_epoch"):
+    table[column] = pd.to_numeric(table[column], errors="coerce")  # a queued run shows an empty cell, not "None"
 st.dataframe(
-    pd.DataFrame(rows).drop(columns=["id"]),
+    table,
     hide_index=True,
     width="stretch",
     column_config={

@@ -80,8 +80,9 @@ if all_runs:
     rows = [summary_row(run) for run in all_runs]
     st.dataframe(
         [{"Run": r["name"], "State": r["state"] + (" (near baseline)" if r["near_baseline"] else ""),
-          "Held-back Dice": r["held_back_dice"], "Baseline Dice": r["baseline_dice"], "Epochs": r["epochs"],
-          "Duration": r["duration"], "Started": r["started"]} for r in rows],
+          "Held-back Dice": r["held_back_dice"] if r["held_back_dice"] is not None else float("nan"),
+          "Baseline Dice": r["baseline_dice"] if r["baseline_dice"] is not None else float("nan"),
+          "Epochs": r["epochs"], "Duration": r["duration"], "Started": r["started"]} for r in rows],
         hide_index=True, width="stretch",
         column_config={
             "Held-back Dice": st.column_config.NumberColumn(

@@ -292,13 +292,14 @@ def _fit(run_dir: Path, data: Path, config: Config, resume: bool, status: Status
 
     last_epoch = recorder.last_epoch
     if recorder.stop_reason == "stop":
-        return runs.STOPPED, f"stopped on request after epoch {last_epoch}; resume continues from there"
+        return runs.STOPPED, (f"stopped on request after epoch {last_epoch} of {config.train.epochs} (the epoch under "
+                              "way was not finished); resume continues from there")
     if recorder.stop_reason == "time":
         limit = f"{config.train.max_minutes:g} minutes"
         return runs.STOPPED, f"stopped at the time limit ({limit}) after epoch {last_epoch}; resume continues"
     if early is not None and early.stopped_epoch > 0:
-        return runs.COMPLETED, (f"stopped early after epoch {last_epoch}: validation Dice did not improve for "
-                                f"{config.train.early_stopping_patience} epochs")
+        return runs.COMPLETED, (f"stopped early after epoch {last_epoch} of {config.train.epochs}: validation Dice "
+                                f"did not improve for {config.train.early_stopping_patience} epochs")
     return runs.COMPLETED, f"finished {last_epoch} epochs"
 
 

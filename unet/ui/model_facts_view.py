@@ -81,6 +81,11 @@ def show_model_facts(config: Config, dataset: Dataset | None) -> None:
     warning = memory_warning(facts)
     if warning:
         st.error(warning, icon=":material/memory:")
+
+
+
+def show_diagram(config: Config) -> None:
+    """The network's U shape across the page's width, so its labels read at a normal text size."""
     st.image(
         architecture_svg(config), caption="The network: encoder (left), bottleneck, decoder (right).", width="stretch"
     )
