@@ -266,11 +266,9 @@ class ModelFacts:
 
 def model_facts(cfg: Config, num_images: int | None = None, *, gflops_per_second: float | None = None) -> ModelFacts:
     """Parameters, compute, memory and receptive field of `cfg`'s model, and its time per epoch when
-    `num_images` is given.
+    `num_images` and this machine's `gflops_per_second` (`unet.calibration.achieved_gflops()`) are given.
 
     The model is built once per (model, channels, input size) and the numbers cached, so sliders stay quick.
-    The time needs this machine's throughput: pass `gflops_per_second`, or it is read from the workspace's
-    `calibration.json`, measured there (a few seconds, once per machine) if missing.
     """
     params, flops, activations = _layer_costs(cfg.model, cfg.data.channels, cfg.data.input_size)
     batch = cfg.train.batch_size
@@ -284,12 +282,8 @@ def model_facts(cfg: Config, num_images: int | None = None, *, gflops_per_second
         memory_bytes=activation_bytes + params * BYTES_PER_FLOAT * WEIGHT_COPIES,
         receptive_field=receptive_field(cfg.model),
     )
-    if num_images is None:
+    if num_images is None or gflops_per_second is None:
         return facts
-    if gflops_per_second is None:
-        from unet import calibration  # imported here: calibration builds a reference model with this module
-
-        gflops_per_second = calibration.achieved_gflops()
     seconds = estimate_epoch_seconds(facts, num_images, batch, gflops_per_second)
     return dataclasses.replace(
         facts, num_images=num_images, seconds_per_epoch=seconds, gflops_per_second=gflops_per_second

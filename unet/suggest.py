@@ -124,6 +124,10 @@ def suggest(dataset: Dataset, minutes: float = 5.0, base: Config | None = None,
     stems = dataset.training_stems or dataset.stems
     train_images = len(split_stems(stems, config.train.validation_split, config.train.seed).train) \
         if len(stems) >= 2 else max(1, len(stems))
+    if gflops_per_second is None:
+        from unet.calibration import achieved_gflops  # measured once per machine, then cached in the workspace
+
+        gflops_per_second = achieved_gflops()
     facts = model_facts(config, train_images, gflops_per_second=gflops_per_second)
     per_epoch = max(facts.seconds_per_epoch or 1.0, 0.05)
     epochs = int(min(MAX_EPOCHS, max(MIN_EPOCHS, minutes * 60 / per_epoch)))
