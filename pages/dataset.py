@@ -38,8 +38,7 @@ def _store(source: Path, name: str, label: str | None = None) -> None:
 
 
 def _load_demo(kind: str) -> None:
-    staging = workspace.upload_folder()
-    try:
+    with workspace.staging() as staging:
         with st.spinner("Generating demo images…"):
             write_demo_dataset(staging / "demo", kind=kind)
         _store(staging / "demo", f"demo-{kind}")
@@ -50,28 +49,20 @@ def _load_demo(kind: str) -> None:
             st.session_state["ingest_summary"] = (
                 f"{len(dataset.stems)} demo pairs ready, {len(names)} classes ({', '.join(names)})"
             )
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _store_zip(upload, name: str) -> None:
-    staging = workspace.upload_folder()
-    try:
+    with workspace.staging() as staging:
         target = staging / "upload.zip"
         with target.open("wb") as out:
             shutil.copyfileobj(upload, out, length=1 << 20)
         _store(target, name, label=upload.name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _store_files(images, masks, name: str) -> None:
-    staging = workspace.upload_folder()
-    try:
+    with workspace.staging() as staging:
         folder = stage_uploads([(f.name, f) for f in images], [(f.name, f) for f in masks], staging / "files")
         _store(folder, name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 # --- 1. Choose the data -------------------------------------------------------------------------------------------

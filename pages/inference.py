@@ -8,7 +8,7 @@ from unet import runs, workspace
 from unet.images import encode_png
 from unet.inference import mask_file_pixels
 from unet.postprocess import headline as truth_headline
-from unet.postprocess import measure, measurements_csv, png_bytes, result_items, side_by_side, zip_results
+from unet.postprocess import measure, measurements_csv, result_items, side_by_side, zip_results
 from unet.postprocess import scores as truth_scores
 from unet.ui.feedback import user_errors
 from unet.ui.inference_view import (
@@ -175,7 +175,7 @@ download[0].download_button(
          "image viewers show it in the class colours." if predictor.class_map else
          "Class numbers per pixel (0 = background), shown in the class colours by image viewers.",
 )
-download[1].download_button("Overlay (PNG)", png_bytes(items[1][1]), f"{stem}_overlay.png", "image/png",
+download[1].download_button("Overlay (PNG)", encode_png(items[1][1]), f"{stem}_overlay.png", "image/png",
                             icon=":material/download:")
 all_items = []
 for r in results:

@@ -7,6 +7,7 @@ import streamlit as st
 from unet import runs, workspace
 from unet.model import model_facts
 from unet.run_summary import duration_text, summary_row
+from unet.splits import training_count
 from unet.ui.feedback import user_errors
 from unet.ui.model_facts_view import machine_gflops
 from unet.ui.state import align_config_with_dataset, current_dataset, set_config
@@ -34,7 +35,7 @@ with st.expander("New training", expanded=shown is None or not shown.is_active, 
         st.info("Choose a dataset first on the **Dataset** page (the demo data is one click away).")
         st.page_link("pages/dataset.py", label="Go to the Dataset page", icon=":material/photo_library:")
     else:
-        train_images = max(1, round(len(dataset.stems) * (1 - config.train.validation_split)))
+        train_images = training_count(len(dataset.training_stems), config.train.validation_split)
         facts = model_facts(config, num_images=train_images, gflops_per_second=machine_gflops())
         per_epoch = facts.seconds_per_epoch or 0
         st.markdown(

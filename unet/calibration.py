@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from unet import workspace
+from unet import atomic, workspace
 from unet.config import Config, DataConfig, ModelConfig, TrainConfig
 from unet.errors import UserError
 from unet.metrics import make_loss
@@ -103,10 +103,8 @@ def _read(path: Path) -> dict:
 
 
 def _write(path: Path, entries: dict) -> None:
-    """Write atomically, so a second process never reads half a file."""
-    temporary = path.with_suffix(f".{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(entries, indent=2))
-    os.replace(temporary, path)
+    """Write whole (`unet.atomic`), so a second process never reads half a file."""
+    atomic.write_json(path, entries)
 
 
 # ----------------------------------------------------------------------------------------------------------------

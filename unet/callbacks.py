@@ -9,8 +9,6 @@ resume. Every file is replaced atomically, so a crash or a full disk never leave
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,23 +19,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from unet import runs, schedule
+from unet import atomic, runs, schedule
 from unet.classmap import IGNORE_INDEX
 from unet.config import Config
 from unet.dataset import Dataset
 from unet.overlay import class_colors, overlay, to_rgb
 from unet.runs import StatusWriter
-
-
-def save_model_atomic(model: keras.Model, path: Path) -> None:
-    """Save to a temp `.keras` file beside `path`, then rename it over `path`; the old file survives a failure."""
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.keras")
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
 
 SAMPLE_TILE = 128  # pixels per side of one picture in samples/*.png
 # Sample pictures are predicted after the first epoch, then at most this often, and after the last: on short
@@ -85,32 +72,6 @@ def _with_gaps(pictures: list[np.ndarray], axis: int) -> np.ndarray:
     return np.concatenate(parts, axis=axis)
 
 
-def write_png_atomic(path: Path, rgb: np.ndarray) -> None:
-    ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise OSError(f"cannot encode {path.name}")
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(encoded.tobytes())
-    os.replace(tmp, path)
-
-
-def link_atomic(source: Path, path: Path) -> None:
-    """Make `path` a second name for `source` (a hard link; a copy where links are not possible), atomically.
-
-    Replacing `source` later (`os.replace`) gives it a new file and leaves `path` as it was.
-    """
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.unlink(missing_ok=True)
-    try:
-        try:
-            os.link(source, tmp)
-        except OSError:
-            shutil.copyfile(source, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _number(value: Any) -> float | None:
     value = float(keras.ops.convert_to_numpy(value))
     return value if np.isfinite(value) else None
@@ -144,9 +105,7 @@ class RunRecorder(keras.callbacks.Callback):
         self.colors = class_colors(config.model.num_classes, [c.color for c in dataset.classes])
         (run_dir / runs.SAMPLES).mkdir(exist_ok=True)
         # Drop a half-written last line (a killed trainer) so the file stays one object per line.
-        tmp = run_dir / f".{runs.HISTORY}.tmp-{os.getpid()}"
-        tmp.write_text("".join(json.dumps(h) + "\n" for h in history), encoding="utf-8")
-        os.replace(tmp, run_dir / runs.HISTORY)
+        atomic.write_text(run_dir / runs.HISTORY, "".join(json.dumps(h) + "\n" for h in history))
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self.epoch_started = time.monotonic()
@@ -181,13 +140,13 @@ class RunRecorder(keras.callbacks.Callback):
         # The model is saved once (last.keras); when it is also the best, model.keras becomes a second name for
         # the same file, which halves the per-epoch saving.
         last, best = self.run_dir / runs.LAST_MODEL, self.run_dir / runs.BEST_MODEL
-        save_model_atomic(self.model, last)
+        atomic.save_model(self.model, last)
         val_dice = row.get("val_dice")
         if val_dice is not None and val_dice > self.best_val_dice:
             self.best_val_dice, self.best_epoch = val_dice, epoch + 1
-            link_atomic(last, best)
+            atomic.link(last, best)
         elif not best.exists():
-            link_atomic(last, best)  # never finish without a model
+            atomic.link(last, best)  # never finish without a model
         if self.sampled_at is None or time.monotonic() - self.sampled_at >= SAMPLE_SECONDS:
             self._write_samples(epoch + 1)
         row["seconds"] = round(time.monotonic() - self.epoch_started, 3)  # with the checkpoint and samples
@@ -208,8 +167,8 @@ class RunRecorder(keras.callbacks.Callback):
         predicted = predict_classes(self._forward, self.sample_inputs)
         picture = sample_picture(self.sample_images, self.sample_masks, predicted, self.colors)
         folder = self.run_dir / runs.SAMPLES
-        write_png_atomic(folder / f"epoch_{epoch:03d}.png", picture)
-        link_atomic(folder / f"epoch_{epoch:03d}.png", folder / "latest.png")
+        atomic.write_png(folder / f"epoch_{epoch:03d}.png", picture)
+        atomic.link(folder / f"epoch_{epoch:03d}.png", folder / "latest.png")
         self.sampled_at, self.sampled_epoch = time.monotonic(), epoch
 
 

@@ -194,6 +194,13 @@ class Config:
         """A copy with whole sections replaced, e.g. `cfg.replace(model=new_model)`."""
         return dataclasses.replace(self, **sections)
 
+    def fitted(self, channels: int, num_classes: int) -> Config:
+        """The config with the data's channels and classes, which the data decides (they are facts, not choices)."""
+        if (self.data.channels, self.model.num_classes) == (channels, num_classes):
+            return self
+        return self.replace(data=dataclasses.replace(self.data, channels=channels),
+                            model=dataclasses.replace(self.model, num_classes=num_classes))
+
     @classmethod
     def from_dict(cls, raw: Any) -> Config:
         if not isinstance(raw, dict):

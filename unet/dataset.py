@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 from collections import Counter
@@ -22,6 +21,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from unet import atomic
 from unet import images as imgio
 from unet.classmap import IGNORE_INDEX, ClassMap
 from unet.errors import UserError
@@ -310,7 +310,7 @@ def _write(checked: _Checked, out: Path, name: str, progress: Progress) -> None:
         "problems": [p.to_dict() for p in report.problems],
         "hash": digest.hexdigest(),
     }
-    (out / DATASET_FILE).write_text(json.dumps(info, indent=2, ensure_ascii=False), encoding="utf-8")
+    atomic.write_json(out / DATASET_FILE, info)
 
 
 def ingest(
@@ -489,14 +489,7 @@ class Dataset:
         path = self.root / DATASET_FILE
         info = json.loads(path.read_text(encoding="utf-8"))
         info.update(changes)
-        fd, temp = tempfile.mkstemp(dir=self.root, prefix=".dataset.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                json.dump(info, out, indent=2, ensure_ascii=False)
-            os.replace(temp, path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
+        atomic.write_json(path, info)
 
     def read_mask(self, stem: str) -> np.ndarray:
         """The stored mask of `stem`: uint8 class indices, HxW."""

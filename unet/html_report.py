@@ -30,6 +30,7 @@ from unet.config import Config
 from unet.dataset import Dataset
 from unet.diagram import architecture_svg
 from unet.errors import UserError
+from unet.images import encode_png
 from unet.model import model_facts
 from unet.overlay import class_colors, overlay, to_rgb
 from unet.run_summary import duration_text, summary_row, train_command
@@ -85,7 +86,7 @@ def _number(value: Any, digits: int = 3) -> str:
 
 def image_uri(picture: np.ndarray) -> str:
     """A uint8 picture as a base64 PNG data URI."""
-    return "data:image/png;base64," + base64.b64encode(postprocess.png_bytes(picture)).decode("ascii")
+    return "data:image/png;base64," + base64.b64encode(encode_png(picture)).decode("ascii")
 
 
 def _figure(picture: np.ndarray, caption: str) -> str:

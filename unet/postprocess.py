@@ -19,8 +19,9 @@ import cv2
 import numpy as np
 
 from unet import workspace
-from unet.classmap import IGNORE_INDEX as UNLABELLED  # a truth pixel marked "not labelled"
+from unet.classmap import IGNORE_INDEX as UNLABELLED
 from unet.errors import UserError
+from unet.images import encode_png  # a truth pixel marked "not labelled"
 from unet.overlay import colorize, overlay, to_rgb
 
 OBJECT_CONNECTIVITY = 8
@@ -234,15 +235,6 @@ def side_by_side(
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def png_bytes(picture: np.ndarray) -> bytes:
-    """A uint8 [H, W] or RGB [H, W, 3] array as PNG file contents."""
-    pixels = cv2.cvtColor(picture, cv2.COLOR_RGB2BGR) if picture.ndim == 3 else picture
-    ok, encoded = cv2.imencode(".png", pixels)
-    if not ok:
-        raise UserError("could not encode the picture as PNG")
-    return encoded.tobytes()
-
-
 def result_items(
     stem: str, image: np.ndarray, mask: np.ndarray, colors: np.ndarray, opacity: float = 0.5, contours: bool = False
 ) -> list[tuple[str, np.ndarray]]:
@@ -263,6 +255,6 @@ def zip_results(items: Iterable[tuple[str, np.ndarray | bytes | str]]) -> bytes:
                 arcname = f"{stem}-{n}.{ext}" if dot else f"{base}-{n}"
             used.add(arcname)
             if isinstance(content, np.ndarray):
-                content = png_bytes(content)
+                content = encode_png(content)
             archive.writestr(arcname, content.encode("utf-8") if isinstance(content, str) else content)
     return buffer.getvalue()

@@ -13,14 +13,13 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from unet import workspace
+from unet import atomic, workspace
 from unet.config import Config
 from unet.errors import UserError
 
@@ -50,21 +49,13 @@ RESUMABLE_STATES = (STOPPED, INTERRUPTED, FAILED)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temp file beside `path`, then rename it over `path`: readers see the old or the new file."""
-    write_text_atomic(path, json.dumps(data, indent=2))
+    """Write JSON whole (`unet.atomic`): readers see the old or the new file."""
+    atomic.write_json(path, data)
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write text to a temp file beside `path`, then rename it over `path`: readers see the old or the new file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the file from a web server running as another user
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write text whole (`unet.atomic`): readers see the old or the new file."""
+    atomic.write_text(path, text)
 
 
 def read_json(path: Path, default: Any = None) -> Any:

@@ -21,6 +21,16 @@ class Split:
     val: list[str]
 
 
+def validation_count(pairs: int, validation_split: float) -> int:
+    """How many of `pairs` validate: at least one, and at least one left to train on."""
+    return min(max(1, round(pairs * validation_split)), pairs - 1)
+
+
+def training_count(pairs: int, validation_split: float) -> int:
+    """How many of `pairs` train, as `split_stems` will split them (for estimates before training)."""
+    return max(1, pairs - validation_count(pairs, validation_split)) if pairs >= 2 else max(1, pairs)
+
+
 def split_stems(stems: Sequence[str], validation_split: float, seed: int,
                 classes_of: Callable[[str], set[int]] | None = None) -> Split:
     """A fixed split: the same stems, fraction and seed always give the same, disjoint lists.
@@ -35,7 +45,7 @@ def split_stems(stems: Sequence[str], validation_split: float, seed: int,
         raise UserError(f"the dataset has {len(stems)} image/mask pair(s); training needs at least 2 "
                         "(one to learn from, one to check on)")
     order = [stems[i] for i in np.random.default_rng(seed).permutation(len(stems))]
-    n_val = min(max(1, round(len(stems) * validation_split)), len(stems) - 1)
+    n_val = validation_count(len(stems), validation_split)
     val, train = order[:n_val], order[n_val:]
     if classes_of is not None:
         _stratify(val, train, {stem: classes_of(stem) for stem in stems})

@@ -108,7 +108,7 @@ def suggest(dataset: Dataset, minutes: float = 5.0, base: Config | None = None,
     the dataset's.
     """
     from unet.model import model_facts
-    from unet.splits import split_stems
+    from unet.splits import training_count
     from unet.training import fit_config, typical_size
 
     base = fit_config(base or Config(), dataset)
@@ -121,9 +121,7 @@ def suggest(dataset: Dataset, minutes: float = 5.0, base: Config | None = None,
         data=dataclasses.replace(config.data, input_size=size, resize=mode),
         train=dataclasses.replace(config.train, batch_size=batch, max_minutes=0.0),
     )
-    stems = dataset.training_stems or dataset.stems
-    train_images = len(split_stems(stems, config.train.validation_split, config.train.seed).train) \
-        if len(stems) >= 2 else max(1, len(stems))
+    train_images = training_count(len(dataset.training_stems), config.train.validation_split)
     if gflops_per_second is None:
         from unet.calibration import achieved_gflops  # measured once per machine, then cached in the workspace
 

@@ -12,7 +12,6 @@ Readers (pages, `unet.runs`) never import this module; it imports TensorFlow.
 
 from __future__ import annotations
 
-import dataclasses
 import fcntl
 import importlib.util
 import logging
@@ -136,12 +135,11 @@ def load_data(data: Path, run_dir: Path, reuse: bool) -> Dataset:
 
 
 def fit_config(config: Config, dataset: Dataset) -> Config:
-    """The config with channels and classes taken from the dataset, which decides them."""
-    data = dataclasses.replace(config.data, channels=dataset.channels)
-    model = dataclasses.replace(config.model, num_classes=dataset.num_classes)
-    if data != config.data or model != config.model:
+    """The config with channels and classes taken from the dataset, which decides them (`Config.fitted`)."""
+    fitted = config.fitted(dataset.channels, dataset.num_classes)
+    if fitted != config:
         log.info("using the dataset's %d channel(s) and %d classes", dataset.channels, dataset.num_classes)
-    return config.replace(data=data, model=model)
+    return fitted
 
 
 def _split(run_dir: Path, dataset: Dataset, config: Config, resume: bool) -> splits.Split:

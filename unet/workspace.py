@@ -10,13 +10,13 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import time
 import unicodedata
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from unet import atomic
 from unet.errors import UserError
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -102,13 +102,8 @@ def write_last_used(**changes: object) -> None:
     if all(data.get(key) == value for key, value in changes.items()):
         return
     data.update(changes)
-    fd, temp = tempfile.mkstemp(dir=root(), prefix=f".{LAST_USED}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(data, out, indent=2)
-        os.replace(temp, root() / LAST_USED)
-    except OSError:
-        Path(temp).unlink(missing_ok=True)  # a full disk must not break the page; the settings stay in the tab
+    with contextlib.suppress(OSError):  # a full disk must not break the page; the settings stay in the tab
+        atomic.write_json(root() / LAST_USED, data)
 
 
 @contextlib.contextmanager

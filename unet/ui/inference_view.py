@@ -47,14 +47,11 @@ def predictor_from_upload(upload) -> Predictor:
     """Save the uploaded .keras file inside the workspace, load it with safe mode, delete the copy."""
 
     def load() -> Predictor:
-        folder = workspace.upload_folder()
-        try:
+        with workspace.staging() as folder:
             path = folder / (workspace.safe_name(Path(upload.name).stem, fallback="model") + ".keras")
             with path.open("wb") as out:
                 shutil.copyfileobj(upload, out, length=1 << 20)
             return Predictor.from_file(path, name=upload.name)
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
 
     return _cached_predictor(("file", upload.file_id), load)
 
@@ -113,8 +110,7 @@ def read_uploads(uploads) -> tuple[list[tuple[str, np.ndarray]], list[tuple[str,
     """Decode uploaded images (and images inside uploaded zips); broken files are reported, not fatal."""
     images: list[tuple[str, np.ndarray]] = []
     problems: list[tuple[str, str]] = []
-    folder = workspace.upload_folder()
-    try:
+    with workspace.staging() as folder:
         for upload in uploads:
             target = folder / uuid.uuid4().hex / workspace.safe_name(upload.name, fallback="image")
             target.parent.mkdir()
@@ -137,8 +133,6 @@ def read_uploads(uploads) -> tuple[list[tuple[str, np.ndarray]], list[tuple[str,
                     images.append((name, read_image(path)))
                 except UserError as exc:
                     problems.append((name, str(exc)))
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
     return images, problems
 
 

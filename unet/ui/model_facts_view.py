@@ -8,6 +8,7 @@ from unet.config import Config
 from unet.dataset import Dataset
 from unet.diagram import architecture_svg
 from unet.model import model_facts
+from unet.splits import training_count
 
 DEMO_IMAGES = 48  # what the estimate assumes before a dataset is chosen
 SLOW_EPOCH_SECONDS = 120
@@ -34,8 +35,8 @@ def _bytes(count: float) -> str:
 
 
 def show_model_facts(config: Config, dataset: Dataset | None) -> None:
-    images = len(dataset.stems) if dataset else DEMO_IMAGES
-    train_images = max(1, round(images * (1 - config.train.validation_split)))
+    images = len(dataset.training_stems) if dataset else DEMO_IMAGES
+    train_images = training_count(images, config.train.validation_split)
     facts = model_facts(config, num_images=train_images, gflops_per_second=machine_gflops())
     row = st.columns(3)
     row[0].metric("Parameters", f"{facts.params:,}", help="Numbers the network learns. More can fit subtler patterns.")

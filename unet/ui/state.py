@@ -72,16 +72,11 @@ def set_current_dataset(name: str | None) -> None:
 
 
 def align_config_with_dataset(dataset: Dataset | None) -> Config:
-    """The config with its channels and class count taken from the chosen dataset (they are facts, not choices)."""
-    import dataclasses
-
+    """The config with its channels and class count taken from the chosen dataset (`Config.fitted`)."""
     config = get_config()
     if dataset is None:
         return config
-    if (config.data.channels, config.model.num_classes) != (dataset.channels, dataset.num_classes):
-        config = config.replace(
-            data=dataclasses.replace(config.data, channels=dataset.channels),
-            model=dataclasses.replace(config.model, num_classes=dataset.num_classes),
-        )
-        set_config(config)
-    return config
+    fitted = config.fitted(dataset.channels, dataset.num_classes)
+    if fitted != config:
+        set_config(fitted)
+    return fitted
