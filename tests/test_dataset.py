@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.test_images import decompression_bomb_png, huge_png_header
+from tests.png_files import decompression_bomb_png, huge_png_header
 from unet import dataset as ds
 from unet import zipsafe
 from unet.errors import UserError

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_bad_input import (
+from tests.upload_helpers import (
     assert_plain,
     dataset_zip,
     files_outside,
@@ -19,7 +19,7 @@ from tests.test_bad_input import (
     stored_names,
     upload_zip,
 )
-from tests.test_bad_input import workspace as workspace  # noqa: F401, PLC0414  (the fixture)
+from tests.upload_helpers import workspace as workspace  # noqa: F401, PLC0414  (the fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -110,10 +110,12 @@ def test_rename_keeps_the_folder_and_delete_refuses_an_active_run(tmp_path):
     assert not run.path.exists()
 
 
-def test_open_run_refuses_names_outside_the_store(tmp_path):
+def test_a_run_folder_name_never_leaves_the_store(tmp_path):
+    from unet import workspace
+
     (tmp_path / "runs").mkdir()
-    with pytest.raises(UserError):
-        runs.open_run(tmp_path / "runs", "../../etc")
+    for name in ("../../etc", "/etc/passwd", ".."):
+        assert workspace.child(tmp_path / "runs", name).parent == (tmp_path / "runs").resolve()
 
 
 def test_write_json_atomic_replaces_the_whole_file(tmp_path):

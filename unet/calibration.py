@@ -21,7 +21,6 @@ import numpy as np
 
 from unet import atomic, workspace
 from unet.config import Config, DataConfig, ModelConfig, TrainConfig
-from unet.errors import UserError
 from unet.metrics import make_loss
 from unet.model import TRAIN_FLOPS_FACTOR, ModelFacts, build_unet, model_facts
 
@@ -159,13 +158,6 @@ def memory_warning(facts: ModelFacts) -> str | None:
     """The plain-language message when a training would not fit comfortably, None when it fits (for the Model page)."""
     check = fits_in_memory(facts)
     return None if check.level == "ok" else check.message
-
-
-def require_memory(facts: ModelFacts) -> None:
-    """Raise `UserError` when a training cannot fit (for the trainer to call before it starts)."""
-    check = fits_in_memory(facts)
-    if not check.ok:
-        raise UserError(check.message)
 
 
 def _gb(n: int) -> str:

@@ -213,13 +213,6 @@ def create_run(root: Path, name: str, config: Config, dataset_dir: Path | None =
     return Run(path)
 
 
-def open_run(root: Path, run_id: str) -> Run:
-    path = workspace.child(Path(root), run_id)
-    if not (path / CONFIG).exists():
-        raise UserError(f"there is no run '{run_id}'")
-    return Run(path)
-
-
 def list_runs(root: Path) -> list[Run]:
     """Every run folder under `root`, newest first (folder names start with their creation time)."""
     root = Path(root)
