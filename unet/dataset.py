@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from unet import atomic
-from unet import images as imgio
+from unet import images as image_io
 from unet.classmap import IGNORE_INDEX, ClassMap
 from unet.errors import UserError
 from unet.masks import MaskHistogram, histogram, instance_objects, plan_classes, too_many_values
@@ -60,24 +60,24 @@ class _Checked:
 def _check_pair(pair: Pair, report: DatasetReport) -> tuple[np.ndarray, MaskHistogram] | None:
     """The decoded image and the mask's histogram, or None after reporting why the pair is unusable."""
     try:
-        image_hw = imgio.check_pixels(pair.image)
-        image = imgio.read_image(pair.image)
+        image_hw = image_io.check_pixels(pair.image)
+        image = image_io.read_image(pair.image)
     except UserError as exc:
         report.add(pair.image_label, str(exc))
         return None
     try:
-        mask_hw = imgio.check_pixels(pair.mask)
+        mask_hw = image_io.check_pixels(pair.mask)
         if mask_hw != image_hw:
             raise UserError(
                 f"mask '{pair.mask.name}' is {mask_hw[1]}x{mask_hw[0]} but its image is {image_hw[1]}x{image_hw[0]}"
             )
-        raw = imgio.read_mask_raw(pair.mask)
+        raw = image_io.read_mask_raw(pair.mask)
         if raw.shape[:2] != image.shape[:2]:
             raise UserError(f"mask '{pair.mask.name}' and its image are turned differently (EXIF orientation)")
     except UserError as exc:
         report.add(pair.mask_label, str(exc))
         return None
-    hist = histogram(raw, imgio.is_lossy(pair.mask))
+    hist = histogram(raw, image_io.is_lossy(pair.mask))
     if raw.ndim == 2 and len(hist.keys) > 2:
         hist = dataclasses.replace(hist, objects=instance_objects(raw))
     reason = too_many_values(hist)
@@ -118,7 +118,7 @@ def _plan(kept: list[tuple[Pair, int, tuple[int, int], MaskHistogram]], report: 
     blank = plan.class_infos(np.zeros(plan.num_classes, np.int64))
     if plan.instances:
         blank[1].update(name="object", value=None)
-    palette = imgio.mask_palette(kept[0][0].mask)
+    palette = image_io.mask_palette(kept[0][0].mask)
     for record in blank if palette and not plan.colour else []:
         if isinstance(record["value"], int) and record["value"] < len(palette):
             record["color"] = list(palette[record["value"]])
@@ -152,8 +152,8 @@ def _check_folder(folder: Path, progress: Progress, start: float, end: float,
         found = _check_pair(pair, report)
         if found:
             image, hist = found
-            kept.append((pair, imgio.channels_of(image), image.shape[:2], hist))
-            depths.append(imgio.bits_of(image) if image.dtype != np.uint8 else 8)
+            kept.append((pair, image_io.channels_of(image), image.shape[:2], hist))
+            depths.append(image_io.bits_of(image) if image.dtype != np.uint8 else 8)
     if not kept:
         return checked
     checked.channels = _majority_channels([(p, c) for p, c, _, _ in kept], report)
@@ -276,18 +276,19 @@ def _write(checked: _Checked, out: Path, name: str, progress: Progress) -> None:
     digest = hashlib.sha256()
     for i, pair in enumerate(checked.pairs):
         progress(0.55 + 0.45 * i / len(checked.pairs), f"Saving {pair.image.name}")
-        image = imgio.to_channels(imgio.to_uint8(imgio.read_image(pair.image), checked.source_bits), checked.channels)
-        mask = class_map.decode(imgio.read_mask_raw(pair.mask), pair.mask.name, checked.lossy[pair.mask_label])
+        eight_bit = image_io.to_uint8(image_io.read_image(pair.image), checked.source_bits)
+        image = image_io.to_channels(eight_bit, checked.channels)
+        mask = class_map.decode(image_io.read_mask_raw(pair.mask), pair.mask.name, checked.lossy[pair.mask_label])
         values = image.astype(np.float64) / 255.0
         total, total_sq, count = total + values.sum(), total_sq + (values**2).sum(), count + values.size
         stem = stored_stem(pair.stem)
         arrays = [("images", image), ("masks", mask)]
         if class_map.instances:  # the object ids as the user drew them, for counting and separating objects
-            raw = imgio.read_mask_raw(pair.mask)
+            raw = image_io.read_mask_raw(pair.mask)
             arrays.append(("instances", raw.astype(np.uint16)))
         for folder, array in arrays:
             path = out / folder / f"{stem}.png"
-            imgio.write_png(path, array)
+            image_io.write_png(path, array)
             digest.update(f"{folder}/{stem}.png".encode())
             digest.update(path.read_bytes())
     mean = total / max(count, 1)
@@ -373,12 +374,12 @@ def stage_uploads(images: list[tuple[str, BinaryIO]], masks: list[tuple[str, Bin
             with target.open("wb") as out:
                 while chunk := stream.read(1 << 20):
                     copied += len(chunk)
-                    if copied > imgio.MAX_FILE_BYTES:
+                    if copied > image_io.MAX_FILE_BYTES:
                         break
                     out.write(chunk)
-            if copied > imgio.MAX_FILE_BYTES:
+            if copied > image_io.MAX_FILE_BYTES:
                 target.unlink()
-                limit = imgio.MAX_FILE_BYTES // 1024**2
+                limit = image_io.MAX_FILE_BYTES // 1024**2
                 raise UserError(f"'{filename}' is over {limit} MB; files that big are refused")
     return dest
 
@@ -458,7 +459,7 @@ class Dataset:
 
     def read_pair(self, stem: str) -> tuple[np.ndarray, np.ndarray]:
         """(image uint8 HxW or HxWx3 RGB, mask uint8 HxW of class indices)."""
-        return imgio.read_image(self.image_path(stem)), imgio.read_image(self.mask_path(stem))
+        return image_io.read_image(self.image_path(stem)), image_io.read_image(self.mask_path(stem))
 
     @property
     def training_stems(self) -> list[str]:
@@ -493,7 +494,7 @@ class Dataset:
 
     def read_mask(self, stem: str) -> np.ndarray:
         """The stored mask of `stem`: uint8 class indices, HxW."""
-        return imgio.read_image(self.mask_path(stem))
+        return image_io.read_image(self.mask_path(stem))
 
     def save_classes(self, names: list[str], colors: list[list[int]]) -> None:
         """Rename and recolour the classes (one name and one [r, g, b] per class), kept in dataset.json."""
