@@ -7,8 +7,7 @@ import streamlit as st
 from unet import runs, workspace
 from unet.images import encode_png
 from unet.inference import mask_file_pixels
-from unet.postprocess import headline as truth_headline
-from unet.postprocess import measure, measurements_csv, result_items, side_by_side, zip_results
+from unet.postprocess import ImageResult, measure, result_items, results_zip, side_by_side
 from unet.postprocess import scores as truth_scores
 from unet.ui.feedback import user_errors
 from unet.ui.inference_view import (
@@ -133,7 +132,7 @@ with user_errors("predicting"):
         mask = prediction.mask(threshold=threshold, min_size=int(min_size), fill_holes=fill)
         truth = truth_for(name, truth_uploads, image.shape[:2], predictor)
         score = truth_scores(mask, truth, predictor.class_names) if truth is not None else None
-        results.append((name, image, mask, truth, score, prediction.notes))
+        results.append(ImageResult(name, image, mask, truth, score, prediction.notes))
         if bar:
             bar.progress((i + 1) / len(images), text=f"Predicted {i + 1} of {len(images)}")
 if bar:
@@ -141,12 +140,13 @@ if bar:
 if not results:
     st.stop()
 
-if any(r[4] for r in results):  # worst first when there is ground truth
-    results.sort(key=lambda r: (truth_headline(r[4]) if truth_headline(r[4]) is not None else 1.0) if r[4] else 2.0)
+if any(r.scores for r in results):  # worst first when there is ground truth
+    results.sort(key=lambda r: (r.dice if r.dice is not None else 1.0) if r.scores else 2.0)
 
-names = [r[0] for r in results]
+names = [r.name for r in results]
 picked = st.selectbox("Image", names, help="Pick an image to see it large.") if len(results) > 1 else names[0]
-name, image, mask, truth, score, notes = next(r for r in results if r[0] == picked)
+shown = next(r for r in results if r.name == picked)
+name, image, mask, truth, score, notes = shown.name, shown.image, shown.mask, shown.truth, shown.scores, shown.notes
 st.image(
     side_by_side(image, mask, predictor.colors, opacity, contours, visible, max_side=900),
     caption=f"{name}: image · overlay · mask",
@@ -165,7 +165,7 @@ st.dataframe(
                                                                   "count as one).")},
 )
 
-stem = name.rsplit(".", 1)[0]
+stem = shown.stem
 items = result_items(stem, image, mask, predictor.colors, opacity, contours)
 download = st.columns(3)
 download[0].download_button(
@@ -177,16 +177,10 @@ download[0].download_button(
 )
 download[1].download_button("Overlay (PNG)", encode_png(items[1][1]), f"{stem}_overlay.png", "image/png",
                             icon=":material/download:")
-all_items = []
-for r in results:
-    r_stem = r[0].rsplit(".", 1)[0]
-    _, overlay_item = result_items(r_stem, r[1], r[2], predictor.colors, opacity, contours)
-    all_items += [(f"masks/{r_stem}.png", encode_png(*mask_file_pixels(predictor, r[2]))),
-                  (f"class_indices/{r_stem}.png", encode_png(r[2].astype("uint8"))), overlay_item]
-all_rows = [row for r in results for row in measure(r[2], predictor.class_names, image=r[0])]
 download[2].download_button(
     f"All {len(results)} as zip",
-    zip_results([*all_items, ("measurements.csv", measurements_csv(all_rows))]),
+    results_zip(results, lambda m: mask_file_pixels(predictor, m), predictor.colors, predictor.class_names, opacity,
+                contours),
     "predictions.zip",
     "application/zip",
     icon=":material/folder_zip:",
@@ -197,8 +191,7 @@ download[2].download_button(
 if len(results) > 1:
     st.subheader("Gallery", divider="gray")
     cells = st.columns(4)
-    for i, (name, image, mask, _truth, score, _notes) in enumerate(results):
-        dice = truth_headline(score) if score else None
-        caption = name if dice is None else f"{name} · Dice {dice:.3f}"
-        cells[i % 4].image(side_by_side(image, mask, predictor.colors, opacity, False, visible, max_side=200),
-                           caption=caption)
+    for i, result in enumerate(results):
+        caption = result.name if result.dice is None else f"{result.name} · Dice {result.dice:.3f}"
+        cells[i % 4].image(side_by_side(result.image, result.mask, predictor.colors, opacity, False, visible,
+                                        max_side=200), caption=caption)

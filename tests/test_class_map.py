@@ -352,3 +352,24 @@ def test_unlabelled_pixels_count_for_no_class_in_the_loss_and_the_epoch_metrics(
         with_void = float(loss(tf.constant(truth), tf.constant(output)))
         without = float(loss(tf.constant(labelled_only), tf.constant(output[:, :, :3])))
         assert with_void == pytest.approx(without, rel=1e-5), kind
+
+
+def test_the_results_zip_holds_masks_in_the_users_values_and_as_class_numbers():
+    import io as _io
+    import zipfile
+
+    from unet.postprocess import ImageResult, results_zip
+
+    class_map = ClassMap.from_records([{"index": 0, "name": "membrane", "color": [0, 0, 0], "value": 0},
+                                       {"index": 1, "name": "cell", "color": [255, 255, 255], "value": 255}])
+    mask = np.zeros((8, 8), np.uint8)
+    mask[2:6, 2:6] = 1
+    image = np.zeros((8, 8), np.uint8)
+    data = results_zip([ImageResult("a.png", image, mask)], lambda m: (class_map.encode(m), class_map.palette()),
+                       np.array([[0, 0, 0], [255, 0, 0]], np.uint8), ["membrane", "cell"])
+    with zipfile.ZipFile(_io.BytesIO(data)) as archive:
+        names = sorted(archive.namelist())
+        values = np.array(Image.open(_io.BytesIO(archive.read("masks/a.png"))))
+        indices = np.array(Image.open(_io.BytesIO(archive.read("class_indices/a.png"))))
+    assert names == ["class_indices/a.png", "masks/a.png", "measurements.csv", "overlays/a.png"]
+    assert np.array_equal(values, mask * 255) and np.array_equal(indices, mask)

@@ -13,6 +13,7 @@ import csv
 import io
 import zipfile
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
@@ -233,6 +234,41 @@ def side_by_side(
 # ----------------------------------------------------------------------------------------------------------------
 # Downloads
 # ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """One image's result on the Inference page: its mask, and its true mask and scores when one was given."""
+
+    name: str
+    image: np.ndarray
+    mask: np.ndarray
+    truth: np.ndarray | None = None
+    scores: list[dict[str, Any]] | None = None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def stem(self) -> str:
+        return self.name.rsplit(".", 1)[0]
+
+    @property
+    def dice(self) -> float | None:
+        """The headline Dice against the true mask (None without one, or when nothing is scored)."""
+        return headline(self.scores) if self.scores else None
+
+
+def results_zip(results: Iterable[ImageResult], mask_file: Any, colors: np.ndarray, class_names: Sequence[str],
+                opacity: float = 0.5, contours: bool = False) -> bytes:
+    """The zip a user downloads: per image the mask file (`mask_file(mask) -> (pixels, palette)`: the training
+    masks' own values), the class numbers (class_indices/), the overlay, and one measurements.csv for all."""
+    items: list[tuple[str, np.ndarray | bytes | str]] = []
+    rows: list[dict[str, Any]] = []
+    for result in results:
+        _, overlaid = result_items(result.stem, result.image, result.mask, colors, opacity, contours)
+        items += [(f"masks/{result.stem}.png", encode_png(*mask_file(result.mask))),
+                  (f"class_indices/{result.stem}.png", encode_png(result.mask.astype(np.uint8))), overlaid]
+        rows += measure(result.mask, class_names, image=result.name)
+    return zip_results([*items, ("measurements.csv", measurements_csv(rows))])
 
 
 def result_items(
