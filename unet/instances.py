@@ -1,0 +1,145 @@
+"""Separating touching objects: what the network learns for it, how its output becomes one id per object, and how
+objects are counted, matched and measured.
+
+Connected components of a foreground mask merge every pair of touching objects (on DSB2018 nuclei, even the true
+pixel mask split into components finds only 79% of them at IoU 0.5). The peers split them with a learned
+boundary and a seeded watershed (BiaPy's contour channel, ilastik's watershed); this module does the same with
+three classes that the ordinary semantic trainer can learn as they are:
+
+- `boundary_targets`: 0 background, 1 object interior, 2 object boundary (a band `width` pixels wide inside each
+  object wherever it meets the background or another object);
+- `labels_from_classes`: seeds are the connected interiors, grown by a watershed over the foreground (interior and
+  boundary), so each touching object keeps its own id; objects under `min_size` pixels are dropped;
+- `match_objects` and `object_scores`: objects matched one to one at IoU >= 0.5, and the DSB2018/StarDist
+  "average precision" tp / (tp + fp + fn);
+- `object_table`: one row per object (`skimage.measure.regionprops_table`).
+
+Pure NumPy and scikit-image: no TensorFlow, so the pages, the command line and the tests can all use it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+BACKGROUND, INTERIOR, BOUNDARY = 0, 1, 2
+IOU_MATCH = 0.5
+TABLE_PROPERTIES = ("label", "area", "centroid", "bbox", "perimeter", "eccentricity")
+
+
+def boundary_targets(labels: np.ndarray, width: int = 2) -> np.ndarray:
+    """uint8 [H, W]: 0 background, 1 interior, 2 the inner `width`-pixel band of each object (where it touches the
+    background or another object), from an instance label image (0 = background, one id per object)."""
+    from skimage.morphology import dilation, disk
+    from skimage.segmentation import find_boundaries
+
+    labels = np.asarray(labels)
+    edges = find_boundaries(labels, mode="inner", background=0)
+    if width > 1:
+        edges = dilation(edges, disk(width - 1)) & (labels > 0)
+    targets = np.where(labels > 0, INTERIOR, BACKGROUND).astype(np.uint8)
+    targets[edges] = BOUNDARY
+    return targets
+
+
+def labels_from_classes(classes: np.ndarray, interior_probability: np.ndarray | None = None,
+                        min_size: int = 0) -> np.ndarray:
+    """An instance label image (int32, 0 = background) from a 3-class prediction (0/1/2 as `boundary_targets`).
+
+    Seeds are the connected interiors; a watershed grows them over the whole foreground, following
+    `interior_probability` when given (else the distance to the boundary), so touching objects stay apart.
+    """
+    from skimage.measure import label
+    from skimage.segmentation import watershed
+
+    classes = np.asarray(classes)
+    seeds = label(classes == INTERIOR, connectivity=1)
+    foreground = classes != BACKGROUND
+    if interior_probability is None:
+        from scipy.ndimage import distance_transform_edt
+
+        surface = -distance_transform_edt(classes == INTERIOR)
+    else:
+        surface = -np.asarray(interior_probability, np.float32)
+    labels = watershed(surface, markers=seeds, mask=foreground)
+    if min_size > 0:
+        ids, counts = np.unique(labels, return_counts=True)
+        small = ids[(counts < min_size) & (ids != 0)]
+        labels[np.isin(labels, small)] = 0
+    return labels.astype(np.int32)
+
+
+@dataclass(frozen=True)
+class ObjectMatch:
+    """Objects matched one to one at IoU >= `threshold`: true positives, false positives, false negatives."""
+
+    tp: int
+    fp: int
+    fn: int
+    threshold: float = IOU_MATCH
+
+    @property
+    def precision(self) -> float | None:
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else None
+
+    @property
+    def recall(self) -> float | None:
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else None
+
+    @property
+    def average_precision(self) -> float | None:
+        """tp / (tp + fp + fn), the DSB2018 and StarDist "AP" at one IoU threshold; None with no objects at all."""
+        total = self.tp + self.fp + self.fn
+        return self.tp / total if total else None
+
+
+def match_objects(truth: np.ndarray, predicted: np.ndarray, threshold: float = IOU_MATCH) -> ObjectMatch:
+    """Match objects of two label images. Above IoU 0.5 a match is unique, so counting pairs over the threshold
+    is the optimal one-to-one matching (no assignment solver needed at 0.5 or above)."""
+    truth, predicted = np.asarray(truth).ravel(), np.asarray(predicted).ravel()
+    true_ids, true_inverse = np.unique(truth, return_inverse=True)
+    pred_ids, pred_inverse = np.unique(predicted, return_inverse=True)
+    overlap = np.zeros((len(true_ids), len(pred_ids)), np.int64)
+    np.add.at(overlap, (true_inverse, pred_inverse), 1)
+    keep_t, keep_p = true_ids != 0, pred_ids != 0
+    overlap = overlap[np.ix_(keep_t, keep_p)]
+    true_area = np.bincount(true_inverse, minlength=len(true_ids))[keep_t]
+    pred_area = np.bincount(pred_inverse, minlength=len(pred_ids))[keep_p]
+    union = true_area[:, None] + pred_area[None, :] - overlap
+    iou = np.divide(overlap, union, out=np.zeros(overlap.shape, np.float64), where=union > 0)
+    if threshold < 0.5:
+        raise ValueError("matching by threshold alone is one to one only at IoU 0.5 or above")
+    tp = int((iou >= threshold).sum()) if iou.size else 0
+    return ObjectMatch(tp, int(keep_p.sum()) - tp, int(keep_t.sum()) - tp, threshold)
+
+
+def object_table(labels: np.ndarray, image: np.ndarray | None = None, name: str = "") -> list[dict[str, Any]]:
+    """One row per object: id, area, centroid, bounding box, perimeter, eccentricity, and the mean intensity of
+    each channel of `image` when given (`skimage.measure.regionprops_table`)."""
+    from skimage.measure import regionprops_table
+
+    labels = np.asarray(labels).astype(np.int32)
+    if not labels.any():
+        return []
+    properties = list(TABLE_PROPERTIES)
+    intensity = None
+    if image is not None:
+        intensity = image if image.ndim == 3 else image[..., None]
+        properties.append("intensity_mean")
+    table = regionprops_table(labels, intensity_image=intensity, properties=properties)
+    rows = []
+    for i in range(len(table["label"])):
+        row: dict[str, Any] = {
+            "image": name, "id": int(table["label"][i]), "area": int(table["area"][i]),
+            "centroid_y": float(table["centroid-0"][i]), "centroid_x": float(table["centroid-1"][i]),
+            "bbox_top": int(table["bbox-0"][i]), "bbox_left": int(table["bbox-1"][i]),
+            "bbox_bottom": int(table["bbox-2"][i]), "bbox_right": int(table["bbox-3"][i]),
+            "perimeter": float(table["perimeter"][i]), "eccentricity": float(table["eccentricity"][i]),
+        }
+        if intensity is not None:
+            for c in range(intensity.shape[-1]):
+                row[f"mean_intensity_{c}"] = float(table[f"intensity_mean-{c}"][i])
+        rows.append(row)
+    return rows
