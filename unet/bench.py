@@ -355,8 +355,9 @@ def isbi_quality(folder: Path, work: Path, minutes: float, progress: Callable[[s
         "isbi_wall_s": wall,
         "isbi_note": f"the settings `suggest` proposes for ISBI ({cfg.data.input_size}-px {cfg.data.resize}, "
                      f"Balanced model), at most {minutes:g} minutes of training (early stopping off). Cell "
-                     "(class 1) and membrane (class 0) Dice of the best epoch's model on the 6 whole 512x512 validation images, predicted "
-                     "at full resolution as the Inference page does, at threshold 0.5; _best_threshold: at the "
+                     "(class 1) and membrane (class 0) Dice of the best epoch's model on the 6 whole 512x512 "
+                     "validation images, predicted at full resolution as the Inference page does, at threshold "
+                     "0.5; _best_threshold: at the "
                      "evaluation's best threshold; _crops: what training measured, on their centre 256x256",
     }
 
