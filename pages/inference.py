@@ -7,6 +7,7 @@ import streamlit as st
 from unet import runs, workspace
 from unet.images import encode_png
 from unet.inference import mask_file_pixels
+from unet.instances import objects_of_mask, table_csv
 from unet.postprocess import ImageResult, measure, result_items, results_zip, side_by_side
 from unet.postprocess import scores as truth_scores
 from unet.ui.feedback import user_errors
@@ -165,6 +166,18 @@ st.dataframe(
                                                                   "count as one).")},
 )
 
+objects = objects_of_mask(mask, predictor.class_names, image, name=name)
+with st.expander(f"Objects: {len(objects)} (one row each)", icon=":material/table_rows:"):
+    st.caption("Each separate patch of a class is one object; touching objects of one class count as one.")
+    st.dataframe(objects, hide_index=True, width="stretch",
+                 column_config={"centroid_y": st.column_config.NumberColumn(format="%.1f"),
+                                "centroid_x": st.column_config.NumberColumn(format="%.1f"),
+                                "perimeter": st.column_config.NumberColumn(format="%.1f"),
+                                "eccentricity": st.column_config.NumberColumn(format="%.3f")})
+    st.download_button("Objects (CSV)", table_csv(objects), f"{shown.stem}_objects.csv", "text/csv",
+                       icon=":material/download:", disabled=not objects,
+                       help="Area, centroid, bounding box, perimeter, eccentricity and mean intensity per object.")
+
 stem = shown.stem
 items = result_items(stem, image, mask, predictor.colors, opacity, contours)
 download = st.columns(3)
@@ -185,7 +198,8 @@ download[2].download_button(
     "application/zip",
     icon=":material/folder_zip:",
     help="For every image: the mask in your masks' own values (viewable, and usable as a mask again), the same as "
-         "class numbers 0, 1, 2… (class_indices/), the overlay, and a CSV of areas and object counts.",
+         "class numbers 0, 1, 2… (class_indices/), the overlay; a CSV of areas and object counts per class, and "
+         "one of every object (area, centroid, box, intensity).",
 )
 
 if len(results) > 1:

@@ -371,5 +371,5 @@ def test_the_results_zip_holds_masks_in_the_users_values_and_as_class_numbers():
         names = sorted(archive.namelist())
         values = np.array(Image.open(_io.BytesIO(archive.read("masks/a.png"))))
         indices = np.array(Image.open(_io.BytesIO(archive.read("class_indices/a.png"))))
-    assert names == ["class_indices/a.png", "masks/a.png", "measurements.csv", "overlays/a.png"]
+    assert names == ["class_indices/a.png", "masks/a.png", "measurements.csv", "objects.csv", "overlays/a.png"]
     assert np.array_equal(values, mask * 255) and np.array_equal(indices, mask)

@@ -78,3 +78,14 @@ def test_the_object_table_measures_each_object():
     assert (row["bbox_top"], row["bbox_left"], row["bbox_bottom"], row["bbox_right"]) == (1, 2, 4, 6)
     assert row["mean_intensity_0"] == pytest.approx(image[1:4, 2:6].mean())
     assert object_table(np.zeros((4, 4), np.int32)) == []
+
+
+def test_a_class_mask_gives_one_row_per_patch_with_its_class():
+    from unet.instances import objects_of_mask, table_csv
+
+    mask = np.zeros((20, 20), np.uint8)
+    mask[1:5, 1:5], mask[10:14, 10:16], mask[15:18, 1:3] = 1, 1, 2
+    rows = objects_of_mask(mask, ["background", "nucleus", "debris"], name="x.png")
+    assert [(r["class"], r["area"]) for r in rows] == [("nucleus", 16), ("nucleus", 24), ("debris", 6)]
+    text = table_csv(rows)
+    assert text.splitlines()[0].startswith("class,image,id,area") and len(text.splitlines()) == 4

@@ -143,3 +143,31 @@ def object_table(labels: np.ndarray, image: np.ndarray | None = None, name: str 
                 row[f"mean_intensity_{c}"] = float(table[f"intensity_mean-{c}"][i])
         rows.append(row)
     return rows
+
+
+def objects_of_mask(mask: np.ndarray, class_names: list[str] | tuple[str, ...], image: np.ndarray | None = None,
+                    name: str = "") -> list[dict[str, Any]]:
+    """The object table of a class mask: each foreground class's 8-connected patches, one row each, with the
+    class named. Touching objects of one class are one patch here; separating them is the instance task's job."""
+    from skimage.measure import label
+
+    rows: list[dict[str, Any]] = []
+    for k in range(1, len(class_names)):
+        patches = label(np.asarray(mask) == k, connectivity=2)
+        rows += [{"class": class_names[k], **row} for row in object_table(patches, image, name)]
+    return rows
+
+
+def table_csv(rows: list[dict[str, Any]]) -> str:
+    """Rows of any one shape as CSV text (the columns of the first row); text that a spreadsheet would run as a
+    formula is quoted with a leading apostrophe."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (f"'{v}" if isinstance(v, str) and v[:1] in "=+-@" else v) for k, v in row.items()})
+    return buffer.getvalue()

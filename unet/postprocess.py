@@ -260,15 +260,20 @@ class ImageResult:
 def results_zip(results: Iterable[ImageResult], mask_file: Any, colors: np.ndarray, class_names: Sequence[str],
                 opacity: float = 0.5, contours: bool = False) -> bytes:
     """The zip a user downloads: per image the mask file (`mask_file(mask) -> (pixels, palette)`: the training
-    masks' own values), the class numbers (class_indices/), the overlay, and one measurements.csv for all."""
+    masks' own values), the class numbers (class_indices/), the overlay; for all images measurements.csv (per
+    class) and objects.csv (per object)."""
+    from unet.instances import objects_of_mask, table_csv
+
     items: list[tuple[str, np.ndarray | bytes | str]] = []
     rows: list[dict[str, Any]] = []
+    objects: list[dict[str, Any]] = []
     for result in results:
         _, overlaid = result_items(result.stem, result.image, result.mask, colors, opacity, contours)
         items += [(f"masks/{result.stem}.png", encode_png(*mask_file(result.mask))),
                   (f"class_indices/{result.stem}.png", encode_png(result.mask.astype(np.uint8))), overlaid]
         rows += measure(result.mask, class_names, image=result.name)
-    return zip_results([*items, ("measurements.csv", measurements_csv(rows))])
+        objects += objects_of_mask(result.mask, list(class_names), result.image, name=result.name)
+    return zip_results([*items, ("measurements.csv", measurements_csv(rows)), ("objects.csv", table_csv(objects))])
 
 
 def result_items(
