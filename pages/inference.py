@@ -7,13 +7,14 @@ import streamlit as st
 from unet import runs, workspace
 from unet.images import encode_png
 from unet.inference import mask_file_pixels
-from unet.instances import objects_of_mask, table_csv
+from unet.instances import table_csv
 from unet.postprocess import ImageResult, measure, result_items, results_zip, side_by_side
 from unet.postprocess import scores as truth_scores
 from unet.ui.feedback import user_errors
 from unet.ui.inference_view import (
     error_view,
     kept_uploads,
+    object_rows,
     predicted,
     predictor_from_run,
     predictor_from_upload,
@@ -166,7 +167,7 @@ st.dataframe(
                                                                   "count as one).")},
 )
 
-objects = objects_of_mask(mask, predictor.class_names, image, name=name)
+objects = object_rows(mask, tuple(predictor.class_names), image, name)
 with st.expander(f"Objects: {len(objects)} (one row each)", icon=":material/table_rows:"):
     st.caption("Each separate patch of a class is one object; touching objects of one class count as one.")
     st.dataframe(objects, hide_index=True, width="stretch",
@@ -193,7 +194,7 @@ download[1].download_button("Overlay (PNG)", encode_png(items[1][1]), f"{stem}_o
 download[2].download_button(
     f"All {len(results)} as zip",
     results_zip(results, lambda m: mask_file_pixels(predictor, m), predictor.colors, predictor.class_names, opacity,
-                contours),
+                contours, measured=lambda r: object_rows(r.mask, tuple(predictor.class_names), r.image, r.name)),
     "predictions.zip",
     "application/zip",
     icon=":material/folder_zip:",

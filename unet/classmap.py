@@ -90,6 +90,12 @@ class ClassMap:
             entries.append(ClassEntry(i, str(r.get("name") or f"class {i}"), tuple(int(c) for c in color), value))
         return cls(tuple(entries), soft_edges, None if ignore is None else int(ignore), bool(instances))
 
+    @classmethod
+    def from_record(cls, recorded: dict[str, Any]) -> ClassMap | None:
+        """From a whole dataset.json (a stored dataset's or a run's copy): the classes and the reading rules."""
+        return cls.from_records(recorded.get("classes", []), bool(recorded.get("soft_edges", False)),
+                                recorded.get("ignore_value"), bool(recorded.get("instances", False)))
+
     def records(self) -> list[dict[str, Any]]:
         return [{"index": e.index, "name": e.name, "color": list(e.color), "value": e.value} for e in self.entries]
 

@@ -35,12 +35,8 @@ SWEEP = np.round(np.arange(0.05, 0.951, 0.05), 2)  # thresholds tried for binary
 GALLERY_SIZE = 12  # worst images kept as pictures
 GALLERY_SIDE = 256  # pixels, the longer side of a gallery picture
 SPLITS = ("test", "val", "train", "all")  # which of a run's own images are scored; other data is scored whole
-TP, FP, FN = metrics.TP, metrics.FP, metrics.FN
 
 Progress = Callable[[float, str], None]
-confusion_matrix = metrics.confusion_matrix
-counts_from_matrix = metrics.counts_from_matrix
-dice_iou = metrics.dice_iou
 
 
 def _number(value: float) -> float | None:
@@ -250,9 +246,7 @@ def _image_row(stem: str, matrix: np.ndarray, names: list[str]) -> dict[str, Any
 
 def run_class_map(run: runs.Run) -> ClassMap | None:
     """The class map the run recorded (None for a run recorded before classes carried their values)."""
-    recorded = runs.read_json(run.file(runs.DATASET), {}) or {}
-    return ClassMap.from_records(recorded.get("classes", []), bool(recorded.get("soft_edges", False)),
-                                recorded.get("ignore_value"), bool(recorded.get("instances", False)))
+    return ClassMap.from_record(runs.read_json(run.file(runs.DATASET), {}) or {})
 
 
 def class_index_table(data_map: ClassMap | None, run_map: ClassMap | None, dataset: Dataset, k: int) -> np.ndarray:

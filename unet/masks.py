@@ -196,24 +196,6 @@ class MaskPlan:
     def num_classes(self) -> int:
         return len(self.levels) + int(self.extra_foreground)
 
-    def _nearest(self, keys: np.ndarray) -> np.ndarray:
-        keys = _as_colour(keys) if self.colour else keys
-        here, there = _points(keys, self.colour), _points(self.levels, self.colour)
-        return np.argmin(((here[:, None, :] - there[None, :, :]) ** 2).sum(axis=2), axis=1).astype(np.uint8)
-
-    def decode(self, raw: np.ndarray) -> np.ndarray:
-        """A mask's raw values as uint8 class indices (HxW)."""
-        if raw.ndim == 2:  # gray: a lookup table over the values
-            return self._nearest(np.arange(int(raw.max()) + 1, dtype=np.int64))[raw]
-        keys, inverse = np.unique(_keys(raw), return_inverse=True)
-        return self._nearest(keys)[inverse.reshape(raw.shape[:2])]
-
-    def class_pixels(self, hist: MaskHistogram) -> np.ndarray:
-        """Pixels per class in one mask, from its histogram."""
-        counts = np.zeros(self.num_classes, np.int64)
-        np.add.at(counts, self._nearest(hist.keys), hist.counts)
-        return counts
-
     def class_infos(self, pixels: np.ndarray) -> list[dict]:
         """Default names and colours: the mask's own colours for colour masks, else the fixed palette."""
         infos = []

@@ -258,10 +258,10 @@ class ImageResult:
 
 
 def results_zip(results: Iterable[ImageResult], mask_file: Any, colors: np.ndarray, class_names: Sequence[str],
-                opacity: float = 0.5, contours: bool = False) -> bytes:
+                opacity: float = 0.5, contours: bool = False, measured: Any = None) -> bytes:
     """The zip a user downloads: per image the mask file (`mask_file(mask) -> (pixels, palette)`: the training
     masks' own values), the class numbers (class_indices/), the overlay; for all images measurements.csv (per
-    class) and objects.csv (per object)."""
+    class) and objects.csv (per object; `measured(result) -> rows` may supply them already measured)."""
     from unet.instances import objects_of_mask, table_csv
 
     items: list[tuple[str, np.ndarray | bytes | str]] = []
@@ -272,7 +272,8 @@ def results_zip(results: Iterable[ImageResult], mask_file: Any, colors: np.ndarr
         items += [(f"masks/{result.stem}.png", encode_png(*mask_file(result.mask))),
                   (f"class_indices/{result.stem}.png", encode_png(result.mask.astype(np.uint8))), overlaid]
         rows += measure(result.mask, class_names, image=result.name)
-        objects += objects_of_mask(result.mask, list(class_names), result.image, name=result.name)
+        objects += (measured(result) if measured is not None
+                    else objects_of_mask(result.mask, list(class_names), result.image, name=result.name))
     return zip_results([*items, ("measurements.csv", measurements_csv(rows)), ("objects.csv", table_csv(objects))])
 
 

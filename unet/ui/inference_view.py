@@ -18,8 +18,9 @@ from unet import workspace
 from unet.errors import UserError
 from unet.images import IMAGE_EXTENSIONS, is_lossy, read_image, read_mask_raw
 from unet.inference import Prediction, Predictor
+from unet.instances import objects_of_mask
 from unet.postprocess import baseline_scores, error_overlay, headline
-from unet.runs import BEST_MODEL, Run
+from unet.runs import BEST_MODEL, HELD_BACK, Run, read_json
 from unet.zipsafe import extract_zip
 
 _PREDICTOR = "inference_predictor"
@@ -88,22 +89,28 @@ def kept_uploads(kind: str, uploads: list | None) -> list:
 def rank_runs(finished: list[Run]) -> list[tuple[Run, str]]:
     """Runs with a model, best first: completed runs that beat the baseline, by held-back (else validation) Dice;
     then stopped, near-baseline and failed ones, each marked in its label."""
-    from unet.run_summary import summary_row
-
-    def entry(run: Run) -> tuple[tuple, Run, str]:
-        row = summary_row(run)
-        score = row["held_back_dice"] if row["held_back_dice"] is not None else row["best_val_dice"]
+    def entry(run: Run) -> tuple[tuple, Run, str]:  # status and held_back.json only: no history read per rerun
+        status = run.read_status()
+        held_back = read_json(run.file(HELD_BACK), {}) or {}
+        score = held_back.get("dice") if held_back.get("dice") is not None else status.get("best_val_dice")
         marks = []
-        if row["near_baseline"]:
+        if held_back.get("near_baseline"):
             marks.append("barely better than the baseline")
-        if row["state"] != "completed":
-            marks.append(row["state"])
+        if status.get("state", "?") != "completed":
+            marks.append(status.get("state", "?"))
         shown = f"Dice {score:.3f}" if isinstance(score, (int, float)) else "no score yet"
         label = f"{run.name} ({shown}" + (f"; {', '.join(marks)})" if marks else ")")
         order = (bool(marks), -(score if isinstance(score, (int, float)) else -1.0))
         return order, run, label
 
     return [(run, label) for _, run, label in sorted((entry(r) for r in finished), key=lambda e: e[0])]
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def object_rows(mask: np.ndarray, class_names: tuple[str, ...], image: np.ndarray, name: str) -> list[dict]:
+    """`unet.instances.objects_of_mask`, computed once per mask: a slider move must not re-measure every object
+    of every image (2.3 s for a 12-megapixel image of 5000 objects)."""
+    return objects_of_mask(mask, list(class_names), image, name=name)
 
 
 def read_uploads(uploads) -> tuple[list[tuple[str, np.ndarray]], list[tuple[str, str]]]:
