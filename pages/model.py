@@ -22,7 +22,8 @@ st.write(
 dataset = current_dataset()
 config = align_config_with_dataset(dataset)
 if dataset is None:
-    st.info("No dataset chosen yet: estimates assume the demo data. Pick one on the **Dataset** page.")
+    st.info("No dataset chosen yet: estimates assume the demo data. Pick one on the **Dataset** page, and settings "
+            "that fit it are suggested here.")
 else:
     with user_errors("suggesting settings for this dataset"):
         suggested = suggestion_panel(dataset, config)
