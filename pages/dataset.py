@@ -11,6 +11,7 @@ from unet import workspace
 from unet.dataset import Dataset, ingest, list_datasets, stage_uploads
 from unet.demo import CLASS_NAMES, write_demo_dataset
 from unet.ui.augment_controls import augment_controls, preview_grid
+from unet.ui.dataset_view import channel_words, found_caption, stack_choice
 from unet.ui.feedback import user_errors
 from unet.ui.state import current_dataset, get_config, set_config, set_current_dataset
 
@@ -21,7 +22,7 @@ st.write(
 )
 
 
-def _store(source: Path, name: str, label: str | None = None) -> None:
+def _store(source: Path, name: str, label: str | None = None, stacks: str | None = None) -> None:
     bar = st.progress(0.0, text="Checking files…")
     try:
         dataset, report = ingest(
@@ -30,6 +31,7 @@ def _store(source: Path, name: str, label: str | None = None) -> None:
             workspace.datasets_dir(),
             progress=lambda f, text: bar.progress(min(max(f, 0.0), 1.0), text=text),
             label=label,
+            stacks=stacks,
         )
     finally:  # also when the data is refused: the message replaces the bar
         bar.empty()
@@ -51,18 +53,18 @@ def _load_demo(kind: str) -> None:
             )
 
 
-def _store_zip(upload, name: str) -> None:
+def _store_zip(upload, name: str, stacks: str) -> None:
     with workspace.staging() as staging:
         target = staging / "upload.zip"
         with target.open("wb") as out:
             shutil.copyfileobj(upload, out, length=1 << 20)
-        _store(target, name, label=upload.name)
+        _store(target, name, label=upload.name, stacks=stacks)
 
 
-def _store_files(images, masks, name: str) -> None:
+def _store_files(images, masks, name: str, stacks: str) -> None:
     with workspace.staging() as staging:
         folder = stage_uploads([(f.name, f) for f in images], [(f.name, f) for f in masks], staging / "files")
-        _store(folder, name)
+        _store(folder, name, stacks=stacks)
 
 
 # --- 1. Choose the data -------------------------------------------------------------------------------------------
@@ -88,8 +90,9 @@ with zip_tab:
     archive = st.file_uploader(
         "A zip with an `images/` and a `masks/` folder",
         type=["zip"],
-        help="Mask folders may also be called labels, annotations or gt. Masks may be black/white, numbered "
-        "classes (0, 1, 2…) or one colour per class.",
+        help="Mask folders may also be called labels, annotations or gt; the layouts of ZeroCostDL4Mic, BiaPy and "
+        "Cellpose are found too. Masks may be black/white, numbered classes (0, 1, 2…), one colour per class, or "
+        "instance labels (one id per object).",
     )
     zip_name = st.text_input(
         "Dataset name",
@@ -97,9 +100,10 @@ with zip_tab:
         key="zip_name",
         help="How this dataset is listed later. Letters, digits, '-' and '_' are kept.",
     )
+    zip_stacks = stack_choice("zip")
     if st.button("Check and save", disabled=archive is None, key="save_zip", icon=":material/upload:"):
         with user_errors(f"reading '{archive.name}'"):
-            _store_zip(archive, zip_name or Path(archive.name).stem)
+            _store_zip(archive, zip_name or Path(archive.name).stem, zip_stacks)
             st.rerun()
 
 with files_tab:
@@ -108,7 +112,7 @@ with files_tab:
         "Images",
         accept_multiple_files=True,
         type=["png", "jpg", "jpeg", "tif", "tiff", "bmp", "gif"],
-        help="PNG, JPEG, TIFF (8 or 16 bit), BMP or GIF; grey, colour or with transparency.",
+        help="PNG, JPEG, TIFF (8 or 16 bit, float, stacks, any number of channels, OME-TIFF), BMP or GIF.",
     )
     mask_files = right.file_uploader(
         "Masks",
@@ -122,10 +126,11 @@ with files_tab:
         missing = "masks" if image_files else "images"
         st.caption(f"Add the {missing} too: every image needs its mask (a picture of the same size that paints "
                    "what should be found). No masks yet? Draw them in another program first.")
+    files_stacks = stack_choice("files")
     if st.button("Check and save", disabled=not ready, key="save_files", icon=":material/upload:",
                  help=None if ready else "Needs images and their masks."):
         with user_errors("reading the uploaded files"):
-            _store_files(image_files, mask_files, files_name)
+            _store_files(image_files, mask_files, files_name, files_stacks)
             st.rerun()
 
 with saved_tab:
@@ -158,15 +163,19 @@ if summary:
     st.success(summary, icon=":material/task_alt:")
 
 facts = st.columns(4)
-facts[0].metric("Image/mask pairs", len(dataset.stems))
+facts[0].metric("Image/mask pairs", len(dataset.stems),
+                help="2D images with their masks; each slice of a stack read as slices counts as one.")
 facts[1].metric("Classes", dataset.num_classes)
-facts[2].metric("Channels", "grey" if dataset.channels == 1 else "colour (RGB)")
+facts[2].metric("Channels", channel_words(dataset.channels),
+                help=f"Stored as {dataset.image_dtype}; the network takes every channel as it is.")
 sizes = dataset.image_sizes
 facts[3].metric(
     "Image size",
     f"{sizes['max'][1]}×{sizes['max'][0]}" if sizes.get("distinct", 1) == 1 else f"{sizes['distinct']} sizes",
     help="Width × height in pixels. Images are resized (or cropped) to the model's input size for training.",
 )
+
+found_caption(dataset)
 
 if dataset.problems:
     with st.expander(f"{len(dataset.problems)} file(s) need attention", expanded=True, icon=":material/warning:"):

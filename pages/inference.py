@@ -12,6 +12,7 @@ from unet.postprocess import ImageResult, measure, result_items, results_zip, si
 from unet.postprocess import scores as truth_scores
 from unet.ui.feedback import user_errors
 from unet.ui.inference_view import (
+    display_picture,
     error_view,
     kept_uploads,
     object_rows,
@@ -134,7 +135,8 @@ with user_errors("predicting"):
         mask = prediction.mask(threshold=threshold, min_size=int(min_size), fill_holes=fill)
         truth = truth_for(name, truth_uploads, image.shape[:2], predictor)
         score = truth_scores(mask, truth, predictor.class_names) if truth is not None else None
-        results.append(ImageResult(name, image, mask, truth, score, prediction.notes))
+        results.append(ImageResult(name, image, mask, truth, score, prediction.notes,
+                                   picture=display_picture(predictor, name, image)))
         if bar:
             bar.progress((i + 1) / len(images), text=f"Predicted {i + 1} of {len(images)}")
 if bar:
@@ -150,13 +152,13 @@ picked = st.selectbox("Image", names, help="Pick an image to see it large.") if 
 shown = next(r for r in results if r.name == picked)
 name, image, mask, truth, score, notes = shown.name, shown.image, shown.mask, shown.truth, shown.scores, shown.notes
 st.image(
-    side_by_side(image, mask, predictor.colors, opacity, contours, visible, max_side=900),
+    side_by_side(shown.shown, mask, predictor.colors, opacity, contours, visible, max_side=900),
     caption=f"{name}: image · overlay · mask",
 )
 for note in notes:
     st.caption(note)
 if truth is not None:
-    error_view(image, mask, truth, score, opacity)
+    error_view(shown.shown, mask, truth, score, opacity)
 rows = measure(mask, predictor.class_names, image=name)
 st.dataframe(
     [{"Class": r["name"], "Pixels": r["pixels"], "Share of the image": r["percent"], "Objects": r["objects"]}
@@ -180,7 +182,7 @@ with st.expander(f"Objects: {len(objects)} (one row each)", icon=":material/tabl
                        help="Area, centroid, bounding box, perimeter, eccentricity and mean intensity per object.")
 
 stem = shown.stem
-items = result_items(stem, image, mask, predictor.colors, opacity, contours)
+items = result_items(stem, shown.shown, mask, predictor.colors, opacity, contours)
 download = st.columns(3)
 download[0].download_button(
     "Mask (PNG)", encode_png(*mask_file_pixels(predictor, mask)), f"{stem}_mask.png", "image/png",
@@ -208,5 +210,5 @@ if len(results) > 1:
     cells = st.columns(4)
     for i, result in enumerate(results):
         caption = result.name if result.dice is None else f"{result.name} · Dice {result.dice:.3f}"
-        cells[i % 4].image(side_by_side(result.image, result.mask, predictor.colors, opacity, False, visible,
+        cells[i % 4].image(side_by_side(result.shown, result.mask, predictor.colors, opacity, False, visible,
                                         max_side=200), caption=caption)

@@ -44,7 +44,7 @@ def test_contract_keys_are_present():
         ('{"model": {"batch_norm": "yes"}}', "model.batch_norm"),
         ('{"model": {"activation": "tanh"}}', "model.activation"),
         ('{"train": {"learning_rate": 0}}', "train.learning_rate"),
-        ('{"data": {"channels": 2}}', "data.channels"),
+        ('{"data": {"channels": 17}}', "data.channels"),
         ('{"model": {"depth": 9}}', "model.depth"),
         ('{"augment": {"rotate": 400}}', "augment.rotate"),
         ('{"model": "deep"}', "model"),

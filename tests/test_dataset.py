@@ -335,7 +335,8 @@ def test_cmyk_jpeg_and_gif_load_as_rgb(tmp_path, name, content):
     assert report.problems == [] and image.shape == (SIZE, SIZE, 3)
 
 
-def test_16_bit_tiff_and_rgba_images_are_stored_as_8_bit_rgb(tmp_path):
+def test_a_16_bit_tiff_keeps_its_values_and_8_bit_images_join_it_on_one_scale(tmp_path):
+    """Issue #14: nothing is squeezed to 8 bits; the 8-bit images of a 12-bit dataset are brought to 12 bits."""
     root = tmp_path / "data"
     for i in range(4):
         rgba = np.dstack([picture(i, 3), np.full((SIZE, SIZE), 128, np.uint8)])
@@ -345,10 +346,15 @@ def test_16_bit_tiff_and_rgba_images_are_stored_as_8_bit_rgb(tmp_path):
     write(root / "masks" / "deep.png", square_mask(1))
     dataset, report = ds.ingest(root, "deep", tmp_path / "ws")
     assert [p.problem[:31] for p in report.problems] == ["the images hold up to 12-bit va"] and dataset.channels == 3
-    assert np.array_equal(dataset.read_pair("rgba1")[0], picture(1, 3))  # 8-bit images are not rescaled
+    assert dataset.image_dtype == "uint16" and dataset.image_format == "tif"
     deep = dataset.read_pair("deep")[0]
-    assert deep.dtype == np.uint8 and deep.shape == (SIZE, SIZE, 3)
-    assert np.abs(deep.astype(int) - picture(9, 3)).max() <= 1  # 12-bit range scaled back to 8 bits
+    assert deep.dtype == np.uint16 and deep.shape == (SIZE, SIZE, 3)
+    assert np.array_equal(deep, picture(9, 3).astype(np.uint16) * 16)  # exactly as written
+    eight = dataset.read_pair("rgba1")[0].astype(np.float64)
+    assert np.abs(eight - picture(1, 3).astype(np.float64) * 4095 / 255).max() <= 0.5  # alpha dropped, to 0..4095
+    unit = dataset.rule.to_unit(dataset.read_pair("rgba1")[0])
+    same = dataset.rule.to_unit(np.rint(picture(1, 3).astype(np.float64) * 4095 / 255).astype(np.uint16))
+    np.testing.assert_array_equal(unit, same)  # one rule for the 8-bit and the 12-bit files
 
 
 def test_mixed_grayscale_and_rgb_images_are_converted_to_the_majority(tmp_path):

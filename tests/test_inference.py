@@ -100,7 +100,7 @@ def test_large_image_is_tiled_and_keeps_its_size(rgb):
 
 
 @pytest.mark.parametrize("shape, message", [((1, 1), "at least"), ((0, 0), "empty"), ((0, 40), "empty"),
-                                            ((40, 40, 2), "grayscale")])
+                                            ((40, 40, 2), "2 channels but the model takes 1")])
 def test_tiny_empty_and_odd_arrays_are_refused_clearly(gray, shape, message):
     with pytest.raises(UserError, match=message):
         gray.predict(np.zeros(shape, np.uint8))

@@ -161,7 +161,7 @@ def stored(workspace: Path, name: str) -> list[str]:
     info = workspace / "datasets" / name / "dataset.json"
     if not info.exists():
         return []
-    return sorted(p.stem for p in (workspace / "datasets" / name / "images").glob("*.png"))
+    return sorted(p.stem for p in (workspace / "datasets" / name / "images").iterdir() if p.suffix in (".png", ".tif"))
 
 
 def stored_names(workspace: Path) -> list[str]:

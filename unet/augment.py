@@ -19,7 +19,8 @@ import numpy as np
 import tensorflow as tf
 
 from unet.config import AugmentConfig, DataConfig
-from unet.preprocess import reflect_index, resize_pair
+from unet.images import convertible, display_rgb
+from unet.preprocess import Scale, reflect_index, resize_pair
 
 BILINEAR = "BILINEAR"
 NEAREST = "NEAREST"
@@ -277,8 +278,14 @@ class Augmenter:
         return projective_transforms(linear, shift, height, width)
 
     def transform_images(self, images: tf.Tensor, params: dict[str, tf.Tensor]) -> tf.Tensor:
-        """Applies `params` to float32 images [B, H, W, C] in 0..1; the result is clipped to 0..1."""
+        """Applies `params` to float32 images [B, H, W, C] on the network's scale.
+
+        The result is clipped to 0..1, widened to each image's own range where it reaches beyond (percentile-
+        scaled microscopy keeps its brightest and darkest pixels, which inference does not clip either).
+        """
         fill = self.cfg.fill_mode
+        floor = tf.minimum(tf.reduce_min(images, axis=[1, 2, 3], keepdims=True), 0.0)
+        ceiling = tf.maximum(tf.reduce_max(images, axis=[1, 2, 3], keepdims=True), 1.0)
         if "transforms" in params:
             images = warp(images, params["transforms"], BILINEAR, fill, _IMAGE_FILL)
         if "displacement" in params:
@@ -289,12 +296,12 @@ class Augmenter:
             mean = tf.reduce_mean(images, axis=[1, 2], keepdims=True)
             images = (images - mean) * params["contrast"][:, None, None, None] + mean
         if "gamma" in params:
-            images = tf.pow(tf.clip_by_value(images, 0.0, 1.0), params["gamma"][:, None, None, None])
+            images = tf.pow(tf.clip_by_value(images, 0.0, ceiling), params["gamma"][:, None, None, None])
         if "blur" in params:
             images = blur(images, params["blur"])
         if "noise_seed" in params:
             images = images + tf.random.stateless_normal(tf.shape(images), params["noise_seed"]) * self.cfg.noise
-        return tf.clip_by_value(images, 0.0, 1.0)
+        return tf.clip_by_value(images, floor, ceiling)
 
     def transform_masks(self, masks: tf.Tensor, params: dict[str, tf.Tensor]) -> tf.Tensor:
         """Applies the geometric part of `params` to int32 masks [B, H, W, 1] by nearest neighbour."""
@@ -315,6 +322,8 @@ def _as_channels(image: np.ndarray, channels: int) -> np.ndarray:
     image = image if image.ndim == 3 else image[..., None]
     if image.shape[-1] == channels:
         return image
+    if not convertible(image.shape[-1], channels):
+        raise ValueError(f"an image of {image.shape[-1]} channels cannot be shown as {channels}")
     if channels == 3:
         return np.repeat(image[..., :1], 3, axis=-1)
     return np.asarray(tf.image.rgb_to_grayscale(image[..., :3]))
@@ -327,21 +336,24 @@ def preview_pairs(
     data: DataConfig,
     n: int = 8,
     seed: int = 0,
+    scale: Scale | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """`n` augmented pairs, made by the same `resize_pair` + `Augmenter` code that training runs.
 
     Pairs are taken in order, cycling when there are fewer than `n`.
 
     Args:
-        images: uint8 [H, W] or [H, W, C]; sizes may differ.
+        images: [H, W] or [H, W, C] as stored (uint8, uint16 or float32); sizes may differ.
         masks: uint8 [H, W] or [H, W, 1] class indices, one per image.
         cfg: the augmentation to show.
         data: input size, channels and resize mode.
         n: how many pairs.
         seed: the same seed gives the same previews.
+        scale: the dataset's intensity rule (`unet.pipeline.intensity_scale`); None for 8-bit data.
 
     Returns:
-        n tuples (image uint8 [S, S, C], mask uint8 [S, S]) with S = data.input_size and C = data.channels.
+        n tuples (image uint8 [S, S, C], mask uint8 [S, S]) with S = data.input_size and C = data.channels (1 or
+        3), or a colour composite [S, S, 3] of the channels for any other count (`unet.images.display_rgb`).
     """
     if not images or len(images) != len(masks):
         raise ValueError("preview_pairs needs at least one image and exactly one mask per image")
@@ -355,10 +367,14 @@ def preview_pairs(
             data.input_size,
             data.resize,
             tf.random.experimental.stateless_fold_in(base, i),
+            scale,
         )
         batch_images.append(image)
         batch_masks.append(mask)
     out_images, out_masks = Augmenter(cfg)(tf.stack(batch_images), tf.stack(batch_masks), base)
-    out_images = np.asarray(tf.cast(tf.round(out_images * 255.0), tf.uint8))
+    if data.channels in (1, 3):
+        out_images = np.asarray(tf.cast(tf.round(tf.clip_by_value(out_images, 0.0, 1.0) * 255.0), tf.uint8))
+    else:
+        out_images = np.stack([display_rgb(image) for image in np.asarray(out_images)])
     out_masks = np.asarray(tf.cast(out_masks[..., 0], tf.uint8))
     return list(zip(out_images, out_masks, strict=True))

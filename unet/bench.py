@@ -42,6 +42,8 @@ from unet.config import AugmentConfig, Config, DataConfig, ModelConfig, TrainCon
 
 ISBI_DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "isbi-membrane"
 ISBI_ENV = "UNET_ISBI"  # another place for the ISBI folder
+DSB_DEFAULT = ISBI_DEFAULT.parent / "dsb2018-nuclei-sample"
+DSB_ENV = "UNET_DSB"
 QUALITY_MINUTES = 5.0
 LARGE_IMAGE = (3000, 4000)  # (height, width) of the tiled prediction
 RSS_FACTOR = 10  # the memory figure trains on this many times the demo data
@@ -52,6 +54,7 @@ NUMERIC_KEYS = (
     "pipeline_efficiency", "steps_efficiency", "conv_gflops_per_image", "achieved_gflops", "fraction_of_peak",
     "epoch_s", "epoch_steps_s", "epoch_validation_s", "epoch_bookkeeping_s", "first_epoch_s",
     "preview_ms", "predict_ms_512", "predict_ms_512_full_resolution", "predict_ms_4000x3000", "peak_rss_mb",
+    "train_images_per_s_16bit_2ch", "deep_input_ratio", "deep_ingest_s",
 )
 QUALITY_KEYS = ("isbi_dice_5min",)
 
@@ -317,6 +320,58 @@ def peak_rss_mb(cfg: Config, setting: Setting, work: Path) -> dict[str, Any]:
     return {"peak_rss_mb": kib / 1024, "rss_images": count, "rss_trainer_s": time.perf_counter() - start}
 
 
+def deep_two_channel_copy(raw: Path, out: Path) -> Path:
+    """The demo data as a microscope would give it: 16-bit (12-bit values), 2 channels in a TIFF, same masks."""
+    import tifffile
+
+    from unet.images import read_image
+
+    (out / "images").mkdir(parents=True)
+    (out / "masks").mkdir()
+    for path in sorted((raw / "images").glob("*.png")):
+        gray = read_image(path).astype(np.uint16) * 16  # 0..4080: a 12-bit camera's range
+        stain = (4080 - gray).astype(np.uint16)  # a second channel that differs from the first
+        tifffile.imwrite(out / "images" / f"{path.stem}.tif", np.dstack([gray, stain]), photometric="minisblack",
+                         planarconfig="contig")
+        (out / "masks" / path.name).write_bytes((raw / "masks" / path.name).read_bytes())
+    return out
+
+
+def deep_input_throughput(cfg: Config, raw: Path, work: Path, epochs: int, eight_bit: float) -> dict[str, Any]:
+    """Training images/s with 16-bit 2-channel input against the 8-bit 1-channel figure on the same images.
+
+    The goal (issue #14) is within 10%: after the first epoch both read from the in-memory cache, so the cost
+    of deeper input is one wider first convolution and the intensity rule's subtraction and division.
+    """
+    from unet.dataset import ingest
+
+    deep_raw = deep_two_channel_copy(raw, work / "deep-raw")
+    started = time.perf_counter()
+    dataset, _ = ingest(deep_raw, "deep", work / "datasets")
+    ingest_s = time.perf_counter() - started
+    figures = train_path(cfg, dataset.root, work / "runs" / "deep", epochs)
+    deep = figures["train_images_per_s"]
+    return {"train_images_per_s_16bit_2ch": deep, "deep_input_ratio": deep / eight_bit,
+            "deep_ingest_s": ingest_s}
+
+
+def dsb_ingest(folder: Path, work: Path, progress: Callable[[str], None]) -> dict[str, Any]:
+    """Seconds to check and store the DSB 2018 nuclei sample (16-bit instance label masks), with what it found."""
+    from unet.dataset import ingest
+
+    if not (folder / "images").is_dir():
+        message = f"skipped: the DSB 2018 nuclei sample is not at {folder} (set {DSB_ENV} to its folder)"
+        progress(message)
+        return {"dsb_ingest_s": None, "dsb_note": message}
+    started = time.perf_counter()
+    dataset, report = ingest(folder, "dsb", work / "datasets")
+    seconds = time.perf_counter() - started
+    objects = sorted(report.objects.values())
+    return {"dsb_ingest_s": seconds, "dsb_pairs": report.pairs, "dsb_objects": sum(objects),
+            "dsb_note": f"{report.pairs} pairs, {objects[0] if objects else 0} to {objects[-1] if objects else 0} "
+                        f"objects per image; {report.found}"}
+
+
 def isbi_quality(folder: Path, work: Path, minutes: float, progress: Callable[[str], None]) -> dict[str, Any]:
     """Held-back cell and membrane Dice after `minutes` of training on ISBI 2012 with the settings `suggest`
     proposes for it (what a user gets by accepting the suggestion)."""
@@ -433,6 +488,13 @@ def run_bench(quality: bool = False, tiny: bool = False, progress: Callable[[str
         result["achieved_gflops"] = flops * TRAIN_FLOPS_FACTOR * result["train_images_per_s"] / 1e9
         result["fraction_of_peak"] = result["achieved_gflops"] / result["matmul_gflops"]
 
+        progress(f"16-bit 2-channel input: the same images, {setting.train_epochs} epochs")
+        result.update(deep_input_throughput(cfg, raw, work, setting.train_epochs, result["train_images_per_s"]))
+        keras.backend.clear_session()
+        if not tiny:
+            progress("ingest of the DSB 2018 nuclei sample")
+            result.update(dsb_ingest(Path(os.environ.get(DSB_ENV) or DSB_DEFAULT), work, progress))
+
         progress("previews")
         result["preview_ms"] = preview_ms(dataset.root, cfg)
         progress("prediction")
@@ -475,6 +537,9 @@ _ROWS = (
     ("epoch_steps_s", "  of which training steps", "s"),
     ("epoch_validation_s", "  of which validation", "s"),
     ("epoch_bookkeeping_s", "  of which checkpoints, samples, logs", "s"),
+    ("train_images_per_s_16bit_2ch", "product training, 16-bit 2-channel input", "images/s"),
+    ("deep_input_ratio", "  16-bit 2-channel / 8-bit 1-channel", ""),
+    ("dsb_ingest_s", "ingest the DSB 2018 nuclei sample", "s"),
     ("preview_ms", "8 augmented previews", "ms"),
     ("predict_ms_512", "predict 512x512", "ms"),
     ("predict_ms_512_full_resolution", "predict 512x512 at full resolution", "ms"),
@@ -511,7 +576,7 @@ def format_table(result: dict[str, Any]) -> str:
         else:
             text = f"{value:,.3f}" if abs(value) < 10 else f"{value:,.1f}"
         lines.append(f"  {label:<40} {text:>12} {unit}")
-    for key in ("predict_512_mode", "predict_large_mode", "isbi_note"):
+    for key in ("predict_512_mode", "predict_large_mode", "dsb_note", "isbi_note"):
         if result.get(key):
             lines.append(f"  {key}: {result[key]}")
     return "\n".join(lines)

@@ -23,7 +23,8 @@ from unet import atomic, runs, schedule
 from unet.classmap import IGNORE_INDEX
 from unet.config import Config
 from unet.dataset import Dataset
-from unet.overlay import class_colors, overlay, to_rgb
+from unet.images import display_rgb
+from unet.overlay import class_colors, overlay
 from unet.runs import StatusWriter
 
 SAMPLE_TILE = 128  # pixels per side of one picture in samples/*.png
@@ -48,7 +49,7 @@ def sample_picture(images01: np.ndarray, masks: np.ndarray, predicted: np.ndarra
     drawn over the image in the class colours (as on the Inference page), each tile at most SAMPLE_TILE wide."""
     rows = []
     for image, mask, pred in zip(images01, masks, predicted, strict=True):
-        picture = to_rgb((np.clip(image, 0, 1) * 255).round().astype(np.uint8))
+        picture = display_rgb(image)  # any channel count; the 0..1 of the intensity rule as 0..255
         mask = np.where(mask.reshape(mask.shape[:2]) == IGNORE_INDEX, 0, mask.reshape(mask.shape[:2]))
         tiles = [picture, overlay(picture, mask, colors, opacity=0.55), overlay(picture, pred, colors, opacity=0.55)]
         if tiles[0].shape[0] > SAMPLE_TILE:

@@ -27,14 +27,21 @@ def _demo_data(args: argparse.Namespace) -> int:
     return 0
 
 
+STACKS_HELP = ("how multi-plane TIFFs (z-stacks, time series) become 2D images: auto (each slice when each has its "
+               "mask, else the maximum projection), slices, max, mean, or 'plane N' (one plane, counted from 1)")
+
+
 def _inspect(args: argparse.Namespace) -> int:
     from unet.dataset import inspect_source
 
-    report = inspect_source(Path(args.data))
+    report = inspect_source(Path(args.data), stacks=args.stacks)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
         print(report.summary())
+        for label, text in (("found", report.found), ("intensity", report.intensity)):
+            if text:
+                print(f"  {label}: {text}")
     return 0
 
 
@@ -110,7 +117,8 @@ def _suggest(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from unet.training import train
 
-    return train(Path(args.out), Path(args.data), _load_config(args), resume=args.resume, test_split=args.test_split)
+    return train(Path(args.out), Path(args.data), _load_config(args), resume=args.resume, test_split=args.test_split,
+                 stacks=args.stacks)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -193,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("inspect", _inspect, "check a dataset folder or zip and report its pairs, classes and problems")
     p.add_argument("data", help="folder or zip holding images/ and masks/")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--stacks", default="auto", help=STACKS_HELP)
 
     p = command("suggest", _suggest, "settings that fit a dataset and a time budget, with the reasons")
     p.add_argument("data", help="folder or zip holding images/ and masks/, or a stored dataset")
@@ -212,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="override train.epochs")
     p.add_argument("--max-minutes", type=float, help="override train.max_minutes")
     p.add_argument("--resume", action="store_true", help="continue a stopped or interrupted run from last.keras")
+    p.add_argument("--stacks", default="auto", help=STACKS_HELP + " (for raw data)")
     p.add_argument("--test-split", type=float, default=0.0, metavar="SHARE",
                    help="set this share of the images (0 to 0.5) aside as a test set, never trained on nor used to "
                         "choose the model; `evaluate` scores it first")

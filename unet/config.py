@@ -26,6 +26,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 LOSSES = ("dice_ce", "ce", "dice", "focal")
 LR_SCHEDULES = ("cosine", "plateau", "constant")  # see unet.schedule
 FILL_MODES = ("reflect", "constant", "nearest")
+MAX_CHANNELS = 16  # input channels a dataset may have (unet.tiff refuses more)
 
 
 def _check(ok: bool, key: str, message: str) -> None:
@@ -46,13 +47,14 @@ class DataConfig:
     """How stored images become network inputs."""
 
     input_size: int = 128  # square side in pixels; a multiple of 2**depth
-    channels: int = 1  # 1 grayscale, 3 RGB
+    channels: int = 1  # 1 grayscale, 3 RGB, or any count up to 16 (microscopy stains); the data decides
     normalisation: str = "unit"
     resize: str = "resize"
 
     def __post_init__(self) -> None:
         _between(self.input_size, 16, 2048, "data.input_size")
-        _check(self.channels in (1, 3), "data.channels", f"must be 1 (grayscale) or 3 (RGB), not {self.channels}")
+        _check(isinstance(self.channels, int) and 1 <= self.channels <= MAX_CHANNELS, "data.channels",
+               f"must be 1 to {MAX_CHANNELS} (1 grayscale, 3 RGB), not {self.channels}")
         _one_of(self.normalisation, NORMALISATIONS, "data.normalisation")
         _one_of(self.resize, RESIZE_MODES, "data.resize")
 

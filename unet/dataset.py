@@ -21,13 +21,16 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from unet import atomic
+from unet import atomic, intensity
 from unet import images as image_io
+from unet import stacks as stacks_module
 from unet.classmap import IGNORE_INDEX, ClassMap
 from unet.errors import UserError
+from unet.intensity import Intensity
 from unet.masks import MaskHistogram, histogram, instance_objects, plan_classes, too_many_values
 from unet.pairing import Pair, find_layout, mask_base, pair_files, stored_stem
 from unet.report import DatasetReport, Problem
+from unet.stacks import StackRule
 from unet.workspace import child, safe_name
 from unet.zipsafe import MAX_MEMBERS, extract_zip, is_junk
 
@@ -42,26 +45,68 @@ def _quiet(fraction: float, message: str) -> None:
 
 
 @dataclass
+class _Unit:
+    """One 2D image of the dataset: a whole file, or one plane (or the projection) of a stack."""
+
+    pair: Pair
+    plane: int | None  # the plane of the stack, or None for a single image or a projection
+    stem: str  # the stored stem
+    channels: int
+    shape: tuple[int, int]
+    hist: MaskHistogram
+    dtype: str  # uint8, uint16 or float32, as read
+    bits: int  # the bit depth that holds its brightest value (8 for uint8)
+
+    @property
+    def label(self) -> str:
+        """How problems and object counts name it: the mask file, and the plane when it is one of a stack."""
+        return self.pair.mask_label + (f" [plane {self.plane + 1}]" if self.plane is not None else "")
+
+
+@dataclass
 class _Checked:
-    """What checking a source found, beyond the report: the usable pairs and how to store them."""
+    """What checking a source found, beyond the report: the usable images and how to store them."""
 
     report: DatasetReport
-    pairs: list[Pair] = field(default_factory=list)
+    units: list[_Unit] = field(default_factory=list)
     class_map: ClassMap | None = None
     lossy: dict[str, bool] = field(default_factory=dict)  # per mask label: JPEG, whose noise snaps to a class
     source_bits: int = 8  # the bit depth of the images, over the whole dataset: one scaling rule for all
     test_stems: list[str] = field(default_factory=list)  # from the test part of a train/test tree
     channels: int = 1
+    stack_rule: StackRule = field(default_factory=StackRule)
+    dtype: str = "uint8"  # what the stored images hold
+    intensity: Intensity | None = None
+
+    @property
+    def pairs(self) -> list[Pair]:
+        return list(dict.fromkeys(unit.pair for unit in self.units))
+
+
+class _Samples:
+    """Pixel samples of every image for the percentile rule, thinned as they come so memory stays bounded."""
+
+    BUDGET = 8_000_000  # values kept in all (about 16 MB of 16-bit pixels)
+
+    def __init__(self) -> None:
+        self.kept: dict[str, np.ndarray] = {}
+        self.limit = intensity.SAMPLES_PER_IMAGE
+
+    def add(self, stem: str, image: np.ndarray) -> None:
+        self.kept[stem] = intensity.sample_pixels(image, self.limit)
+        if sum(s.size for s in self.kept.values()) > self.BUDGET:
+            self.kept = {k: v[::2] for k, v in self.kept.items()}
+            self.limit = max(1000, self.limit // 2)
 
 
 # --- checking a source ----------------------------------------------------------------------------------------
 
 
-def _check_pair(pair: Pair, report: DatasetReport) -> tuple[np.ndarray, MaskHistogram] | None:
-    """The decoded image and the mask's histogram, or None after reporting why the pair is unusable."""
+def _read_pair(pair: Pair, report: DatasetReport) -> tuple[np.ndarray, np.ndarray] | None:
+    """Every plane of the image ([P, H, W, C]) and of the mask, or None after reporting why the pair is unusable."""
     try:
         image_hw = image_io.check_pixels(pair.image)
-        image = image_io.read_image(pair.image)
+        image = image_io.read_planes(pair.image)
     except UserError as exc:
         report.add(pair.image_label, str(exc))
         return None
@@ -71,29 +116,55 @@ def _check_pair(pair: Pair, report: DatasetReport) -> tuple[np.ndarray, MaskHist
             raise UserError(
                 f"mask '{pair.mask.name}' is {mask_hw[1]}x{mask_hw[0]} but its image is {image_hw[1]}x{image_hw[0]}"
             )
-        raw = image_io.read_mask_raw(pair.mask)
-        if raw.shape[:2] != image.shape[:2]:
+        mask = image_io.read_mask_planes(pair.mask)
+        if mask.shape[1:3] != image.shape[1:3]:
             raise UserError(f"mask '{pair.mask.name}' and its image are turned differently (EXIF orientation)")
     except UserError as exc:
         report.add(pair.mask_label, str(exc))
         return None
-    hist = histogram(raw, image_io.is_lossy(pair.mask))
-    if raw.ndim == 2 and len(hist.keys) > 2:
-        hist = dataclasses.replace(hist, objects=instance_objects(raw))
-    reason = too_many_values(hist)
-    if reason:
-        report.add(pair.mask_label, f"mask '{pair.mask.name}' {reason}")
-        return None
-    return image, hist
+    return image, mask
 
 
-def _plan(kept: list[tuple[Pair, int, tuple[int, int], MaskHistogram]], report: DatasetReport) -> ClassMap | None:
+def _units_of(pair: Pair, rule: StackRule, report: DatasetReport, samples: _Samples,
+              stacks: Counter) -> list[_Unit]:
+    """The 2D images one file pair gives under `rule`, with their mask histograms; problems reported."""
+    found = _read_pair(pair, report)
+    if found is None:
+        return []
+    image, mask = found
+    try:
+        mode, planes = stacks_module.resolve(image, mask, rule, pair.image.name, pair.mask.name)
+    except UserError as exc:
+        report.add(pair.image_label, str(exc))
+        return []
+    if image.shape[0] > 1:
+        stacks[(image.shape[0], mode)] += 1
+    units = []
+    for plane, pixels, raw in planes:
+        assert raw is not None
+        hist = histogram(raw, image_io.is_lossy(pair.mask))
+        if raw.ndim == 2 and len(hist.keys) > 2:
+            hist = dataclasses.replace(hist, objects=instance_objects(raw))
+        stem = stored_stem(pair.stem) + (f"-p{plane + 1:03d}" if plane is not None else "")
+        label = pair.mask_label + (f" [plane {plane + 1}]" if plane is not None else "")
+        reason = too_many_values(hist)
+        if reason:
+            report.add(label, f"mask '{pair.mask.name}' {reason}")
+            continue
+        samples.add(stem, pixels)
+        bits = 8 if pixels.dtype == np.uint8 else image_io.bits_of(pixels) if pixels.dtype.kind in "ui" else 32
+        units.append(_Unit(pair, plane, stem, image_io.channels_of(pixels), pixels.shape[:2], hist,
+                           pixels.dtype.name, bits))
+    return units
+
+
+def _plan(kept: list[_Unit], report: DatasetReport) -> ClassMap | None:
     """The class map decided from the masks themselves (a new dataset), with warnings on how values were read.
 
     Palette PNG masks are read as their indices; the classes take the palette's colours for display.
     """
     try:
-        plan = plan_classes([hist for *_, hist in kept])
+        plan = plan_classes([unit.hist for unit in kept])
     except UserError as exc:
         report.add("", str(exc))
         return None
@@ -118,7 +189,7 @@ def _plan(kept: list[tuple[Pair, int, tuple[int, int], MaskHistogram]], report: 
     blank = plan.class_infos(np.zeros(plan.num_classes, np.int64))
     if plan.instances:
         blank[1].update(name="object", value=None)
-    palette = image_io.mask_palette(kept[0][0].mask)
+    palette = image_io.mask_palette(kept[0].pair.mask)
     for record in blank if palette and not plan.colour else []:
         if isinstance(record["value"], int) and record["value"] < len(palette):
             record["color"] = list(palette[record["value"]])
@@ -127,9 +198,9 @@ def _plan(kept: list[tuple[Pair, int, tuple[int, int], MaskHistogram]], report: 
 
 
 def _check_folder(folder: Path, progress: Progress, start: float, end: float,
-                  class_map: ClassMap | None = None) -> _Checked:
+                  class_map: ClassMap | None = None, rule: StackRule | None = None) -> _Checked:
     """Check every pair; with `class_map` (a run's classes), masks must use its values, else the map is planned."""
-    checked = _Checked(DatasetReport())
+    checked = _Checked(DatasetReport(), stack_rule=rule or StackRule())
     report = checked.report
     try:
         layout = find_layout(folder)
@@ -145,63 +216,128 @@ def _check_folder(folder: Path, progress: Progress, start: float, end: float,
             stem = pair.stem if pair.stem not in taken else f"test-{pair.stem}"
             pairs.append(Pair(stem, pair.image, pair.mask))
             test_stems.add(stem)
-    kept: list[tuple[Pair, int, tuple[int, int], MaskHistogram]] = []
-    depths: list[int] = []
+    kept: list[_Unit] = []
+    samples, stacks = _Samples(), Counter()
     for i, pair in enumerate(pairs):
         progress(start + (end - start) * i / max(len(pairs), 1), f"Checking {pair.image.name}")
-        found = _check_pair(pair, report)
-        if found:
-            image, hist = found
-            kept.append((pair, image_io.channels_of(image), image.shape[:2], hist))
-            depths.append(image_io.bits_of(image) if image.dtype != np.uint8 else 8)
+        kept += _units_of(pair, checked.stack_rule, report, samples, stacks)
     if not kept:
         return checked
-    checked.channels = _majority_channels([(p, c) for p, c, _, _ in kept], report)
-    checked.source_bits = _source_bits(depths, report)
+    kept = _agree_on_channels(kept, report)
+    checked.channels = kept[0].channels if kept else 1
+    checked.source_bits = _source_bits([u.bits for u in kept if u.dtype != "float32"], report)
+    checked.dtype = _stored_dtype(kept)
     class_map = class_map or _plan(kept, report)
     if class_map is None:
         return checked
     totals = np.zeros(class_map.num_classes, np.int64)
     usable = []
-    for entry in kept:
-        pair, hist = entry[0], entry[3]
+    for unit in kept:
+        hist = unit.hist
         index, unknown = class_map.lookup(hist.keys, hist.lossy)
         if unknown:
-            report.add(pair.mask_label, class_map.unknown_message(pair.mask.name, unknown))
+            report.add(unit.label, class_map.unknown_message(unit.pair.mask.name, unknown))
             continue
         labelled = index != IGNORE_INDEX
         pixels = np.bincount(index[labelled], weights=hist.counts[labelled],
                              minlength=class_map.num_classes).astype(np.int64)
         totals += pixels
-        usable.append(entry)
+        usable.append(unit)
         if all(e.value is not None for e in class_map.entries) and pixels[1:].sum() == 0:
-            report.add(pair.mask_label, f"mask '{pair.mask.name}' has no foreground (all background); kept", False)
+            report.add(unit.label, f"mask '{unit.pair.mask.name}' has no foreground (all background); kept", False)
     if not usable:
         return checked
     if len(usable) < MIN_PAIRS:
         report.add("", f"only {len(usable)} usable pairs; at least {MIN_PAIRS} are needed to train and validate", False)
-    sizes = [hw for _, _, hw, _ in usable]
+    sizes = [unit.shape for unit in usable]
     report.image_sizes = {"min": list(min(sizes)), "max": list(max(sizes)), "distinct": len(set(sizes))}
     report.pairs, report.channels = len(usable), checked.channels
     report.mask_kind = _mask_kind(class_map)
     report.classes = [dict(record, pixels=int(totals[record["index"]])) for record in class_map.records()]
     if class_map.instances:
-        report.objects = {pair.mask_label: (hist.objects if hist.objects is not None else int((hist.keys > 0).sum()))
-                          for pair, _, _, hist in usable}
-    checked.pairs, checked.class_map = [pair for pair, *_ in usable], class_map
-    checked.test_stems = sorted(stored_stem(pair.stem) for pair, *_ in usable if pair.stem in test_stems)
+        report.objects = {unit.label: (unit.hist.objects if unit.hist.objects is not None
+                                       else int((unit.hist.keys > 0).sum())) for unit in usable}
+    checked.units, checked.class_map = usable, class_map
+    checked.test_stems = sorted(unit.stem for unit in usable if unit.pair.stem in test_stems)
     report.test_pairs = len(checked.test_stems)
-    checked.lossy = {pair.mask_label: hist.lossy for pair, _, _, hist in usable}
+    checked.lossy = {unit.pair.mask_label: unit.hist.lossy for unit in usable}
+    checked.intensity = _intensity_rule(checked, samples)
+    report.found = _found(usable, stacks, checked)
+    report.intensity = checked.intensity.describe()
     return checked
+
+
+def _agree_on_channels(units: list[_Unit], report: DatasetReport) -> list[_Unit]:
+    """The units whose channels match the majority's; grayscale and RGB convert into each other, others are
+    left out by name (a 2-channel stain cannot become RGB)."""
+    counts = Counter(unit.channels for unit in units)
+    channels = max(counts, key=lambda c: (counts[c], c == 3, c))  # RGB on a 1-vs-3 tie: it loses nothing
+    converted = [u for u in units if u.channels != channels and image_io.convertible(u.channels, channels)]
+    refused = [u for u in units if not image_io.convertible(u.channels, channels)]
+    for unit in refused:
+        report.add(unit.pair.image_label, f"'{unit.pair.image.name}' has {unit.channels} channels but most images "
+                                          f"have {channels}; every image of a dataset needs the same channels")
+    if converted:
+        had, now = ("colour", "grayscale") if channels == 1 else ("grayscale", "colour (RGB)")
+        names = list(dict.fromkeys(u.pair.image.name for u in converted))
+        listed = ", ".join(f"'{n}'" for n in names[:5]) + (" and more" if len(names) > 5 else "")
+        report.add("", f"{len(names)} of {len({u.pair for u in units})} images are {had} and were converted to {now} "
+                       f"like the rest: {listed}", False)
+    for unit in converted:
+        unit.channels = channels
+    return [u for u in units if u not in refused]
+
+
+def _stored_dtype(units: list[_Unit]) -> str:
+    """What the stored images hold: float32 if any image is float, uint16 if any is deeper than 8 bits, else uint8."""
+    kinds = {unit.dtype for unit in units}
+    return "float32" if "float32" in kinds else "uint16" if "uint16" in kinds else "uint8"
+
+
+def _intensity_rule(checked: _Checked, samples: _Samples) -> Intensity:
+    """value / 255 for 8-bit data; the dataset's percentiles per channel for deeper or float data."""
+    if checked.dtype == "uint8":
+        return Intensity.fixed(checked.channels)
+    pooled = []
+    for unit in checked.units:
+        sample = samples.kept[unit.stem].astype(np.float64)
+        if unit.dtype == "uint8" and checked.dtype == "uint16":  # as `_stored_pixels` will scale it
+            sample = sample * ((2**checked.source_bits - 1) / 255.0)
+        pooled.append(_sample_channels(sample, checked.channels))
+    return Intensity.from_samples(pooled)
+
+
+def _sample_channels(sample: np.ndarray, channels: int) -> np.ndarray:
+    """Samples of a grayscale image as RGB (repeated) or of an RGB one as gray (mean), to pool with the rest."""
+    if channels == 3 and sample.shape[-1] == 1:
+        return np.repeat(sample, 3, axis=1)
+    if channels == 1 and sample.shape[-1] == 3:
+        return sample.mean(axis=1, keepdims=True)
+    return sample[:, :channels]
+
+
+def _found(units: list[_Unit], stacks: Counter, checked: _Checked) -> str:
+    """What was found, in plain words: '12 stacks of 25 planes (each slice an image): 300 images, 2 channels,
+    16-bit'."""
+    depth = "32-bit float" if checked.dtype == "float32" else f"{checked.source_bits}-bit"
+    channel_words = "1 channel" if checked.channels == 1 else f"{checked.channels} channels"
+    parts = []
+    for (planes, mode), count in sorted(stacks.items()):
+        how = {"slices": "each slice an image", "max": "maximum projection", "mean": "mean projection"}.get(
+            mode, checked.stack_rule.describe())
+        parts.append(f"{count} stack{'s' if count != 1 else ''} of {planes} planes ({how})")
+    single = len({u.pair for u in units}) - sum(stacks.values())
+    if single > 0:
+        parts.insert(0, f"{single} single image{'s' if single != 1 else ''}")
+    return f"{', '.join(parts)}: {len(units)} images to train on, {channel_words}, {depth}"
 
 
 def _source_bits(depths: list[int], report: DatasetReport) -> int:
     """One bit depth for the whole dataset (the deepest image's), said in plain words when it is over 8."""
     bits = max(depths, default=8)
     if bits > 8:
-        report.add("", f"the images hold up to {bits}-bit values; every image was scaled to 8 bits with one rule "
-                       f"for the whole dataset (value x 255 / {2**bits - 1}), and new images are scaled the same way",
-                   False)
+        report.add("", f"the images hold up to {bits}-bit values; they are stored as they are (16-bit), and one "
+                       "rule for the whole dataset scales them for the network (see 'Intensity')", False)
     return bits
 
 
@@ -211,22 +347,6 @@ def _mask_kind(class_map: ClassMap) -> str:
     if class_map.num_classes <= 2:
         return "binary"
     return "colour" if class_map.colour else "index"
-
-
-def _majority_channels(found: list[tuple[Pair, int]], report: DatasetReport) -> int:
-    """1 or 3: what most images have (RGB on a tie, which loses nothing); the others are converted and reported."""
-    counts = Counter(channels for _, channels in found)
-    channels = 3 if counts[3] >= counts[1] else 1
-    others = [pair.image.name for pair, c in found if c != channels]
-    if others:
-        had, now = ("colour", "grayscale") if channels == 1 else ("grayscale", "colour (RGB)")
-        listed = ", ".join(f"'{n}'" for n in others[:5]) + (" and more" if len(others) > 5 else "")
-        report.add(
-            "",
-            f"{len(others)} of {len(found)} images are {had} and were converted to {now} like the rest: {listed}",
-            False,
-        )
-    return channels
 
 
 def _open_source(source: Path, scratch: Path, label: str) -> tuple[Path, list]:
@@ -239,11 +359,11 @@ def _open_source(source: Path, scratch: Path, label: str) -> tuple[Path, list]:
 
 
 def _check_source(source: Path, scratch: Path, progress: Progress, end: float, label: str | None = None,
-                  class_map: ClassMap | None = None) -> _Checked:
+                  class_map: ClassMap | None = None, rule: StackRule | None = None) -> _Checked:
     label = Path(label).name if label else source.name
     progress(0.0, f"Opening {label}")
     folder, zip_problems = _open_source(source, scratch, label)
-    checked = _check_folder(folder, progress, 0.1, end, class_map)
+    checked = _check_folder(folder, progress, 0.1, end, class_map, rule)
     checked.report.problems[:0] = zip_problems
     checked.report.problems = [  # problems of the whole source name it, warnings about the whole dataset say so
         p if p.file else Problem(label if p.skipped else WHOLE_DATASET, p.problem, p.skipped)
@@ -252,57 +372,88 @@ def _check_source(source: Path, scratch: Path, progress: Progress, end: float, l
     return checked
 
 
-def inspect_source(path: str | Path, progress: Progress | None = None, label: str | None = None) -> DatasetReport:
+def inspect_source(path: str | Path, progress: Progress | None = None, label: str | None = None,
+                   stacks: str | StackRule | None = None) -> DatasetReport:
     """Check a folder or zip without storing anything; every problem is in the report, never raised.
 
-    `label` is the name the user knows the source by (an upload's own name), used in messages.
+    `label` is the name the user knows the source by (an upload's own name), used in messages; `stacks` how
+    multi-plane TIFFs become 2D images (`unet.stacks`; automatic by default).
     """
     with tempfile.TemporaryDirectory(prefix="unet-inspect-") as scratch:
-        return _check_source(Path(path), Path(scratch), progress or _quiet, 1.0, label).report
+        return _check_source(Path(path), Path(scratch), progress or _quiet, 1.0, label, None,
+                             _rule(stacks)).report
+
+
+def _rule(stacks: str | StackRule | None) -> StackRule:
+    return stacks if isinstance(stacks, StackRule) else StackRule.parse(stacks)
 
 
 # --- storing a dataset ----------------------------------------------------------------------------------------
 
 
+def _stored_pixels(image: np.ndarray, checked: _Checked) -> np.ndarray:
+    """An image as the dataset stores it: the dataset's channels and dtype, values unchanged except that an 8-bit
+    image in a deeper dataset is brought to its bit depth (x (2**bits - 1) / 255), so one rule scales all."""
+    image = image[:, :, 0] if image.ndim == 3 and image.shape[2] == 1 else image
+    image = image_io.to_channels(image, checked.channels)
+    if checked.dtype == "uint16" and image.dtype == np.uint8:
+        return np.rint(image.astype(np.float64) * ((2**checked.source_bits - 1) / 255.0)).astype(np.uint16)
+    return image.astype(checked.dtype, copy=False)
+
+
 def _write(checked: _Checked, out: Path, name: str, progress: Progress) -> None:
-    """Write the normalised pairs and dataset.json into `out`."""
+    """Write the images, masks (and object ids) of every unit, and dataset.json, into `out`."""
     (out / "images").mkdir(parents=True)
     (out / "masks").mkdir()
-    if checked.class_map is not None and checked.class_map.instances:
+    class_map, report, rule = checked.class_map, checked.report, checked.stack_rule
+    assert class_map is not None and checked.intensity is not None
+    if class_map.instances:
         (out / "instances").mkdir()
-    class_map, report = checked.class_map, checked.report
-    assert class_map is not None
+    suffix = image_suffix(checked.dtype, checked.channels)
     total, total_sq, count = 0.0, 0.0, 0
     digest = hashlib.sha256()
-    for i, pair in enumerate(checked.pairs):
-        progress(0.55 + 0.45 * i / len(checked.pairs), f"Saving {pair.image.name}")
-        eight_bit = image_io.to_uint8(image_io.read_image(pair.image), checked.source_bits)
-        image = image_io.to_channels(eight_bit, checked.channels)
-        mask = class_map.decode(image_io.read_mask_raw(pair.mask), pair.mask.name, checked.lossy[pair.mask_label])
-        values = image.astype(np.float64) / 255.0
-        total, total_sq, count = total + values.sum(), total_sq + (values**2).sum(), count + values.size
-        stem = stored_stem(pair.stem)
-        arrays = [("images", image), ("masks", mask)]
-        if class_map.instances:  # the object ids as the user drew them, for counting and separating objects
-            raw = image_io.read_mask_raw(pair.mask)
-            arrays.append(("instances", raw.astype(np.uint16)))
-        for folder, array in arrays:
-            path = out / folder / f"{stem}.png"
-            image_io.write_png(path, array)
-            digest.update(f"{folder}/{stem}.png".encode())
-            digest.update(path.read_bytes())
+    wanted = {unit.stem for unit in checked.units}
+    pairs = checked.pairs
+    for i, pair in enumerate(pairs):
+        progress(0.55 + 0.45 * i / len(pairs), f"Saving {pair.image.name}")
+        _, planes = stacks_module.resolve(image_io.read_planes(pair.image), image_io.read_mask_planes(pair.mask),
+                                          rule, pair.image.name, pair.mask.name)
+        for plane, pixels, raw in planes:
+            stem = stored_stem(pair.stem) + (f"-p{plane + 1:03d}" if plane is not None else "")
+            if stem not in wanted:
+                continue
+            image = _stored_pixels(pixels, checked)
+            mask = class_map.decode(raw, pair.mask.name, checked.lossy[pair.mask_label])
+            unit = checked.intensity.to_unit(image).astype(np.float64)
+            total, total_sq, count = total + unit.sum(), total_sq + (unit**2).sum(), count + unit.size
+            arrays = [("images", image, suffix), ("masks", mask, ".png")]
+            if class_map.instances:  # the object ids as the user drew them, for counting and separating objects
+                arrays.append(("instances", raw.astype(np.uint16), ".png"))
+            for folder, array, ext in arrays:
+                path = out / folder / f"{stem}{ext}"
+                image_io.write_stored(path, array)
+                digest.update(f"{folder}/{stem}{ext}".encode())
+                digest.update(path.read_bytes())
     mean = total / max(count, 1)
+    groups = {unit.stem: stored_stem(unit.pair.stem) for unit in checked.units if unit.plane is not None}
     info = {
         "name": name,
-        "pairs": len(checked.pairs),
+        "pairs": len(checked.units),
         "channels": checked.channels,
         "mask_kind": report.mask_kind,
         "classes": report.classes,
         "soft_edges": class_map.soft_edges,
         "ignore_value": class_map.ignore,
         "instances": class_map.instances,
-        "objects_per_image": {stored_stem(Path(label).stem): count for label, count in report.objects.items()},
+        "objects_per_image": {unit.stem: report.objects[unit.label] for unit in checked.units
+                              if unit.label in report.objects},
         "source_bits": checked.source_bits,
+        "image_dtype": checked.dtype,
+        "image_format": suffix.lstrip("."),
+        "intensity": checked.intensity.record(),
+        "stacks": str(rule),
+        "groups": groups,
+        "found": report.found,
         "test": checked.test_stems,
         "layout": report.layout,
         "image_sizes": report.image_sizes,
@@ -314,15 +465,22 @@ def _write(checked: _Checked, out: Path, name: str, progress: Progress) -> None:
     atomic.write_json(out / DATASET_FILE, info)
 
 
+def image_suffix(dtype: str, channels: int) -> str:
+    """'.png' for 8-bit grayscale or RGB (what every viewer opens); '.tif' for anything deeper or with other
+    channel counts, which PNG cannot hold losslessly."""
+    return ".png" if dtype == "uint8" and channels in (1, 3) else ".tif"
+
+
 def ingest(
     source: str | Path, name: str, root: str | Path, progress: Progress | None = None, label: str | None = None,
-    class_map: ClassMap | None = None,
+    class_map: ClassMap | None = None, stacks: str | StackRule | None = None,
 ) -> tuple[Dataset, DatasetReport]:
     """Check `source` (folder or zip) and store its usable pairs as `root/safe_name(name)`.
 
     `label` is the name the user knows the source by (an uploaded zip's own name, not the staged copy's), used in
     messages; it defaults to the source's file name. `class_map` (a run's classes, for data to evaluate it on)
     fixes the classes instead of planning them from these masks; a mask with another value is a problem.
+    `stacks` says how multi-plane TIFFs become 2D images (`unet.stacks`: slices, a projection or one plane).
 
     Everything is built in a hidden folder inside `root` and renamed into place at the end, so a failed ingest
     leaves nothing half-written; a dataset of the same name is replaced. Raises UserError when no pair is usable.
@@ -333,9 +491,10 @@ def ingest(
     target = child(root, name)
     work = Path(tempfile.mkdtemp(prefix=".ingest-", dir=root))
     try:
-        checked = _check_source(Path(source), work / "source", progress, 0.55, label, class_map)
+        checked = _check_source(Path(source), work / "source", progress, 0.55, label, class_map,
+                                _rule(stacks))
         report = checked.report
-        if not checked.pairs or checked.class_map is None:
+        if not checked.units or checked.class_map is None:
             raise UserError(f"no usable image/mask pairs: {report.reasons() or 'no files found'}")
         _write(checked, work / "dataset", target.name, progress)
         if target.exists():
@@ -417,6 +576,32 @@ class Dataset:
     source_bits: int = 8
     test_stems: list[str] = field(default_factory=list)
     class_records: list[dict[str, Any]] = field(default_factory=list)
+    intensity: Intensity | None = None  # how stored values become the network's input (fixed / 255 when absent)
+    image_format: str = "png"  # "png" (8-bit gray or RGB) or "tif" (16-bit, float, or other channel counts)
+    image_dtype: str = "uint8"
+    groups: dict[str, str] = field(default_factory=dict)  # slice stem -> its stack's stem (split together)
+    found: str = ""  # what the check found, in words
+    objects: dict[str, int] = field(default_factory=dict)  # instance masks: objects per stored image
+
+    def __post_init__(self) -> None:
+        if self.intensity is None:  # stored before the rule was kept: 8-bit images, value / 255
+            self.intensity = Intensity.fixed(self.channels)
+
+    @property
+    def rule(self) -> Intensity:
+        assert self.intensity is not None
+        return self.intensity
+
+    def picture(self, image: np.ndarray) -> np.ndarray:
+        """An image of this dataset ready to draw on: itself when 8-bit gray or RGB, else uint8 RGB by the
+        dataset's intensity rule (16-bit, float, and 2 or 4+ channels as a colour composite)."""
+        if image.dtype == np.uint8 and (image.ndim == 2 or image.shape[2] in (1, 3)):
+            return image
+        return image_io.display_rgb(self.rule.to_unit(image))
+
+    def group_of(self, stem: str) -> str:
+        """The source a stored image came from: its stack for a slice, itself otherwise (splits keep groups whole)."""
+        return self.groups.get(stem, stem)
 
     @property
     def num_classes(self) -> int:
@@ -438,7 +623,9 @@ class Dataset:
             info = json.loads((folder / DATASET_FILE).read_text(encoding="utf-8"))
             classes = [ClassInfo(c["index"], c["name"], tuple(c["color"]), c.get("pixels", 0), c.get("value"))
                        for c in info["classes"]]
-            stems = sorted(p.stem for p in (folder / "images").glob("*.png"))
+            image_format = str(info.get("image_format", "png"))
+            stems = sorted(p.stem for p in (folder / "images").glob(f"*.{image_format}"))
+            channels = int(info["channels"])
             return cls(
                 root=folder, name=info["name"], channels=int(info["channels"]), classes=classes, stems=stems,
                 mean=float(info["mean"]), std=float(info["std"]), mask_kind=info.get("mask_kind", ""),
@@ -447,18 +634,25 @@ class Dataset:
                 ignore_value=info.get("ignore_value"), instances=bool(info.get("instances", False)),
                 source_bits=int(info.get("source_bits", 8)),
                 test_stems=list(info.get("test", [])),
+                intensity=Intensity.from_record(info.get("intensity"), channels, 8),
+                image_format=image_format, image_dtype=str(info.get("image_dtype", "uint8")),
+                groups=dict(info.get("groups", {})), found=str(info.get("found", "")),
+                objects={str(k): int(v) for k, v in info.get("objects_per_image", {}).items()},
             )  # fmt: skip
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise UserError(f"'{folder.name}' is not a stored dataset ({type(exc).__name__})") from None
 
     def image_path(self, stem: str) -> Path:
-        return self.root / "images" / f"{stem}.png"
+        return self.root / "images" / f"{stem}.{self.image_format}"
 
     def mask_path(self, stem: str) -> Path:
         return self.root / "masks" / f"{stem}.png"
 
     def read_pair(self, stem: str) -> tuple[np.ndarray, np.ndarray]:
-        """(image uint8 HxW or HxWx3 RGB, mask uint8 HxW of class indices)."""
+        """(image as stored: HxW or HxWxC, uint8/uint16/float32; mask uint8 HxW of class indices).
+
+        `self.rule.to_unit(image)` puts the image on the network's scale; `unet.images.display_rgb` of that shows it.
+        """
         return image_io.read_image(self.image_path(stem)), image_io.read_image(self.mask_path(stem))
 
     @property
@@ -480,7 +674,8 @@ class Dataset:
             from unet.splits import split_stems  # NumPy only; kept apart from the TensorFlow pipeline
 
             test = split_stems(self.stems, fraction, seed,
-                               classes_of=lambda stem: set(np.unique(self.read_mask(stem)).tolist())).val
+                               classes_of=lambda stem: set(np.unique(self.read_mask(stem)).tolist()),
+                               group_of=self.group_of).val
         self._update_info(test=test)
         self.test_stems = test
         return test

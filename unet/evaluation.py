@@ -371,7 +371,8 @@ def evaluate_detailed(
             rows.append(row)
             score = 1.0 if row["dice"] is None else row["dice"]
             if gallery > 0:
-                picture = postprocess.shrink(postprocess.error_overlay(image, mask, truth), GALLERY_SIDE)
+                shown = dataset.picture(image)  # 16-bit and multi-channel images drawn by the intensity rule
+                picture = postprocess.shrink(postprocess.error_overlay(shown, mask, truth), GALLERY_SIDE)
                 entry = (-score, -i, GalleryItem(stem, score, picture))
                 (heapq.heappush if len(worst) < gallery else heapq.heappushpop)(worst, entry)
             if progress is not None:

@@ -37,6 +37,7 @@ from unet.config import Config
 from unet.dataset import Dataset
 from unet.errors import UserError
 from unet.inference import load_model_file, prepare_image
+from unet.intensity import Intensity
 
 KERAS, SAVEDMODEL, TFLITE, ONNX = "keras", "savedmodel", "tflite", "onnx"
 FORMATS = (KERAS, SAVEDMODEL, TFLITE, ONNX)
@@ -126,8 +127,10 @@ def sample_inputs(run_dir: Path, config: Config, count: int = SAMPLES) -> tuple[
         stems = [s for s in recorded.get("val", []) + recorded.get("train", []) if s in set(dataset.stems)]
         for stem in stems[:count]:
             image, mask = dataset.read_pair(stem)
-            pixels, _ = prepare_image(image, data.channels)
-            resized, _ = preprocess.center_or_resize(pixels, mask[..., None], size, data.resize)
+            rule = Intensity.from_record(recorded.get("intensity"), data.channels, recorded.get("source_bits"))
+            pixels, _ = prepare_image(image, data.channels, rule, recorded.get("source_bits"))
+            identity = ([0.0] * data.channels, [1.0] * data.channels)  # the pixels are on the network's scale
+            resized, _ = preprocess.center_or_resize(pixels, mask[..., None], size, data.resize, identity)
             images.append(resized.numpy())
     except (UserError, OSError, TypeError):
         images = []

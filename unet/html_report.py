@@ -31,6 +31,7 @@ from unet.dataset import Dataset
 from unet.diagram import architecture_svg
 from unet.errors import UserError
 from unet.images import encode_png
+from unet.intensity import Intensity
 from unet.model import model_facts
 from unet.overlay import class_colors, overlay, to_rgb
 from unet.run_summary import duration_text, summary_row, train_command
@@ -171,6 +172,10 @@ class _RunFacts:
         present = set(self.dataset.stems)
         return [(s, *self.dataset.read_pair(s)) for s in stems if s in present][:count]
 
+    def picture(self, image: np.ndarray) -> np.ndarray:
+        """What figures draw on: the dataset's view of a stored image (16-bit and multi-channel by its rule)."""
+        return self.dataset.picture(image) if self.dataset else image
+
 
 # ----------------------------------------------------------------------------------------------------------------
 # Sections
@@ -212,7 +217,9 @@ def _dataset_section(facts: _RunFacts) -> str:
     rows = [
         ("Name", r.get("name", "unknown")),
         ("Image/mask pairs", f"{len(train) + len(val)} ({len(train)} to learn from, {len(val)} to check on)"),
-        ("Image type", "grayscale" if cfg.data.channels == 1 else "colour (RGB)"),
+        ("Image type", {1: "grayscale", 3: "colour (RGB)"}.get(cfg.data.channels, f"{cfg.data.channels} channels")
+         + (f"; {r['found']}" if r.get("found") else "")),
+        ("Intensity", Intensity.from_record(r.get("intensity"), cfg.data.channels, r.get("source_bits")).describe()),
         ("Image sizes", size_text or "unknown"),
         ("Training input", f"{cfg.data.input_size}x{cfg.data.input_size} pixels ({cfg.data.resize}), "
                            f"normalisation '{cfg.data.normalisation}'"),
@@ -224,7 +231,7 @@ def _dataset_section(facts: _RunFacts) -> str:
     if samples:
         parts.append("<h3>Sample images with their masks</h3><div class='grid'>")
         for stem, image, mask in samples:
-            parts.append(_figure(overlay(image, mask, facts.colors, 0.45, contours=True), stem))
+            parts.append(_figure(overlay(facts.picture(image), mask, facts.colors, 0.45, contours=True), stem))
         parts.append("</div>")
     else:
         parts.append('<p class="note">The dataset is no longer on disk, so no sample images are shown.</p>')
@@ -243,8 +250,9 @@ def _augment_section(facts: _RunFacts) -> str:
         parts.append(_table(["setting", "value"], list(settings.items())))
     samples = facts.pairs(facts.recorded.get("train", []), 4)
     if samples and aug.enabled:
+        scale = facts.dataset.rule.as_scale() if facts.dataset else None
         previews = preview_pairs([s[1] for s in samples], [s[2] for s in samples], aug, facts.config.data,
-                                 n=PREVIEW_PAIRS, seed=0)
+                                 n=PREVIEW_PAIRS, seed=0, scale=scale)
         parts.append("<h3>What training saw (examples)</h3><div class='grid'>")
         for i, (image, mask) in enumerate(previews):
             parts.append(_figure(overlay(image, mask, facts.colors, 0.45), f"augmented example {i + 1}"))
@@ -368,8 +376,9 @@ def _gallery_section(facts: _RunFacts) -> str:
     for stem, image, truth in samples:
         mask = predictor.predict(image).mask()
         score = np.mean([r["dice"] for r in postprocess.scores(mask, truth, facts.names)])
-        picture = np.concatenate([to_rgb(image), overlay(image, truth, facts.colors, 0.5),
-                                  overlay(image, mask, facts.colors, 0.5)], axis=1)
+        shown = facts.picture(image)
+        picture = np.concatenate([to_rgb(shown), overlay(shown, truth, facts.colors, 0.5),
+                                  overlay(shown, mask, facts.colors, 0.5)], axis=1)
         parts.append(_figure(picture, f"{stem}: Dice {score:.3f}"))
     return "".join(parts) + "</div></section>"
 

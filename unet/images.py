@@ -6,6 +6,8 @@ Why each choice:
   the JPEG EXIF orientation (`IMREAD_UNCHANGED` would keep alpha but ignore the orientation).
 - The size is read from the header with Pillow (which reads only the header) and checked before decoding, so a
   30000x30000 PNG or a decompression bomb is refused without allocating its pixels. OpenCV's own limit is set too.
+- TIFF files go to `unet.tiff` (tifffile), which reads stacks with their axes and keeps 16-bit and float values;
+  `read_planes` gives every plane, `read_image` a single-plane image and refuses a stack rather than drop pages.
 - Errors are `UserError`s that name the file by its name only, never a server path.
 """
 
@@ -25,6 +27,7 @@ os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
 import cv2  # noqa: E402  (after the limit above, which OpenCV reads once)
 from PIL import Image, UnidentifiedImageError  # noqa: E402
 
+from unet import tiff  # noqa: E402
 from unet.errors import UserError  # noqa: E402
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif")
@@ -71,7 +74,13 @@ def image_size(path: Path) -> tuple[int, int]:
 
 
 def check_pixels(path: Path) -> tuple[int, int]:
-    """(height, width), refusing an empty file, or an image over MAX_PIXELS, before anything decodes it."""
+    """(height, width), refusing an empty file, or an image over MAX_PIXELS, before anything decodes it.
+
+    For a TIFF, every limit of `unet.tiff.stack_info` (pages, plane size, decoded bytes) is checked too.
+    """
+    if is_tiff(path):
+        info = tiff.stack_info(Path(path))
+        return info.height, info.width
     _check_file(Path(path))
     height, width = image_size(path)
     if height * width > MAX_PIXELS:
@@ -102,9 +111,47 @@ def _decode(path: Path) -> np.ndarray:
     return array
 
 
+def is_tiff(path: Path) -> bool:
+    return Path(path).suffix.lower() in tiff.TIFF_EXTENSIONS
+
+
+def read_planes(path: Path) -> np.ndarray:
+    """Every plane of a file as [P, H, W, C], in its own dtype (uint8, uint16 or float32).
+
+    A TIFF stack gives all its planes (Z, T, ... flattened in file order) and all its channels; any other image
+    gives one plane, grayscale as one channel and colour as three (RGB).
+    """
+    if is_tiff(path):
+        return tiff.read_stack(Path(path))
+    image = _decode(path)
+    return (image[:, :, None] if image.ndim == 2 else image)[None]
+
+
+def read_images(path: Path) -> list[tuple[str, np.ndarray]]:
+    """Every 2D image of a file, each with the suffix that names it: [("", image)] for a single image, and
+    [(" [plane 1]", ...), (" [plane 2]", ...)] for a stack, so predicting a stack keeps every plane."""
+    planes = read_planes(path) if is_tiff(path) else None
+    if planes is None or planes.shape[0] == 1:
+        return [("", read_image(path) if planes is None else _plane(planes[0]))]
+    return [(f" [plane {i + 1}]", _plane(plane)) for i, plane in enumerate(planes)]
+
+
+def _plane(plane: np.ndarray) -> np.ndarray:
+    return plane[:, :, 0] if plane.shape[2] == 1 else plane
+
+
 def read_image(path: Path) -> np.ndarray:
-    """An image as uint8 or uint16, HxW (grayscale) or HxWx3 (RGB); alpha dropped, EXIF orientation applied."""
-    return _decode(path)
+    """A single image: HxW (one channel) or HxWxC (RGB, or the channels of a TIFF), uint8/uint16/float32.
+
+    Alpha is dropped and the EXIF orientation applied. A stack of several planes is refused (by name, with its
+    plane count) rather than reduced to its first page; `read_planes` reads stacks.
+    """
+    if not is_tiff(path):
+        return _decode(path)
+    planes = read_planes(path)
+    if planes.shape[0] != 1:
+        raise UserError(f"'{Path(path).name}' is a stack of {planes.shape[0]} planes, not a single image")
+    return _plane(planes[0])
 
 
 def mask_palette(path: Path) -> list[tuple[int, int, int]] | None:
@@ -138,17 +185,39 @@ def read_mask_raw(path: Path) -> np.ndarray:
     its colour); `mask_palette` gives the colours. A colour mask whose three channels are equal is returned as HxW,
     so gray masks saved as RGB decode as values, not colours.
     """
-    indices = _palette_indices(Path(path))
-    if indices is not None:
-        _check_file(Path(path))
-        return indices
-    array = _decode(path)
-    if array.ndim == 3:
-        if array.dtype != np.uint8:
-            array = (array >> 8).astype(np.uint8)
-        if np.array_equal(array[:, :, 0], array[:, :, 1]) and np.array_equal(array[:, :, 0], array[:, :, 2]):
-            array = array[:, :, 0]
-    return array
+    planes = read_mask_planes(path)
+    if planes.shape[0] != 1:
+        raise UserError(f"mask '{Path(path).name}' is a stack of {planes.shape[0]} planes, not a single mask")
+    return planes[0]
+
+
+def read_mask_planes(path: Path) -> np.ndarray:
+    """`read_mask_raw` for every plane: [P, H, W] values, or [P, H, W, 3] colours (a TIFF mask may be a stack)."""
+    if is_tiff(path):
+        planes = tiff.read_stack(Path(path))
+    else:
+        indices = _palette_indices(Path(path))
+        if indices is not None:
+            _check_file(Path(path))
+            return indices[None]
+        image = _decode(path)
+        planes = (image[:, :, None] if image.ndim == 2 else image)[None]
+    if planes.shape[3] not in (1, 3):
+        raise UserError(f"mask '{Path(path).name}' has {planes.shape[3]} channels; a mask has one (or RGB colours)")
+    if planes.dtype.kind == "f":
+        whole = np.array_equal(planes, np.round(planes)) and planes.min() >= 0 and planes.max() <= 65535
+        if not whole:
+            raise UserError(f"mask '{Path(path).name}' holds fractions; a mask holds whole numbers (class or "
+                            "object ids)")
+        planes = planes.astype(np.uint16 if planes.max() > 255 else np.uint8)
+    if planes.shape[3] == 1:
+        return planes[..., 0]
+    if planes.dtype != np.uint8:
+        planes = (planes >> 8).astype(np.uint8)
+    first = planes[..., 0]
+    if np.array_equal(first, planes[..., 1]) and np.array_equal(first, planes[..., 2]):
+        return first
+    return planes
 
 
 def is_lossy(path: Path) -> bool:
@@ -182,6 +251,28 @@ def write_png(path: Path, array: np.ndarray, palette: list[tuple[int, int, int]]
     path.write_bytes(encode_png(array, palette, path.name))
 
 
+def write_stored(path: Path, array: np.ndarray) -> None:
+    """A dataset file: PNG by `write_png` for a '.png' path; a zlib-compressed TIFF (lossless for any dtype and
+    channel count, and opened by Fiji and napari) for a '.tif' path."""
+    path = Path(path)
+    if path.suffix != ".tif":
+        write_png(path, array)
+        return
+    import tifffile  # the field's TIFF library (through scikit-image's dependencies)
+
+    colour = array.ndim == 3 and array.shape[2] == 3
+    tifffile.imwrite(path, array, compression="zlib", photometric="rgb" if colour else "minisblack",
+                     planarconfig="contig" if array.ndim == 3 else None)
+
+
+def write_stack(path: Path, planes: np.ndarray) -> None:
+    """[P, H, W] masks (or [P, H, W, C] images) as one multi-page TIFF, the form Fiji and napari read as a stack."""
+    import tifffile
+
+    tifffile.imwrite(Path(path), planes, compression="zlib", photometric="minisblack",
+                     metadata={"axes": "ZYX" if planes.ndim == 3 else "ZYXC"})
+
+
 def bits_of(array: np.ndarray) -> int:
     """The smallest bit depth (8 or more) that holds the brightest pixel: 12 for a 12-bit camera's image."""
     top = int(array.max()) if array.size else 0
@@ -210,15 +301,62 @@ def to_uint8(array: np.ndarray, bits: int | None = None) -> np.ndarray:
 
 
 def channels_of(image: np.ndarray) -> int:
-    """1 for grayscale, 3 for colour; an RGB image whose channels are all equal counts as grayscale."""
+    """The channel count; an RGB image whose three channels are all equal counts as grayscale (1)."""
     if image.ndim == 2:
         return 1
+    if image.shape[2] != 3:
+        return int(image.shape[2])
     same = np.array_equal(image[:, :, 0], image[:, :, 1]) and np.array_equal(image[:, :, 0], image[:, :, 2])
     return 1 if same else 3
 
 
+def convertible(have: int, want: int) -> bool:
+    """Whether an image of `have` channels can become `want`: equal, or grayscale and RGB (photos) either way."""
+    return have == want or {have, want} == {1, 3}
+
+
 def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
-    """The image with 1 (HxW, luminance) or 3 (HxWx3 RGB) channels."""
+    """The image with `channels` channels: HxW for 1, HxWxC otherwise.
+
+    Only grayscale and RGB convert into each other (luminance, or the gray repeated); any other mismatch is a
+    UserError, because a 2-channel stain has no meaning as RGB.
+    """
+    have = 1 if image.ndim == 2 else int(image.shape[2])
+    if have == channels:
+        return image[:, :, 0] if image.ndim == 3 and channels == 1 else image
+    if not convertible(channels_of(image), channels):
+        raise UserError(f"the image has {have} channels but {channels} are expected")
     if channels == 1:
-        return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-    return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2 else image
+        return image if image.ndim == 2 else image[:, :, 0] if image.shape[2] == 1 else _gray(image)
+    gray = image if image.ndim == 2 else image[:, :, 0]
+    return np.repeat(gray[:, :, None], 3, axis=2)
+
+
+def _gray(image: np.ndarray) -> np.ndarray:
+    """Luminance of an RGB image, in its own dtype (OpenCV's weights, which handle uint8, uint16 and float32)."""
+    return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+
+
+# Additive colours of channels 1, 2, ... when there are not exactly 1 or 3 (fluorescence convention: green,
+# magenta, cyan, yellow, then red, blue).
+CHANNEL_COLOURS = ((0, 255, 0), (255, 0, 255), (0, 255, 255), (255, 255, 0), (255, 0, 0), (0, 0, 255))
+
+
+def display_rgb(unit: np.ndarray) -> np.ndarray:
+    """uint8 [H, W, 3] picture of an image already on the 0..1 scale ([H, W] or [H, W, C], any C).
+
+    One channel is gray, three are RGB, and any other count is a composite: each channel in its own colour
+    (`CHANNEL_COLOURS`), added and clipped, the way microscopy viewers show stains.
+    """
+    values = np.clip(np.asarray(unit, np.float32), 0.0, 1.0)
+    if values.ndim == 2:
+        values = values[:, :, None]
+    channels = values.shape[2]
+    if channels == 1:
+        rgb = np.repeat(values, 3, axis=2)
+    elif channels == 3:
+        rgb = values
+    else:
+        colours = np.array([CHANNEL_COLOURS[c % len(CHANNEL_COLOURS)] for c in range(channels)], np.float32) / 255
+        rgb = np.clip(values @ colours, 0.0, 1.0)
+    return np.rint(rgb * 255.0).astype(np.uint8)

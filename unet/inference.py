@@ -39,8 +39,9 @@ import tensorflow as tf
 from unet import images as image_io
 from unet import postprocess, preprocess, runs, tiling
 from unet.classmap import ClassMap
-from unet.config import Config
+from unet.config import MAX_CHANNELS, Config
 from unet.errors import UserError
+from unet.intensity import FIXED, Intensity
 from unet.overlay import class_colors
 from unet.postprocess import measurements_csv, zip_results
 
@@ -199,8 +200,8 @@ def _shapes(model: keras.Model, name: str) -> tuple[tuple, tuple]:
     inp, out = tuple(model.inputs[0].shape), tuple(model.outputs[0].shape)
     if len(inp) != 4 or len(out) != 4:
         raise UserError(f"'{name}' does not take images and give masks (input {inp}, output {out})")
-    if inp[3] not in (1, 3):
-        raise UserError(f"'{name}' expects {inp[3]} channels per pixel; only 1 (grayscale) or 3 (RGB) are supported")
+    if inp[3] is None or not 1 <= inp[3] <= MAX_CHANNELS:
+        raise UserError(f"'{name}' expects {inp[3]} channels per pixel; 1 to {MAX_CHANNELS} are supported")
     return inp, out
 
 
@@ -285,7 +286,8 @@ class Predictor:
     name: str = "model"
     scores_out: bool = False  # the model gives logits; apply sigmoid/softmax here
     class_map: ClassMap | None = None  # the run's mask values per class; None for a bare model file
-    source_bits: int | None = None  # the bit depth the run's dataset was scaled from; None: each image's own
+    source_bits: int | None = None  # the bit depth of the run's dataset (8-bit images are brought to it)
+    intensity: Intensity | None = None  # the run's rule from stored values to the network's scale; None: 8-bit
     train_scale: tuple[float, float] | None = None
     train_size: tuple[int, int] | None = None  # (h, w) of the training images the scale was taken from
     tile: int = tiling.TILE
@@ -333,6 +335,7 @@ class Predictor:
             resize_to=data.input_size if data.resize == preprocess.RESIZE else None, name=run.name,
             class_map=ClassMap.from_record(recorded),
             source_bits=recorded.get("source_bits"),
+            intensity=Intensity.from_record(recorded.get("intensity"), int(inp[3]), recorded.get("source_bits")),
             train_scale=_pair(recorded.get("resize_scale")) if data.resize == preprocess.RESIZE else None,
             train_size=_pair(recorded.get("train_image_size"), int),
         )
@@ -371,18 +374,30 @@ class Predictor:
         return out.numpy().astype(np.float32, copy=False)
 
     def _predict_raw(self, images: np.ndarray) -> np.ndarray:
-        return self._probabilities(images.astype(np.float32) / 255.0)
+        return self._probabilities(images)
 
     def _predict_tiles(self, tiles: np.ndarray) -> np.ndarray:
-        return self._probabilities(tiles.astype(np.float32) / 255.0, traced=True)
+        return self._probabilities(tiles, traced=True)
+
+    @property
+    def rule(self) -> Intensity:
+        """The intensity rule new images get: the run's, or value / 255 for a bare model file."""
+        return self.intensity or Intensity.fixed(self.channels)
+
+    def picture(self, image: np.ndarray) -> np.ndarray:
+        """uint8 RGB of an image as the model sees it (its intensity rule; channels as a colour composite), for
+        overlays: a 16-bit image is shown by the rule, not clipped at 255."""
+        unit, _ = prepare_image(image, self.channels, self.rule, self.source_bits)
+        return image_io.display_rgb(unit)
 
     def predict(self, image: np.ndarray) -> Prediction:
-        """Probabilities for one image (uint8/uint16, [H, W], [H, W, 1], [H, W, 3] RGB or [H, W, 4] RGBA).
+        """Probabilities for one image: [H, W] or [H, W, C], uint8/uint16/float32 (RGBA: alpha ignored).
 
         Raises:
-            UserError: an empty, too small or too large image, or one that is not a picture.
+            UserError: an empty, too small or too large image, one that is not a picture, or one whose channels
+                the model cannot take (e.g. 3 channels for a 2-channel model).
         """
-        pixels, notes = prepare_image(image, self.channels, self.source_bits)
+        pixels, notes = prepare_image(image, self.channels, self.rule, self.source_bits)
         height, width = pixels.shape[:2]
         if self.resize_to and self.train_scale:
             probs = self._predict_at_training_scale(pixels, notes)
@@ -410,8 +425,9 @@ class Predictor:
         height, width = pixels.shape[:2]
         sy, sx = self.train_scale or (1.0, 1.0)
         scaled_h, scaled_w = max(self.multiple, round(height * sy)), max(self.multiple, round(width * sx))
-        resized = tf.image.resize(pixels, [scaled_h, scaled_w], method="bilinear", antialias=True)
-        resized = np.clip(np.rint(resized.numpy()), 0, 255).astype(np.uint8)
+        resized = tf.image.resize(pixels, [scaled_h, scaled_w], method="bilinear", antialias=True).numpy()
+        if self.rule.is_eight_bit:  # as training: 8-bit images resized, overshoot clipped back into 0..255's range
+            resized = np.clip(resized, 0.0, 1.0)
         notes.append(f"scaled by {sx:.3g} x {sy:.3g} to {scaled_w}x{scaled_h}, the scale the model was trained "
                      "at; mask scaled back")
         if self.train_size:
@@ -430,7 +446,10 @@ class Predictor:
     def _predict_resized(self, pixels: np.ndarray, height: int, width: int) -> np.ndarray:
         size = self.resize_to
         blank = np.zeros((height, width, 1), np.uint8)  # the training resize takes a pair; the mask is unused
-        resized, _ = preprocess.center_or_resize(pixels, blank, size, preprocess.RESIZE)
+        identity = ([0.0] * self.channels, [1.0] * self.channels)  # the pixels are on the network's scale already
+        resized, _ = preprocess.center_or_resize(pixels, blank, size, preprocess.RESIZE, identity)
+        if self.rule.is_eight_bit:
+            resized = tf.clip_by_value(resized, 0.0, 1.0)
         probs = self._probabilities(resized.numpy()[None])[0]
         out = np.empty((height, width, probs.shape[-1]), np.float32)
         for k in range(probs.shape[-1]):  # one channel at a time: OpenCV caps the channel count
@@ -458,14 +477,18 @@ def _classes(recorded: list[dict[str, Any]], num_classes: int) -> tuple[tuple[st
     return names, colors
 
 
-def prepare_image(image: np.ndarray, channels: int, source_bits: int | None = None) -> tuple[np.ndarray, list[str]]:
-    """uint8 [H, W, channels] for the model, and notes on what was converted.
+def prepare_image(image: np.ndarray, channels: int, rule: Intensity | None = None, source_bits: int | None = None
+                  ) -> tuple[np.ndarray, list[str]]:
+    """float32 [H, W, channels] on the network's scale, and notes on what was converted.
 
-    16-bit images are scaled to 8 bits with the rule the run's dataset recorded (`source_bits`, e.g. 12: value x
-    255 / 4095), so a pixel value means what it meant in training; without it, by the image's own bit depth.
+    The run's intensity rule (`rule`; value / 255 when None) is applied to the image's own values, the same
+    numbers for every image, as in training. An 8-bit image for a model trained on deeper data is first brought
+    to that depth, as the dataset's 8-bit images were. Grayscale and RGB convert into each other; any other channel
+    mismatch is refused, naming both counts.
     """
-    if not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or image.shape[2:] not in ((), (1,), (3,), (4,)):
-        raise UserError("an image must be grayscale (height x width) or colour (height x width x 3)")
+    rule = rule or Intensity.fixed(channels)
+    if not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or image.dtype.kind not in "uif":
+        raise UserError("an image must be height x width, or height x width x channels, of numbers")
     notes: list[str] = []
     height, width = image.shape[:2]
     if image.size == 0:
@@ -475,28 +498,46 @@ def prepare_image(image: np.ndarray, channels: int, source_bits: int | None = No
     if height * width > image_io.MAX_PIXELS:
         limit = image_io.MAX_PIXELS // 1_000_000
         raise UserError(f"the image is {width}x{height} pixels; images over {limit} megapixels are refused")
-    if image.ndim == 3 and image.shape[2] == 4:
+    if image.ndim == 3 and image.shape[2] == 4 and channels in (1, 3):  # RGBA: the colour without alpha
         image = image[:, :, :3]
         notes.append("transparency (alpha) ignored")
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
-    if image.dtype != np.uint8:
-        depth = source_bits if source_bits and source_bits > 8 and image.dtype.kind in "ui" else None
-        top = int(image.max()) if image.size else 0
-        if depth and top.bit_length() > depth:
-            notes.append(f"values up to {top} are brighter than the training images' {depth}-bit range; "
-                         "they were clipped")
-        notes.append(f"{image.dtype} pixels scaled to 8 bits"
-                     + (f" as in training (value x 255 / {2**depth - 1})" if depth else ""))
-        image = image_io.to_uint8(image, depth)
-    elif source_bits and source_bits > 8:
-        notes.append(f"an 8-bit image for a model trained on {source_bits}-bit images: intensities may not match")
-    if channels == 3 and image.ndim == 2:
+    have = image_io.channels_of(image)
+    stored = 1 if image.ndim == 2 else image.shape[2]
+    if not image_io.convertible(have, channels) and stored != channels:
+        raise UserError(f"the image has {stored} channels but the model takes {channels}; give images with "
+                        f"{channels} channel{'s' if channels != 1 else ''}, like those it was trained on")
+    if channels == 3 and have == 1 and stored != 3:
         notes.append("grayscale image repeated into 3 channels for an RGB model")
-    elif channels == 1 and image.ndim == 3 and image_io.channels_of(image) == 3:
+    elif channels == 1 and have == 3:
         notes.append("colour image converted to grayscale (luminance) for a grayscale model")
-    pixels = image_io.to_channels(image, channels)
-    return (pixels[:, :, None] if pixels.ndim == 2 else pixels), notes
+    pixels = image_io.to_channels(image, channels) if stored != channels else image
+    deep = source_bits is not None and source_bits > 8
+    if rule.kind == FIXED and rule.is_eight_bit and pixels.dtype != np.uint8:
+        pixels, _ = _legacy_to_8_bit(pixels, source_bits, notes)
+    elif pixels.dtype == np.uint8 and deep and not rule.is_eight_bit:
+        notes.append(f"an 8-bit image for a model trained on {source_bits}-bit images: scaled to {source_bits} "
+                     f"bits as the training's 8-bit images were (x {2**source_bits - 1} / 255); intensities may "
+                     "not match")
+        pixels = pixels.astype(np.float64) * ((2**source_bits - 1) / 255.0)
+    elif pixels.dtype != np.uint8 and not rule.is_eight_bit and rule.kind == FIXED:
+        top = int(pixels.max()) if pixels.dtype.kind in "ui" and pixels.size else 0
+        if top > rule.high[0]:
+            notes.append(f"values up to {top} are brighter than the training images' range (0..{rule.high[0]:g})")
+    unit = rule.to_unit(pixels)
+    return unit, notes
+
+
+def _legacy_to_8_bit(pixels: np.ndarray, source_bits: int | None, notes: list[str]) -> tuple[np.ndarray, int | None]:
+    """A deeper image for an 8-bit model: scaled by the run's recorded depth (or its own), as such runs trained."""
+    depth = source_bits if source_bits and source_bits > 8 and pixels.dtype.kind in "ui" else None
+    top = int(pixels.max()) if pixels.size and pixels.dtype.kind in "ui" else 0
+    if depth and top.bit_length() > depth:
+        notes.append(f"values up to {top} are brighter than the training images' {depth}-bit range; they were clipped")
+    notes.append(f"{pixels.dtype} pixels scaled to 8 bits" + (f" as in training (value x 255 / {2**depth - 1})"
+                                                               if depth else ""))
+    return image_io.to_uint8(pixels, depth), depth
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -540,7 +581,8 @@ def predict_folder(
     report: Callable[[str, str], None] = _print_problem,
     class_indices: bool = False,
 ) -> list[Path]:
-    """`python -m unet predict`: one mask PNG per image, the image's size, named STEM.png.
+    """`python -m unet predict`: one mask PNG per image, the image's size, named STEM.png (STEM.tif with one
+    plane per plane for a TIFF stack).
 
     The masks use the run's own mask values (0/255, the user's index values or colours; gray values are stored
     as a palette PNG that viewers show in the class colours), so a folder of predictions can be used as masks
@@ -566,9 +608,14 @@ def predict_folder(
             report(path.name, f"another image named '{path.stem}' was already written as '{target.name}'")
         else:
             try:
-                classes = predictor.predict(image_io.read_image(path)).mask(threshold)
-                pixels, palette = mask_file_pixels(predictor, classes, class_indices)
-                image_io.write_png(target, pixels, palette)
+                planes = image_io.read_images(path)
+                masks = [mask_file_pixels(predictor, predictor.predict(image).mask(threshold), class_indices)
+                         for _, image in planes]
+                if len(masks) > 1:  # a stack: one mask plane per image plane, as a TIFF stack (Fiji opens it)
+                    target = target.with_suffix(".tif")
+                    image_io.write_stack(target, np.stack([pixels for pixels, _ in masks]))
+                else:
+                    image_io.write_png(target, *masks[0])
                 written.append(target)
             except UserError as exc:
                 report(path.name, str(exc))

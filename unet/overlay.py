@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from unet.images import display_rgb
+
 # Readable on grey microscopy and on photos; index 0 (background) is never drawn.
 DEFAULT_COLORS: tuple[tuple[int, int, int], ...] = (
     (0, 0, 0),
@@ -33,11 +35,14 @@ def class_colors(num_classes: int, colors: Sequence[Sequence[int]] | None = None
 
 
 def to_rgb(image: np.ndarray) -> np.ndarray:
-    """A uint8 RGB view of a grayscale (H, W), (H, W, 1) or RGB image."""
+    """A uint8 RGB view of a grayscale (H, W), (H, W, 1) or RGB image on the 0..255 scale; any other channel count
+    is shown as a colour composite (`unet.images.display_rgb`)."""
     if image.dtype != np.uint8:
         image = np.clip(image, 0, 255).astype(np.uint8)
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
+    if image.ndim == 3 and image.shape[2] != 3:
+        return display_rgb(image.astype(np.float32) / 255.0)
     return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2 else image
 
 

@@ -18,10 +18,12 @@ import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
+from unet import images as image_io
 from unet import preprocess
 from unet.config import Config
 from unet.dataset import Dataset, ingest
@@ -58,12 +60,18 @@ def png_size(path: Path) -> tuple[int, int]:
 
 
 def decoded_bytes(dataset: Dataset, stems: Sequence[str], channels: int) -> int:
-    """Bytes the decoded uint8 pairs (image with `channels` channels + 1-channel mask) take in memory."""
+    """Bytes the decoded pairs (image with `channels` channels in the stored dtype + 1-byte mask) take in memory."""
+    per_sample = np.dtype(dataset.image_dtype).itemsize
     total = 0
     for stem in stems:
-        height, width = png_size(dataset.image_path(stem))
-        total += height * width * (channels + 1)
+        height, width = png_size(dataset.mask_path(stem))  # masks are PNGs of the image's size, whatever the image
+        total += height * width * (channels * per_sample + 1)
     return total
+
+
+def intensity_scale(dataset: Dataset) -> preprocess.Scale | None:
+    """The dataset's rule for `preprocess`: None for 8-bit data (value / 255, the fast path), else (low, high)."""
+    return dataset.rule.as_scale()
 
 
 def plan_cache(train_bytes: int, val_bytes: int, budget: int) -> tuple[bool, bool]:
@@ -77,11 +85,26 @@ def steps_for(images: int, batch_size: int) -> int:
     return max(1, -(-images // batch_size))
 
 
-def decode_pair(image_path: tf.Tensor, mask_path: tf.Tensor, channels: int) -> tuple[tf.Tensor, tf.Tensor]:
-    """uint8 image [H, W, channels] and uint8 mask [H, W, 1] from two PNG paths (graph-safe)."""
-    image = tf.io.decode_png(tf.io.read_file(image_path), channels=channels, dtype=tf.uint8)
+def _read_tiff(path: bytes) -> np.ndarray:
+    """A stored TIFF image as [H, W, C] (runs inside tf.numpy_function; stored files were checked at ingest)."""
+    image = image_io.read_image(Path(path.decode()))
+    return image[:, :, None] if image.ndim == 2 else image
+
+
+def decode_pair(image_path: tf.Tensor, mask_path: tf.Tensor, channels: int, image_format: str = "png",
+                image_dtype: str = "uint8") -> tuple[tf.Tensor, tf.Tensor]:
+    """Image [H, W, channels] as stored (uint8 PNG, or a TIFF's uint8/uint16/float32) and uint8 mask [H, W, 1]."""
+    if image_format == "png":
+        image = tf.io.decode_png(tf.io.read_file(image_path), channels=channels, dtype=tf.uint8)
+    else:
+        image = tf.numpy_function(_read_tiff, [image_path], tf.as_dtype(image_dtype), stateful=False)
+        image = tf.ensure_shape(image, [None, None, channels])
     mask = tf.io.decode_png(tf.io.read_file(mask_path), channels=1, dtype=tf.uint8)
     return image, mask
+
+
+def _decoder(dataset: Dataset, channels: int) -> Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]:
+    return lambda i, m: decode_pair(i, m, channels, dataset.image_format, dataset.image_dtype)
 
 
 def _paths(dataset: Dataset, stems: Sequence[str]) -> tf.data.Dataset:
@@ -95,17 +118,18 @@ def _normalise(cfg: Config, stats: tuple[float, float]) -> Callable[[tf.Tensor],
     return lambda images: preprocess.normalise(images, mode, float(mean), float(std))
 
 
-def open_dataset(data: Path, store_in: Path) -> Dataset:
+def open_dataset(data: Path, store_in: Path, stacks: str | None = None) -> Dataset:
     """A stored dataset as it is; a raw folder or zip of images/ and masks/ is stored first, as `store_in`.
 
-    Raw data is checked and cleaned exactly as the Dataset page does it (`unet.dataset.ingest`).
+    Raw data is checked and cleaned exactly as the Dataset page does it (`unet.dataset.ingest`), stacks read by
+    `stacks` (`unet.stacks`; automatic when None).
     """
     data = Path(data)
     if (data / "dataset.json").exists():
         return Dataset.load(data)
     if not data.exists():
         raise UserError(f"there is no dataset at '{data.name}'")
-    dataset, _report = ingest(data, store_in.name, store_in.parent)
+    dataset, _report = ingest(data, store_in.name, store_in.parent, stacks=stacks)
     return dataset
 
 
@@ -124,7 +148,8 @@ def train_pipeline(
     """
     batch, size, mode, seed = cfg.train.batch_size, cfg.data.input_size, cfg.data.resize, cfg.train.seed
     steps = steps_for(len(stems), batch)
-    decode = lambda i, m: decode_pair(i, m, cfg.data.channels)  # noqa: E731
+    decode = _decoder(dataset, cfg.data.channels)
+    scale = intensity_scale(dataset)
     shuffle_seed = seed + start_step  # a resumed run does not replay the first epochs' order
     ds = _paths(dataset, stems)
     if cache:
@@ -136,7 +161,7 @@ def train_pipeline(
 
     def fit(index: tf.Tensor, pair: tuple[tf.Tensor, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
         element_seed = tf.stack([tf.constant(seed + _CROP_STREAM, tf.int32), tf.cast(index, tf.int32)])
-        return preprocess.resize_pair(pair[0], pair[1], size, mode, element_seed)
+        return preprocess.resize_pair(pair[0], pair[1], size, mode, element_seed, scale)
 
     ds = tf.data.Dataset.zip(tf.data.Dataset.counter(start_step * batch), ds)
     ds = ds.map(fit, num_parallel_calls=AUTOTUNE).batch(batch, drop_remainder=True)
@@ -154,19 +179,25 @@ def train_pipeline(
     return InputPipeline(ds, steps, len(stems), cache)
 
 
+_OWN: Any = object()  # eval_pipeline's default: the dataset's own intensity rule
+
+
 def eval_pipeline(dataset: Dataset, stems: Sequence[str], cfg: Config, cache: bool = True,
-                  batch_size: int | None = None, stats: tuple[float, float] | None = None) -> InputPipeline:
+                  batch_size: int | None = None, stats: tuple[float, float] | None = None,
+                  scale: Any = _OWN) -> InputPipeline:
     """Every pair once, in order, deterministic (centre crop or resize), normalised, never augmented.
 
-    `stats` (mean, std) must be the training dataset's when evaluating a model on other data.
+    `stats` (mean, std) and `scale` (the intensity rule) must be the training dataset's when evaluating a model
+    on other data.
     """
     size, mode = cfg.data.input_size, cfg.data.resize
     batch = batch_size or cfg.train.batch_size
-    ds = _paths(dataset, stems).map(lambda i, m: decode_pair(i, m, cfg.data.channels), num_parallel_calls=AUTOTUNE)
+    ds = _paths(dataset, stems).map(_decoder(dataset, cfg.data.channels), num_parallel_calls=AUTOTUNE)
     if cache:
         ds = ds.cache()
     normalise = _normalise(cfg, stats or (dataset.mean, dataset.std))
-    ds = ds.map(lambda i, m: preprocess.center_or_resize(i, m, size, mode), num_parallel_calls=AUTOTUNE)
+    scale = intensity_scale(dataset) if scale is _OWN else scale
+    ds = ds.map(lambda i, m: preprocess.center_or_resize(i, m, size, mode, scale), num_parallel_calls=AUTOTUNE)
     ds = ds.batch(batch).map(lambda i, m: (normalise(i), m), num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
     return InputPipeline(ds, steps_for(len(stems), batch), len(stems), cache)
 

@@ -246,6 +246,12 @@ class ImageResult:
     truth: np.ndarray | None = None
     scores: list[dict[str, Any]] | None = None
     notes: tuple[str, ...] = ()
+    picture: np.ndarray | None = None  # uint8 RGB to show (`Predictor.picture`); `image` keeps the values to measure
+
+    @property
+    def shown(self) -> np.ndarray:
+        """What pictures draw on: the display picture, or the image itself when it is 8-bit already."""
+        return self.picture if self.picture is not None else self.image
 
     @property
     def stem(self) -> str:
@@ -268,7 +274,7 @@ def results_zip(results: Iterable[ImageResult], mask_file: Any, colors: np.ndarr
     rows: list[dict[str, Any]] = []
     objects: list[dict[str, Any]] = []
     for result in results:
-        _, overlaid = result_items(result.stem, result.image, result.mask, colors, opacity, contours)
+        _, overlaid = result_items(result.stem, result.shown, result.mask, colors, opacity, contours)
         items += [(f"masks/{result.stem}.png", encode_png(*mask_file(result.mask))),
                   (f"class_indices/{result.stem}.png", encode_png(result.mask.astype(np.uint8))), overlaid]
         rows += measure(result.mask, class_names, image=result.name)

@@ -42,11 +42,27 @@ def _window(
     return crop(image), crop(mask)
 
 
-def _to_outputs(image: tf.Tensor, mask: tf.Tensor, size: int) -> tuple[tf.Tensor, tf.Tensor]:
-    """float32 image in 0..1 and int32 mask, with the static shape known so Keras can build on it."""
-    if image.dtype.is_floating:  # resized images: float already, still on the 0..255 scale, may overshoot a little
+Scale = tuple[list[float], list[float]]  # the dataset's intensity rule: per channel, the values that become 0 and 1
+
+
+def scale_intensity(image: tf.Tensor, scale: Scale | None) -> tf.Tensor:
+    """float32 on the network's scale: (value - low) / (high - low) per channel (`unet.intensity`); None: / 255."""
+    if scale is None:
+        return tf.cast(image, tf.float32) / _PIXEL_MAX
+    low, high = (tf.constant(v, tf.float32) for v in scale)
+    return (tf.cast(image, tf.float32) - low) / (high - low)
+
+
+def _to_outputs(image: tf.Tensor, mask: tf.Tensor, size: int, scale: Scale | None = None,
+                eight_bit: bool = True) -> tuple[tf.Tensor, tf.Tensor]:
+    """float32 image on the network's scale and int32 mask, with the static shape known so Keras can build on it.
+
+    An 8-bit image that was resized is float already and may overshoot 0..255 a little, so it is clipped back;
+    deeper data keeps its values (the intensity rule does not clip).
+    """
+    if image.dtype.is_floating and eight_bit:
         image = tf.clip_by_value(tf.cast(image, tf.float32), 0.0, _PIXEL_MAX)
-    image = tf.cast(image, tf.float32) / _PIXEL_MAX
+    image = scale_intensity(image, scale)
     mask = tf.cast(mask, tf.int32)
     image = tf.ensure_shape(image, [size, size, None])
     mask = tf.ensure_shape(mask, [size, size, 1])
@@ -62,7 +78,8 @@ def _resize(image: tf.Tensor, mask: tf.Tensor, size: int) -> tuple[tf.Tensor, tf
 
 
 def resize_pair(
-    image: tf.Tensor, mask: tf.Tensor, size: int, mode: str = RESIZE, seed: tf.Tensor | None = None
+    image: tf.Tensor, mask: tf.Tensor, size: int, mode: str = RESIZE, seed: tf.Tensor | None = None,
+    scale: Scale | None = None,
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """Brings one training pair to size x size.
 
@@ -71,16 +88,18 @@ def resize_pair(
     where the image is larger, and mirrors the image in (reflect padding) where it is smaller.
 
     Args:
-        image: uint8 [H, W, C].
+        image: [H, W, C] as stored: uint8, uint16 or float32.
         mask: uint8 (or any integer) [H, W, 1] of class indices.
         size: the output side in pixels.
         mode: "resize" or "crop".
         seed: int32 [2]; places the crop. Needed only for "crop"; the same seed gives the same window.
+        scale: the dataset's intensity rule (low, high per channel); None for 8-bit data (value / 255).
 
     Returns:
-        (image float32 [size, size, C] in 0..1, mask int32 [size, size, 1]).
+        (image float32 [size, size, C] on the network's scale (0..1 for 8-bit), mask int32 [size, size, 1]).
     """
     image, mask = tf.convert_to_tensor(image), tf.convert_to_tensor(mask)
+    eight_bit = image.dtype == tf.uint8
     if mode == RESIZE:
         image, mask = _resize(image, mask, size)
     elif mode == CROP:
@@ -90,15 +109,17 @@ def resize_pair(
         image, mask = _window(image, mask, top, left, size)
     else:
         raise ValueError(f"resize_pair: unknown mode '{mode}' (expected '{RESIZE}' or '{CROP}')")
-    return _to_outputs(image, mask, size)
+    return _to_outputs(image, mask, size, scale, eight_bit)
 
 
-def center_or_resize(image: tf.Tensor, mask: tf.Tensor, size: int, mode: str = RESIZE) -> tuple[tf.Tensor, tf.Tensor]:
+def center_or_resize(image: tf.Tensor, mask: tf.Tensor, size: int, mode: str = RESIZE,
+                     scale: Scale | None = None) -> tuple[tf.Tensor, tf.Tensor]:
     """The deterministic twin of `resize_pair`, for validation: "resize" resizes, "crop" takes the centre window.
 
-    Shapes and dtypes as in `resize_pair`.
+    Shapes, dtypes and `scale` as in `resize_pair`.
     """
     image, mask = tf.convert_to_tensor(image), tf.convert_to_tensor(mask)
+    eight_bit = image.dtype == tf.uint8
     if mode == RESIZE:
         image, mask = _resize(image, mask, size)
     elif mode == CROP:
@@ -106,7 +127,7 @@ def center_or_resize(image: tf.Tensor, mask: tf.Tensor, size: int, mode: str = R
         image, mask = _window(image, mask, (height - size) // 2, (width - size) // 2, size)
     else:
         raise ValueError(f"center_or_resize: unknown mode '{mode}' (expected '{RESIZE}' or '{CROP}')")
-    return _to_outputs(image, mask, size)
+    return _to_outputs(image, mask, size, scale, eight_bit)
 
 
 def _random_corner(height: tf.Tensor, width: tf.Tensor, size: int, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:

@@ -34,6 +34,8 @@ class DatasetReport:
     objects: dict[str, int] = field(default_factory=dict)  # instance label masks: objects per image, by file
     layout: str = ""  # the folder convention recognised, e.g. "BiaPy (x / y)"
     test_pairs: int = 0  # pairs from the test part of a train/test tree, kept as the test set
+    found: str = ""  # what the files are, e.g. "12 stacks of 25 planes (each slice an image): 300 images, 2 channels"
+    intensity: str = ""  # the rule that scales the images for the network, in words
 
     def add(self, file: str, problem: str, skipped: bool = True) -> None:
         self.problems.append(Problem(file, problem, skipped))
@@ -53,6 +55,8 @@ class DatasetReport:
             "objects_per_image": self.objects,
             "layout": self.layout,
             "test_pairs": self.test_pairs,
+            "found": self.found,
+            "intensity": self.intensity,
         }
 
     def summary(self) -> str:

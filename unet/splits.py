@@ -32,24 +32,40 @@ def training_count(pairs: int, validation_split: float) -> int:
 
 
 def split_stems(stems: Sequence[str], validation_split: float, seed: int,
-                classes_of: Callable[[str], set[int]] | None = None) -> Split:
+                classes_of: Callable[[str], set[int]] | None = None,
+                group_of: Callable[[str], str] | None = None) -> Split:
     """A fixed split: the same stems, fraction and seed always give the same, disjoint lists.
 
     At least one pair validates and at least one trains, so a dataset of 2 pairs can still run. With `classes_of`
     (the classes in a stem's mask) the split is stratified: a class found in two or more images but drawn into
     training only is swapped into validation, so that validation scores every class the data allow. Without that,
     a rare class absent from validation is never scored, and the best model is chosen without it.
+
+    With `group_of` (a slice's stack), the slices of one stack stay on one side: neighbouring slices look alike, so
+    a stack split across training and validation would score the network on near-copies of what it learned.
     """
     stems = sorted(stems)
     if len(stems) < 2:
         raise UserError(f"the dataset has {len(stems)} image/mask pair(s); training needs at least 2 "
                         "(one to learn from, one to check on)")
-    order = [stems[i] for i in np.random.default_rng(seed).permutation(len(stems))]
-    n_val = validation_count(len(stems), validation_split)
-    val, train = order[:n_val], order[n_val:]
+    members: dict[str, list[str]] = {}
+    for stem in stems:
+        members.setdefault(group_of(stem) if group_of else stem, []).append(stem)
+    if len(members) < 2:  # one stack only: its slices are all there is to split
+        members = {stem: [stem] for stem in stems}
+    groups = sorted(members)
+    order = [groups[i] for i in np.random.default_rng(seed).permutation(len(groups))]
+    wanted = validation_count(len(stems), validation_split)
+    val: list[str] = []
+    for group in order[:-1]:  # at least one group trains
+        if sum(len(members[g]) for g in val) >= wanted:
+            break
+        val.append(group)
+    train = [g for g in order if g not in val]
     if classes_of is not None:
-        _stratify(val, train, {stem: classes_of(stem) for stem in stems})
-    return Split(train=sorted(train), val=sorted(val))
+        present = {g: set().union(*(classes_of(s) for s in members[g])) for g in groups}
+        _stratify(val, train, present)
+    return Split(train=sorted(s for g in train for s in members[g]), val=sorted(s for g in val for s in members[g]))
 
 
 def _stratify(val: list[str], train: list[str], present: dict[str, set[int]]) -> None:

@@ -122,7 +122,7 @@ def _training_lock(run_dir: Path, status: StatusWriter) -> Iterator[bool]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def load_data(data: Path, run_dir: Path, reuse: bool) -> Dataset:
+def load_data(data: Path, run_dir: Path, reuse: bool, stacks: str | None = None) -> Dataset:
     """The dataset to train on; a raw folder or zip is stored into `RUN_DIR/data` (kept, so resume needs no DATA)."""
     stored = run_dir / runs.DATA
     if not (Path(data) / "dataset.json").exists():
@@ -131,7 +131,7 @@ def load_data(data: Path, run_dir: Path, reuse: bool) -> Dataset:
         if stored.exists():
             shutil.rmtree(stored)
         log.info("storing the raw dataset %s in %s", data, stored)
-    return pipeline.open_dataset(data, stored)
+    return pipeline.open_dataset(data, stored, stacks)
 
 
 def fit_config(config: Config, dataset: Dataset) -> Config:
@@ -153,7 +153,8 @@ def _split(run_dir: Path, dataset: Dataset, config: Config, resume: bool) -> spl
             log.warning("the dataset's files changed since this run started")
         return split
     return splits.split_stems(dataset.training_stems, config.train.validation_split, config.train.seed,
-                                classes_of=lambda stem: set(np.unique(dataset.read_mask(stem)).tolist()))
+                                classes_of=lambda stem: set(np.unique(dataset.read_mask(stem)).tolist()),
+                                group_of=dataset.group_of)
 
 
 def typical_size(dataset: Dataset) -> tuple[int, int]:
@@ -179,6 +180,9 @@ def record_dataset(run_dir: Path, dataset: Dataset, split: splits.Split, config:
         "ignore_value": dataset.ignore_value,
         "instances": dataset.instances,
         "source_bits": dataset.source_bits,
+        "image_dtype": dataset.image_dtype,
+        "intensity": dataset.rule.record(),
+        "found": dataset.found,
         "train_image_size": list(typical_size(dataset)),
         "resize_scale": [config.data.input_size / side for side in typical_size(dataset)],
         "mask_kind": dataset.mask_kind,
@@ -222,7 +226,8 @@ def build_model(config: Config, weights: list[float] | None, resume_from: Path |
 
 
 def _fit(run_dir: Path, data: Path, config: Config, resume: bool, status: StatusWriter,
-         extra_callbacks: Sequence[keras.callbacks.Callback] = (), test_split: float = 0.0) -> tuple[str, str]:
+         extra_callbacks: Sequence[keras.callbacks.Callback] = (), test_split: float = 0.0,
+         stacks: str | None = None) -> tuple[str, str]:
     """Fit and return (final state, message). Raises UserError for things the user can fix."""
     run = runs.Run(run_dir)
     last = run_dir / runs.LAST_MODEL
@@ -232,7 +237,7 @@ def _fit(run_dir: Path, data: Path, config: Config, resume: bool, status: Status
     done = max((int(h.get("epoch", 0)) for h in history), default=0)
 
     status.write(state=runs.RUNNING, message="reading the dataset")
-    dataset = load_data(data, run_dir, reuse=resume)
+    dataset = load_data(data, run_dir, reuse=resume, stacks=stacks)
     if test_split and not resume:
         held_out = dataset.set_test_split(test_split, seed=config.train.seed)
         log.info("test set: %d images set aside (%s)", len(held_out), ", ".join(held_out[:10]))
@@ -339,7 +344,8 @@ def _plain_error(exc: BaseException) -> str:
 
 
 def train(run_dir: Path, data: Path, config: Config, resume: bool = False,
-          callbacks: Sequence[keras.callbacks.Callback] = (), test_split: float = 0.0) -> int:
+          callbacks: Sequence[keras.callbacks.Callback] = (), test_split: float = 0.0, stacks: str | None = None
+          ) -> int:
     """Train one run to the end (or a stop) and return the process exit code: 0, 1 (crash) or 2 (user error).
 
     Args:
@@ -349,6 +355,7 @@ def train(run_dir: Path, data: Path, config: Config, resume: bool = False,
         resume: continue from `last.keras`, its optimizer state and `history.jsonl`.
         callbacks: extra Keras callbacks, run after the trainer's own (the benchmark times epochs with one).
         test_split: set this share of the dataset aside as its test set before splitting (not on resume).
+        stacks: how a raw source's TIFF stacks become 2D images (`unet.stacks`); None: automatic.
     """
     run_dir = Path(run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -372,7 +379,7 @@ def train(run_dir: Path, data: Path, config: Config, resume: bool = False,
             if not acquired:
                 state, message = runs.STOPPED, "stopped while waiting for another run"
             else:
-                state, message = _fit(run_dir, data, config, resume, status, callbacks, test_split)
+                state, message = _fit(run_dir, data, config, resume, status, callbacks, test_split, stacks)
                 if state in (runs.COMPLETED, runs.STOPPED):
                     message = _score_held_back(run_dir, status, message)
         status.write(state=state, message=message, ended=runs.now_iso(), force=True)

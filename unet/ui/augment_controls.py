@@ -90,7 +90,8 @@ def preview_grid(dataset: Dataset, config: Config, seed: int, count: int = 8, co
     pairs = _sample_pairs(str(dataset.root), dataset.hash, stems)
     repeated = [pairs[i % len(pairs)] for i in range(count)]
     previews = preview_pairs(
-        [p[0] for p in repeated], [p[1] for p in repeated], config.augment, config.data, n=count, seed=seed
+        [p[0] for p in repeated], [p[1] for p in repeated], config.augment, config.data, n=count, seed=seed,
+        scale=dataset.rule.as_scale(),
     )
     colors = class_colors(dataset.num_classes, [c.color for c in dataset.classes])
     cells = st.columns(columns)

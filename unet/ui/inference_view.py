@@ -16,7 +16,7 @@ import streamlit as st
 
 from unet import workspace
 from unet.errors import UserError
-from unet.images import IMAGE_EXTENSIONS, is_lossy, read_image, read_mask_raw
+from unet.images import IMAGE_EXTENSIONS, is_lossy, read_images, read_mask_raw
 from unet.inference import Prediction, Predictor
 from unet.instances import objects_of_mask
 from unet.postprocess import baseline_scores, error_overlay, headline
@@ -25,6 +25,7 @@ from unet.zipsafe import extract_zip
 
 _PREDICTOR = "inference_predictor"
 _PREDICTIONS = "inference_predictions"
+_PICTURES = "inference_pictures"
 MAX_CACHED_PREDICTIONS = 64
 
 
@@ -137,7 +138,7 @@ def read_uploads(uploads) -> tuple[list[tuple[str, np.ndarray]], list[tuple[str,
                 files = [(upload.name, target)]
             for name, path in files:
                 try:
-                    images.append((name, read_image(path)))
+                    images += [(name + suffix, image) for suffix, image in read_images(path)]
                 except UserError as exc:
                     problems.append((name, str(exc)))
     return images, problems
@@ -146,12 +147,26 @@ def read_uploads(uploads) -> tuple[list[tuple[str, np.ndarray]], list[tuple[str,
 def predicted(predictor: Predictor, name: str, image: np.ndarray) -> Prediction:
     """The model's prediction for an image, computed once per tab and image."""
     cache: dict = st.session_state.setdefault(_PREDICTIONS, {})
-    key = (name, image.shape, int(image[::17, ::17].sum()))
+    key = (name, image.shape, float(image[::17, ::17].sum()))
     if key not in cache:
         if len(cache) >= MAX_CACHED_PREDICTIONS:
             cache.pop(next(iter(cache)))
         with st.spinner(f"Predicting {name}…"):
             cache[key] = predictor.predict(image)
+    return cache[key]
+
+
+def display_picture(predictor: Predictor, name: str, image: np.ndarray) -> np.ndarray | None:
+    """What pictures draw on for an image that is not plain 8-bit gray or RGB (16-bit, float, 2 or 4+ channels):
+    the model's view of it (`Predictor.picture`), made once per tab and image; None for plain 8-bit images."""
+    if image.dtype == np.uint8 and (image.ndim == 2 or image.shape[2] in (1, 3)):
+        return None
+    cache: dict = st.session_state.setdefault(_PICTURES, {})
+    key = (predictor.name, name, image.shape, float(image[::17, ::17].sum()))
+    if key not in cache:
+        if len(cache) >= MAX_CACHED_PREDICTIONS:
+            cache.pop(next(iter(cache)))
+        cache[key] = predictor.picture(image)
     return cache[key]
 
 
