@@ -47,6 +47,7 @@ def test_each_format_round_trips_within_tolerance_and_writes_only_into_out(fmt, 
     result = export_model(run_dir, fmt, out)
     assert result.ok and result.max_abs_diff <= result.tolerance == TOLERANCES[fmt]
     assert 2 <= result.samples <= 4 and result.checked_on == "validation images"
+    assert "divided by 255" in result.usage and "1 channel" in result.usage  # what a user must feed the file
     assert result.path.parent == out and result.path.exists() and result.size_bytes > 0 and result.seconds > 0
     assert _tree(workspace) == before  # nothing left in the run folder (its temp folder is gone)
     assert [p.name for p in tmp_path.iterdir()] == ["exports"] and [p.name for p in out.iterdir()] == [result.path.name]

@@ -11,9 +11,13 @@ from unet.instances import (
     INTERIOR,
     boundary_targets,
     labels_from_classes,
-    match_objects,
     object_table,
 )
+from unet.object_scores import iou_matrix, match_at
+
+
+def match_objects(truth: np.ndarray, predicted: np.ndarray, threshold: float = 0.5):
+    return match_at(iou_matrix(truth, predicted)[0], threshold)
 
 
 def _touching(n: int = 4, side: int = 12) -> np.ndarray:

@@ -90,3 +90,33 @@ def test_a_zip_without_pairs_gets_a_plain_error_and_no_dataset(workspace: Path):
     assert at.error, "the user must be told why nothing was stored"
     assert "Traceback" not in at.error[0].value
     assert not list((workspace / "datasets").glob("*/dataset.json"))
+
+
+def test_a_zip_of_16_bit_two_channel_stacks_shows_what_was_found_and_reads_stacks_as_chosen(workspace: Path):
+    """Issue #14: the check names the stacks, channels and bit depth; the user's stack choice is applied."""
+    import numpy as np
+    import tifffile
+
+    buffer = io.BytesIO()
+    rng = np.random.default_rng(0)
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for i in range(4):
+            stack = rng.integers(0, 4095, (3, 2, 32, 32)).astype(np.uint16)  # Z, C, Y, X
+            mask = np.zeros((32, 32), np.uint8)
+            mask[8:20, 8:20] = 255
+            image_bytes, mask_bytes = io.BytesIO(), io.BytesIO()
+            tifffile.imwrite(image_bytes, stack, imagej=True, metadata={"axes": "ZCYX"})
+            tifffile.imwrite(mask_bytes, mask)
+            zf.writestr(f"stacks/images/s{i}.tif", image_bytes.getvalue())
+            zf.writestr(f"stacks/masks/s{i}.tif", mask_bytes.getvalue())
+    at = _page()
+    at.file_uploader[0].upload("stacks.zip", buffer.getvalue(), "application/zip").run()
+    at.selectbox(key="zip_stacks").set_value("mean").run()
+    next(b for b in at.button if b.key == "save_zip").click().run()
+    assert not at.exception and not at.error
+    assert "4 pairs ready" in at.success[0].value
+    assert next(m for m in at.metric if m.label == "Channels").value == "2 channels"
+    shown = " ".join(m.value for m in at.markdown)
+    assert "4 stacks of 3 planes (mean projection)" in shown and "12-bit" in shown
+    assert "percentile" in shown and "channel 1 in green, channel 2 in magenta" in shown
+    assert len(at.image) == 8  # the augmentation preview draws the two channels as a composite

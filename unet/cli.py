@@ -115,10 +115,16 @@ def _suggest(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from unet.training import train
 
-    return train(Path(args.out), Path(args.data), _load_config(args), resume=args.resume, test_split=args.test_split,
-                 stacks=args.stacks)
+    config = _load_config(args)
+    if args.task:
+        config = config.replace(data=dataclasses.replace(config.data, task=args.task))
+    said = bool(args.task) or (args.config and "task" in json.loads(Path(args.config).read_bytes()).get("data", {}))
+    return train(Path(args.out), Path(args.data), config, resume=args.resume, test_split=args.test_split,
+                 stacks=args.stacks, task_given=bool(said))
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -155,6 +161,7 @@ def _predict(args: argparse.Namespace) -> int:
         model_file=Path(args.model) if args.model else None,
         threshold=args.threshold,
         class_indices=args.class_indices,
+        labels=True if args.labels else (False if args.classes else None),
     )
     print(f"wrote {len(written)} masks to {args.out}")
     return 0 if written else 2
@@ -221,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="override train.epochs")
     p.add_argument("--max-minutes", type=float, help="override train.max_minutes")
     p.add_argument("--resume", action="store_true", help="continue a stopped or interrupted run from last.keras")
+    p.add_argument("--task", choices=("semantic", "instances"),
+                   help="semantic: a class per pixel; instances: also separate touching objects (one id each). "
+                        "Default: instances for instance label masks, else semantic (or the config's data.task)")
     p.add_argument("--stacks", default="auto", help=STACKS_HELP + " (for raw data)")
     p.add_argument("--test-split", type=float, default=0.0, metavar="SHARE",
                    help="set this share of the images (0 to 0.5) aside as a test set, never trained on nor used to "
@@ -245,6 +255,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.5, help="probability above which a pixel is foreground")
     p.add_argument("--class-indices", action="store_true",
                    help="write class numbers 0..K-1 instead of the masks' own values (0/255, colours, ...)")
+    kind = p.add_mutually_exclusive_group()
+    kind.add_argument("--labels", action="store_true",
+                      help="write one id per object (8-bit PNG, 16-bit past 255 objects): the default for runs "
+                           "trained to separate touching objects; for other binary runs, their connected regions")
+    kind.add_argument("--classes", action="store_true",
+                      help="write the class mask even for a run trained to separate touching objects")
 
     p = command("export", _export, "export a run's best model and check its predictions against the trained model")
     p.add_argument("--run", required=True, help="run folder")

@@ -27,6 +27,7 @@ LOSSES = ("dice_ce", "ce", "dice", "focal")
 LR_SCHEDULES = ("cosine", "plateau", "constant")  # see unet.schedule
 FILL_MODES = ("reflect", "constant", "nearest")
 MAX_CHANNELS = 16  # input channels a dataset may have (unet.tiff refuses more)
+TASKS = ("semantic", "instances")  # a class per pixel, or also one id per object (touching objects separated)
 
 
 def _check(ok: bool, key: str, message: str) -> None:
@@ -50,6 +51,7 @@ class DataConfig:
     channels: int = 1  # 1 grayscale, 3 RGB, or any count up to 16 (microscopy stains); the data decides
     normalisation: str = "unit"
     resize: str = "resize"
+    task: str = "semantic"  # "instances": learn object interiors and boundaries and separate touching objects
 
     def __post_init__(self) -> None:
         _between(self.input_size, 16, 2048, "data.input_size")
@@ -57,6 +59,7 @@ class DataConfig:
                f"must be 1 to {MAX_CHANNELS} (1 grayscale, 3 RGB), not {self.channels}")
         _one_of(self.normalisation, NORMALISATIONS, "data.normalisation")
         _one_of(self.resize, RESIZE_MODES, "data.resize")
+        _one_of(self.task, TASKS, "data.task")
 
 
 @dataclass(frozen=True)

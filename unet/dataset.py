@@ -582,6 +582,7 @@ class Dataset:
     groups: dict[str, str] = field(default_factory=dict)  # slice stem -> its stack's stem (split together)
     found: str = ""  # what the check found, in words
     objects: dict[str, int] = field(default_factory=dict)  # instance masks: objects per stored image
+    mask_folder: str = "masks"  # "targets" in the instance task's view (`unet.task.training_view`)
 
     def __post_init__(self) -> None:
         if self.intensity is None:  # stored before the rule was kept: 8-bit images, value / 255
@@ -646,7 +647,7 @@ class Dataset:
         return self.root / "images" / f"{stem}.{self.image_format}"
 
     def mask_path(self, stem: str) -> Path:
-        return self.root / "masks" / f"{stem}.png"
+        return self.root / self.mask_folder / f"{stem}.png"
 
     def read_pair(self, stem: str) -> tuple[np.ndarray, np.ndarray]:
         """(image as stored: HxW or HxWxC, uint8/uint16/float32; mask uint8 HxW of class indices).

@@ -24,11 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from unet import metrics, pipeline, postprocess, runs
+from unet import metrics, pipeline, postprocess, runs, task
 from unet.classmap import IGNORE_INDEX, ClassMap
 from unet.dataset import Dataset, ingest
 from unet.errors import UserError
 from unet.inference import Predictor
+from unet.object_scores import ObjectScores, summary_sentence
 
 DEFAULT_THRESHOLD = metrics.BINARY_THRESHOLD
 SWEEP = np.round(np.arange(0.05, 0.951, 0.05), 2)  # thresholds tried for binary models: 0.05, 0.10, ..., 0.95
@@ -102,6 +103,7 @@ class Evaluation:
     sweep: list[dict[str, float]] = field(default_factory=list)
     best_threshold: float | None = None
     worst: list[GalleryItem] = field(default_factory=list)
+    objects: dict[str, Any] | None = None  # object-level scores (`unet.object_scores`) for binary and instance runs
 
     @property
     def counts(self) -> np.ndarray:
@@ -208,6 +210,7 @@ class Evaluation:
             "confusion": {"classes": self.class_names, "matrix": self.confusion.tolist()},
             "per_image": self.per_image,
             "problems": self.problems,
+            "objects": self.objects,
         }
 
 
@@ -358,11 +361,14 @@ def evaluate_detailed(
         split_name, stems = _split_stems(run, dataset, split, own=data is None)
         if not stems:
             raise UserError(f"the dataset '{dataset.name}' has no image/mask pairs")
+        objects = ObjectScores() if predictor.num_classes == 2 else None
         for i, stem in enumerate(stems):
             image, stored = dataset.read_pair(stem)
             truth = table[stored]
             prediction = predictor.predict(image)
             mask = prediction.mask(threshold)
+            if objects is not None:  # touching objects: split by the instance task's watershed, else merged
+                objects.add(task.true_objects(dataset, stem), prediction.labels(threshold), stem)
             matrix = metrics.confusion_matrix(mask, truth, k)
             confusion += matrix
             if predictor.num_classes == 2:
@@ -384,6 +390,7 @@ def evaluate_detailed(
         class_values=[e.value for e in run_map.entries] if run_map else [], split=split_name,
         data=dataset.name if data is not None else f"{dataset.name} (the run's own data)", problems=problems,
         worst=[item for _, _, item in sorted(worst, key=lambda e: (-e[0], -e[1]))],
+        objects=_objects_section(objects, predictor, dataset),
     )
     if k == 2:
         tp, fp, fn = sweep[:, 0], sweep[:, 1], sweep[:, 2]
@@ -392,6 +399,20 @@ def evaluate_detailed(
                         for t, d, j in zip(SWEEP, dice, iou, strict=True)]
         result.best_threshold = best_of_sweep(SWEEP, dice)
     return result
+
+
+def _objects_section(objects: ObjectScores | None, predictor: Predictor, dataset: Dataset) -> dict[str, Any] | None:
+    """The object scores with what was compared: how predicted objects were made, and where the true ones came from."""
+    if objects is None:
+        return None
+    section = objects.to_dict()
+    section["predicted_by"] = ("a watershed from the predicted object interiors (the instance task)"
+                               if predictor.task == task.INSTANCES else
+                               "the connected regions of the predicted mask (touching objects count as one; train "
+                               "with 'Separate touching objects' to split them)")
+    section["true_from"] = "the instance label masks" if dataset.instances else "the connected regions of the true mask"
+    section["summary"] = summary_sentence(section)
+    return section
 
 
 def evaluate(run_dir: Path, data: Path | None = None, threshold: float = DEFAULT_THRESHOLD,

@@ -28,6 +28,7 @@ import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -84,6 +85,7 @@ class ExportResult:
     samples: int = 0
     checked_on: str = ""
     input_shape: tuple[int | None, ...] = ()
+    usage: str = ""  # what a user of the file must feed it: size, channels, and the preprocessing in numbers
 
     @property
     def download_name(self) -> str:
@@ -105,7 +107,27 @@ class ExportResult:
         verdict = "match" if self.ok else "do NOT match"
         return (f"{LABELS[self.fmt]} written to {self.path} ({self.size_bytes / 1e6:.2f} MB, {self.seconds:.1f} s); "
                 f"its predictions {verdict} the trained model on {self.samples} {self.checked_on}: "
-                f"largest difference {self.max_abs_diff:.2e} (allowed {self.tolerance:.0e})")
+                f"largest difference {self.max_abs_diff:.2e} (allowed {self.tolerance:.0e})"
+                + (f"\nInput: {self.usage}" if self.usage else ""))
+
+
+def usage_text(config: Config, recorded: dict[str, Any]) -> str:
+    """The preprocessing a user of an exported file must apply, in numbers: the run's intensity rule (per
+    channel), its normalisation, and the input's shape, so the file gives the app's results elsewhere."""
+    data = config.data
+    rule = Intensity.from_record(recorded.get("intensity"), data.channels, recorded.get("source_bits"))
+    channels = {1: "1 channel (grayscale)", 3: "3 channels (RGB)"}.get(data.channels, f"{data.channels} channels")
+    steps = [f"float32 [batch, height, width, {data.channels}] with {channels}",
+             f"scale each image's raw values so that {rule.describe()}"]
+    if data.normalisation == preprocess.STANDARD:
+        steps.append(f"then subtract {float(recorded.get('mean', 0.0)):.6g} and divide by "
+                     f"{float(recorded.get('std', 1.0)):.6g} (the dataset's mean and standard deviation)")
+    steps.append(f"{data.input_size}x{data.input_size} pixels"
+                 + (" (resize the whole image, as training did)" if data.resize == preprocess.RESIZE else
+                    " windows (the network saw full-resolution crops; predict large images in overlapping tiles)"))
+    output = "one probability of the foreground per pixel" if config.model.num_classes == 2 else \
+        f"{config.model.num_classes} class probabilities per pixel"
+    return "; ".join(steps) + f". Output: {output}."
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -271,4 +293,5 @@ def export_model(run_dir: Path, fmt: str, out: Path) -> ExportResult:
         path=target, fmt=fmt, max_abs_diff=diff, tolerance=TOLERANCES[fmt], ok=diff <= TOLERANCES[fmt],
         seconds=time.perf_counter() - started, size_bytes=_size(target), samples=len(x), checked_on=checked_on,
         input_shape=(None, config.data.input_size, config.data.input_size, config.data.channels),
+        usage=usage_text(config, runs.read_json(run.file(runs.DATASET), {}) or {}),
     )

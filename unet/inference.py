@@ -41,9 +41,11 @@ from unet import postprocess, preprocess, runs, tiling
 from unet.classmap import ClassMap
 from unet.config import MAX_CHANNELS, Config
 from unet.errors import UserError
+from unet.instances import BOUNDARY, INTERIOR, drop_small_objects, labels_from_classes
 from unet.intensity import FIXED, Intensity
 from unet.overlay import class_colors
 from unet.postprocess import measurements_csv, zip_results
+from unet.task import INSTANCES, SEMANTIC
 
 log = logging.getLogger("unet.inference")
 
@@ -235,6 +237,7 @@ class Prediction:
     probabilities: np.ndarray
     num_classes: int
     notes: tuple[str, ...] = ()
+    interior: np.ndarray | None = None  # instance task: float16 [H, W] probability of "object interior"
 
     @property
     def binary(self) -> bool:
@@ -259,6 +262,30 @@ class Prediction:
         """
         mask = postprocess.mask_from_probabilities(self.probabilities, threshold)
         return postprocess.clean(mask, min_size, fill_holes)
+
+    @property
+    def separates_objects(self) -> bool:
+        return self.interior is not None
+
+    def labels(self, threshold: float = 0.5, min_size: int = 0) -> np.ndarray:
+        """int32 [H, W], one id per object (0 = background).
+
+        Instance-task runs: the foreground (probability over `threshold`) is split into interior and boundary
+        (whichever of the two is likelier), and a seeded watershed grows each connected interior over its
+        foreground (`unet.instances.labels_from_classes`), so touching objects keep apart. Any other binary run:
+        the foreground's connected regions, where touching objects are one.
+        """
+        from skimage.measure import label
+
+        foreground = self.probabilities[..., 0].astype(np.float32) >= threshold if self.binary else \
+            self.mask(threshold) > 0
+        if self.interior is None:
+            labels = label(foreground, connectivity=1).astype(np.int32)
+            return drop_small_objects(labels, min_size)
+        interior = self.interior.astype(np.float32)
+        boundary = self.probabilities[..., 0].astype(np.float32) - interior
+        classes = np.where(foreground, np.where(interior >= boundary, INTERIOR, BOUNDARY), 0).astype(np.uint8)
+        return labels_from_classes(classes, interior, min_size)
 
 
 @dataclass(eq=False)
@@ -288,6 +315,7 @@ class Predictor:
     class_map: ClassMap | None = None  # the run's mask values per class; None for a bare model file
     source_bits: int | None = None  # the bit depth of the run's dataset (8-bit images are brought to it)
     intensity: Intensity | None = None  # the run's rule from stored values to the network's scale; None: 8-bit
+    task: str = SEMANTIC  # "instances": the model gives background / interior / boundary; predictions are binary
     train_scale: tuple[float, float] | None = None
     train_size: tuple[int, int] | None = None  # (h, w) of the training images the scale was taken from
     tile: int = tiling.TILE
@@ -323,7 +351,8 @@ class Predictor:
         model = load_model_file(path)
         inp, out = _shapes(model, path.name)
         recorded = runs.read_json(run.file(runs.DATASET), {}) or {}
-        num_classes = max(2, int(out[3]))
+        task = INSTANCES if recorded.get("task") == INSTANCES and int(out[3]) == 3 else SEMANTIC
+        num_classes = 2 if task == INSTANCES else max(2, int(out[3]))  # objects or not, for every pixel score
         names, colors = _classes(recorded.get("classes", []), num_classes)
         data = config.data
         if data.normalisation == preprocess.STANDARD and not {"mean", "std"} <= set(recorded):
@@ -336,6 +365,7 @@ class Predictor:
             class_map=ClassMap.from_record(recorded),
             source_bits=recorded.get("source_bits"),
             intensity=Intensity.from_record(recorded.get("intensity"), int(inp[3]), recorded.get("source_bits")),
+            task=task,
             train_scale=_pair(recorded.get("resize_scale")) if data.resize == preprocess.RESIZE else None,
             train_size=_pair(recorded.get("train_image_size"), int),
         )
@@ -407,6 +437,10 @@ class Predictor:
             notes.append(f"resized to {size}, the size the model was trained at; mask resized back")
         else:
             probs = self._predict_full(pixels, notes)
+        if self.task == INSTANCES:  # background / interior / boundary -> the foreground, plus the interior
+            foreground = (1.0 - probs[..., :1].astype(np.float32)).astype(BINARY_DTYPE)
+            return Prediction(foreground, self.num_classes, tuple(notes),
+                              interior=probs[..., 1].astype(MULTI_CLASS_DTYPE))
         dtype = BINARY_DTYPE if probs.shape[-1] == 1 else MULTI_CLASS_DTYPE
         return Prediction(probs.astype(dtype, copy=False), self.num_classes, tuple(notes))
 
@@ -572,6 +606,14 @@ def mask_file_pixels(predictor: Predictor, classes: np.ndarray, class_indices: b
     return values, palette
 
 
+def label_file_pixels(labels: np.ndarray) -> np.ndarray:
+    """Object ids as a file holds them: uint8 up to 255 objects, uint16 up to 65535; more is refused."""
+    top = int(labels.max()) if labels.size else 0
+    if top > 65535:
+        raise UserError(f"{top} objects found; a label image holds at most 65535")
+    return labels.astype(np.uint8 if top <= 255 else np.uint16)
+
+
 def predict_folder(
     run_dir: Path | None,
     images: Path,
@@ -580,14 +622,18 @@ def predict_folder(
     threshold: float = 0.5,
     report: Callable[[str, str], None] = _print_problem,
     class_indices: bool = False,
+    labels: bool | None = None,
 ) -> list[Path]:
     """`python -m unet predict`: one mask PNG per image, the image's size, named STEM.png (STEM.tif with one
     plane per plane for a TIFF stack).
 
     The masks use the run's own mask values (0/255, the user's index values or colours; gray values are stored
     as a palette PNG that viewers show in the class colours), so a folder of predictions can be used as masks
-    again; `class_indices` writes the class numbers 0..K-1 instead. Unreadable images and files that are not
-    images are passed to `report(file name, problem)` and skipped. Returns the masks written.
+    again; `class_indices` writes the class numbers 0..K-1 instead. `labels` writes instead one id per object
+    (0 = background): the default for instance-task runs (touching objects separated), available for any binary
+    run (its connected regions); 8-bit PNG up to 255 objects, 16-bit past that (every viewer and Fiji read both).
+    Unreadable images and files that are not images are passed to `report(file name, problem)` and skipped.
+    Returns the masks written.
     """
     images, out = Path(images), Path(out)
     if not images.is_dir():
@@ -598,6 +644,10 @@ def predict_folder(
     if not any(p.suffix.lower() in image_io.IMAGE_EXTENSIONS for p in files):
         raise UserError(f"'{images.name}' holds no images ({', '.join(image_io.IMAGE_EXTENSIONS)})")
     predictor = load_predictor(run_dir, model_file)
+    labels = predictor.task == INSTANCES if labels is None else labels
+    if labels and predictor.num_classes != 2:
+        raise UserError(f"object ids need a model of one foreground class; this one has {predictor.num_classes} "
+                        "classes")
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for path in files:
@@ -609,8 +659,12 @@ def predict_folder(
         else:
             try:
                 planes = image_io.read_images(path)
-                masks = [mask_file_pixels(predictor, predictor.predict(image).mask(threshold), class_indices)
-                         for _, image in planes]
+                if labels:
+                    masks = [(label_file_pixels(predictor.predict(image).labels(threshold)), None)
+                             for _, image in planes]
+                else:
+                    masks = [mask_file_pixels(predictor, predictor.predict(image).mask(threshold), class_indices)
+                             for _, image in planes]
                 if len(masks) > 1:  # a stack: one mask plane per image plane, as a TIFF stack (Fiji opens it)
                     target = target.with_suffix(".tif")
                     image_io.write_stack(target, np.stack([pixels for pixels, _ in masks]))

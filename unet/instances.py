@@ -10,8 +10,7 @@ three classes that the ordinary semantic trainer can learn as they are:
   object wherever it meets the background or another object);
 - `labels_from_classes`: seeds are the connected interiors, grown by a watershed over the foreground (interior and
   boundary), so each touching object keeps its own id; objects under `min_size` pixels are dropped;
-- `match_objects` and `object_scores`: objects matched one to one at IoU >= 0.5, and the DSB2018/StarDist
-  "average precision" tp / (tp + fp + fn);
+- matching objects and scoring them (AP, F1, PQ over IoU thresholds) is `unet.object_scores`;
 - `object_table`: one row per object (`skimage.measure.regionprops_table`).
 
 Pure NumPy and scikit-image: no TensorFlow, so the pages, the command line and the tests can all use it.
@@ -19,13 +18,11 @@ Pure NumPy and scikit-image: no TensorFlow, so the pages, the command line and t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 BACKGROUND, INTERIOR, BOUNDARY = 0, 1, 2
-IOU_MATCH = 0.5
 TABLE_PROPERTIES = ("label", "area", "centroid", "bbox", "perimeter", "eccentricity")
 
 
@@ -64,55 +61,19 @@ def labels_from_classes(classes: np.ndarray, interior_probability: np.ndarray | 
     else:
         surface = -np.asarray(interior_probability, np.float32)
     labels = watershed(surface, markers=seeds, mask=foreground)
-    if min_size > 0:
-        ids, counts = np.unique(labels, return_counts=True)
-        small = ids[(counts < min_size) & (ids != 0)]
-        labels[np.isin(labels, small)] = 0
-    return labels.astype(np.int32)
+    return drop_small_objects(labels.astype(np.int32), min_size)
 
 
-@dataclass(frozen=True)
-class ObjectMatch:
-    """Objects matched one to one at IoU >= `threshold`: true positives, false positives, false negatives."""
-
-    tp: int
-    fp: int
-    fn: int
-    threshold: float = IOU_MATCH
-
-    @property
-    def precision(self) -> float | None:
-        return self.tp / (self.tp + self.fp) if self.tp + self.fp else None
-
-    @property
-    def recall(self) -> float | None:
-        return self.tp / (self.tp + self.fn) if self.tp + self.fn else None
-
-    @property
-    def average_precision(self) -> float | None:
-        """tp / (tp + fp + fn), the DSB2018 and StarDist "AP" at one IoU threshold; None with no objects at all."""
-        total = self.tp + self.fp + self.fn
-        return self.tp / total if total else None
-
-
-def match_objects(truth: np.ndarray, predicted: np.ndarray, threshold: float = IOU_MATCH) -> ObjectMatch:
-    """Match objects of two label images. Above IoU 0.5 a match is unique, so counting pairs over the threshold
-    is the optimal one-to-one matching (no assignment solver needed at 0.5 or above)."""
-    truth, predicted = np.asarray(truth).ravel(), np.asarray(predicted).ravel()
-    true_ids, true_inverse = np.unique(truth, return_inverse=True)
-    pred_ids, pred_inverse = np.unique(predicted, return_inverse=True)
-    overlap = np.zeros((len(true_ids), len(pred_ids)), np.int64)
-    np.add.at(overlap, (true_inverse, pred_inverse), 1)
-    keep_t, keep_p = true_ids != 0, pred_ids != 0
-    overlap = overlap[np.ix_(keep_t, keep_p)]
-    true_area = np.bincount(true_inverse, minlength=len(true_ids))[keep_t]
-    pred_area = np.bincount(pred_inverse, minlength=len(pred_ids))[keep_p]
-    union = true_area[:, None] + pred_area[None, :] - overlap
-    iou = np.divide(overlap, union, out=np.zeros(overlap.shape, np.float64), where=union > 0)
-    if threshold < 0.5:
-        raise ValueError("matching by threshold alone is one to one only at IoU 0.5 or above")
-    tp = int((iou >= threshold).sum()) if iou.size else 0
-    return ObjectMatch(tp, int(keep_p.sum()) - tp, int(keep_t.sum()) - tp, threshold)
+def drop_small_objects(labels: np.ndarray, min_size: int) -> np.ndarray:
+    """`labels` without the objects under `min_size` pixels (set to background); ids are kept as they are."""
+    if min_size <= 0:
+        return labels
+    counts = np.bincount(labels.ravel())
+    small = np.flatnonzero((counts > 0) & (counts < min_size))
+    small = small[small != 0]
+    if small.size:
+        labels = np.where(np.isin(labels, small), 0, labels)
+    return labels
 
 
 def object_table(labels: np.ndarray, image: np.ndarray | None = None, name: str = "") -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ Readers (pages, `unet.runs`) never import this module; it imports TensorFlow.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import importlib.util
 import logging
@@ -30,8 +31,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from unet import atomic, pipeline, runs, schedule, splits, task
 from unet import metrics as unet_metrics
-from unet import pipeline, runs, schedule, splits
 from unet.augment import Augmenter
 from unet.callbacks import CosineSchedule, ResumableEarlyStopping, RunRecorder
 from unet.config import Config
@@ -135,10 +136,11 @@ def load_data(data: Path, run_dir: Path, reuse: bool, stacks: str | None = None)
 
 
 def fit_config(config: Config, dataset: Dataset) -> Config:
-    """The config with channels and classes taken from the dataset, which decides them (`Config.fitted`)."""
-    fitted = config.fitted(dataset.channels, dataset.num_classes)
+    """The config with channels and classes taken from the dataset and the task (`unet.task.fit_to_dataset`)."""
+    fitted = task.fit_to_dataset(config, dataset)
     if fitted != config:
-        log.info("using the dataset's %d channel(s) and %d classes", dataset.channels, dataset.num_classes)
+        log.info("using the dataset's %d channel(s) and %d output classes", fitted.data.channels,
+                 fitted.model.num_classes)
     return fitted
 
 
@@ -180,6 +182,9 @@ def record_dataset(run_dir: Path, dataset: Dataset, split: splits.Split, config:
         "ignore_value": dataset.ignore_value,
         "instances": dataset.instances,
         "source_bits": dataset.source_bits,
+        "task": config.data.task,
+        "objects_from": ("instance masks" if dataset.instances else "connected regions of the mask")
+        if config.data.task == task.INSTANCES else None,
         "image_dtype": dataset.image_dtype,
         "intensity": dataset.rule.record(),
         "found": dataset.found,
@@ -227,7 +232,7 @@ def build_model(config: Config, weights: list[float] | None, resume_from: Path |
 
 def _fit(run_dir: Path, data: Path, config: Config, resume: bool, status: StatusWriter,
          extra_callbacks: Sequence[keras.callbacks.Callback] = (), test_split: float = 0.0,
-         stacks: str | None = None) -> tuple[str, str]:
+         stacks: str | None = None, task_given: bool = True) -> tuple[str, str]:
     """Fit and return (final state, message). Raises UserError for things the user can fix."""
     run = runs.Run(run_dir)
     last = run_dir / runs.LAST_MODEL
@@ -241,13 +246,18 @@ def _fit(run_dir: Path, data: Path, config: Config, resume: bool, status: Status
     if test_split and not resume:
         held_out = dataset.set_test_split(test_split, seed=config.train.seed)
         log.info("test set: %d images set aside (%s)", len(held_out), ", ".join(held_out[:10]))
+    if not task_given and not resume:
+        config = config.replace(data=dataclasses.replace(config.data, task=task.default_task(dataset)))
     config = fit_config(config, dataset)
     split = _split(run_dir, dataset, config, resume)
-    (run_dir / runs.CONFIG).write_text(config.to_json(), encoding="utf-8")
+    atomic.write_text(run_dir / runs.CONFIG, config.to_json())
     record_dataset(run_dir, dataset, split, config)
     runs.write_json_atomic(run_dir / runs.VERSIONS, versions())
     if done >= config.train.epochs:
         return runs.COMPLETED, f"already trained for {done} epochs; raise the number of epochs to continue"
+    if config.data.task == task.INSTANCES:
+        status.write(message="drawing each object's interior and boundary (the instance task's targets)")
+    dataset = task.training_view(dataset, config.data.task)  # the instance task learns its 3-class targets
 
     train_bytes = pipeline.decoded_bytes(dataset, split.train, config.data.channels)
     val_bytes = pipeline.decoded_bytes(dataset, split.val, config.data.channels)
@@ -344,8 +354,8 @@ def _plain_error(exc: BaseException) -> str:
 
 
 def train(run_dir: Path, data: Path, config: Config, resume: bool = False,
-          callbacks: Sequence[keras.callbacks.Callback] = (), test_split: float = 0.0, stacks: str | None = None
-          ) -> int:
+          callbacks: Sequence[keras.callbacks.Callback] = (), test_split: float = 0.0, stacks: str | None = None,
+          task_given: bool = True) -> int:
     """Train one run to the end (or a stop) and return the process exit code: 0, 1 (crash) or 2 (user error).
 
     Args:
@@ -356,6 +366,8 @@ def train(run_dir: Path, data: Path, config: Config, resume: bool = False,
         callbacks: extra Keras callbacks, run after the trainer's own (the benchmark times epochs with one).
         test_split: set this share of the dataset aside as its test set before splitting (not on resume).
         stacks: how a raw source's TIFF stacks become 2D images (`unet.stacks`); None: automatic.
+        task_given: False when nobody chose `config.data.task`: the dataset's default task is used (separating
+            touching objects for instance label masks, `unet.task.default_task`).
     """
     run_dir = Path(run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -379,7 +391,8 @@ def train(run_dir: Path, data: Path, config: Config, resume: bool = False,
             if not acquired:
                 state, message = runs.STOPPED, "stopped while waiting for another run"
             else:
-                state, message = _fit(run_dir, data, config, resume, status, callbacks, test_split, stacks)
+                state, message = _fit(run_dir, data, config, resume, status, callbacks, test_split, stacks,
+                                      task_given)
                 if state in (runs.COMPLETED, runs.STOPPED):
                     message = _score_held_back(run_dir, status, message)
         status.write(state=state, message=message, ended=runs.now_iso(), force=True)

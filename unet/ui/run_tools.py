@@ -142,6 +142,8 @@ def _export_section(run: Run) -> None:
             f"{verdict} the trained model on {result.samples} {result.checked_on} (largest difference "
             f"{result.max_abs_diff:.1e}, allowed {result.tolerance:.0e})."
         )
+        if result.usage:
+            st.caption(f"**What the file expects:** {result.usage}")
         if result.ok:
             st.download_button(f"Download {result.download_name}", result.download_bytes(), result.download_name,
                                icon=":material/download:", key=f"export_download_{run.id}_{fmt}")

@@ -8,9 +8,11 @@ local, single-user tool; tabs that edit different configs at once share the last
 
 from __future__ import annotations
 
+import dataclasses
+
 import streamlit as st
 
-from unet import workspace
+from unet import task, workspace
 from unet.config import Config
 from unet.dataset import Dataset
 from unet.errors import UserError
@@ -72,11 +74,14 @@ def set_current_dataset(name: str | None) -> None:
 
 
 def align_config_with_dataset(dataset: Dataset | None) -> Config:
-    """The config with its channels and class count taken from the chosen dataset (`Config.fitted`)."""
+    """The config with its channels and class count taken from the chosen dataset and task
+    (`unet.task.fit_to_dataset`)."""
     config = get_config()
     if dataset is None:
         return config
-    fitted = config.fitted(dataset.channels, dataset.num_classes)
-    if fitted != config:
+    if config.data.task == task.INSTANCES and not task.available(dataset):  # a choice the data no longer allows
+        config = config.replace(data=dataclasses.replace(config.data, task=task.SEMANTIC))
+    fitted = task.fit_to_dataset(config, dataset)
+    if fitted != get_config():
         set_config(fitted)
     return fitted

@@ -1,0 +1,132 @@
+"""Separating touching objects (issue #15): the task choice, its targets, the labels a prediction becomes, the
+object scores of an evaluation and the label files of `predict`.
+
+Tiny models train for two epochs, so the end-to-end tests check what reaches the user (files, keys, types); the
+separation itself is checked on hand-made probabilities whose right answer is known.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from unet import images as image_io
+from unet import task
+from unet.config import Config
+from unet.dataset import ingest
+from unet.errors import UserError
+from unet.inference import Prediction, Predictor, label_file_pixels, predict_folder
+from unet.instances import BOUNDARY, INTERIOR
+
+ROOT = Path(__file__).resolve().parents[1]
+SIDE = 48
+TINY = {"data": {"input_size": 48}, "augment": {"enabled": False}, "model": {"depth": 2, "base_filters": 4},
+        "train": {"epochs": 2, "batch_size": 4, "early_stopping_patience": 0}}
+
+
+def _touching_pair(offset: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two 12x12 squares side by side (touching), bright on dark, and their 16-bit instance labels."""
+    labels = np.zeros((SIDE, SIDE), np.uint16)
+    top, left = 8 + offset % 12, 6 + offset % 9
+    labels[top : top + 12, left : left + 12] = 7
+    labels[top : top + 12, left + 12 : left + 24] = 300 + offset  # ids need not be small or consecutive
+    image = np.where(labels > 0, 200, 30).astype(np.uint8)
+    image[top : top + 12, left + 11 : left + 13] = 120  # a darker seam where they touch, as between two nuclei
+    return image, labels
+
+
+@pytest.fixture(scope="module")
+def instance_source(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("nuclei")
+    (root / "images").mkdir()
+    (root / "masks").mkdir()
+    for i in range(6):
+        image, labels = _touching_pair(i)
+        image_io.write_png(root / "images" / f"n{i}.png", image)
+        image_io.write_png(root / "masks" / f"n{i}.png", labels)
+    return root
+
+
+def test_the_task_is_offered_for_objects_and_defaults_to_separating_instance_masks(instance_source, tmp_path):
+    dataset, _ = ingest(instance_source, "nuclei", tmp_path / "ds")
+    assert dataset.instances and task.available(dataset) and task.default_task(dataset) == task.INSTANCES
+    fitted = task.fit_to_dataset(Config.from_dict({"data": {"task": "instances"}}), dataset)
+    assert fitted.model.num_classes == 3  # background, interior, boundary
+    view = task.training_view(dataset, task.INSTANCES)
+    targets = view.read_mask("n0")
+    truth = task.true_objects(dataset, "n0")
+    assert set(np.unique(targets)) == {0, INTERIOR, BOUNDARY}
+    assert np.array_equal(targets > 0, truth > 0)  # every object pixel is interior or boundary
+    seam = truth[:, :-1] != truth[:, 1:]
+    between = seam & (truth[:, :-1] > 0) & (truth[:, 1:] > 0)
+    rows, cols = np.nonzero(between)
+    assert (targets[rows, cols] == BOUNDARY).all() and (targets[rows, cols + 1] == BOUNDARY).all()
+
+
+def test_a_mask_of_several_classes_cannot_be_split_into_objects(tmp_path):
+    from unet.demo import write_demo_dataset
+
+    dataset, _ = ingest(write_demo_dataset(tmp_path / "shapes", kind="shapes", count=4, size=48), "s", tmp_path / "d")
+    assert dataset.num_classes > 2 and not task.available(dataset)
+    with pytest.raises(UserError, match="Separate touching objects"):
+        task.fit_to_dataset(Config.from_dict({"data": {"task": "instances"}}), dataset)
+
+
+def test_touching_objects_get_two_ids_from_the_interiors_and_one_from_connected_regions():
+    """Hand-made probabilities of two touching squares, as a trained instance model gives them."""
+    foreground = np.zeros((20, 30), np.float32)
+    foreground[4:16, 3:27] = 0.95
+    interior = np.zeros_like(foreground)
+    interior[5:15, 4:14] = 0.9  # left object's interior
+    interior[5:15, 16:26] = 0.9  # right object's interior; columns 14 and 15 are the shared boundary
+    separated = Prediction(foreground[..., None], 2, interior=interior.astype(np.float16))
+    labels = separated.labels()
+    assert len(np.unique(labels[labels > 0])) == 2
+    assert labels[10, 5] != labels[10, 25] and labels[10, 5] > 0 and labels[10, 25] > 0
+    assert (labels > 0).sum() == (foreground >= 0.5).sum()  # the boundary is shared out, not lost
+    merged = Prediction(foreground[..., None], 2)  # a semantic run: connected regions
+    assert len(np.unique(merged.labels()[merged.labels() > 0])) == 1
+    assert separated.labels(min_size=200).max() == 0  # each object is 120 px: both dropped
+
+
+def test_label_files_are_8_bit_up_to_255_objects_and_16_bit_past():
+    few = np.arange(256, dtype=np.int32).reshape(16, 16)
+    many = np.arange(400, dtype=np.int32).reshape(20, 20)
+    assert label_file_pixels(few).dtype == np.uint8 and label_file_pixels(many).dtype == np.uint16
+    assert label_file_pixels(many).max() == 399
+
+
+def test_an_instance_run_trains_predicts_labels_and_scores_objects(instance_source, tmp_path):
+    run = tmp_path / "run"
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps(TINY))  # no task in the config: the instance masks choose it
+    done = subprocess.run([sys.executable, "-m", "unet", "train", "--data", str(instance_source), "--out", str(run),
+                           "--config", str(config)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads((run / "config.json").read_text())["data"]["task"] == "instances"
+    recorded = json.loads((run / "dataset.json").read_text())
+    assert recorded["task"] == "instances" and recorded["objects_from"] == "instance masks"
+
+    predictor = Predictor.from_run(run)
+    assert predictor.task == task.INSTANCES and predictor.num_classes == 2
+    image, _ = _touching_pair(0)
+    prediction = predictor.predict(image)
+    assert prediction.separates_objects and prediction.labels().shape == (SIDE, SIDE)
+
+    held_back = json.loads((run / "held_back.json").read_text())
+    objects = held_back["objects"]
+    assert objects["thresholds"][0] == 0.5 and len(objects["pooled"]) == 10
+    assert objects["true_objects"] == 2 * objects["images"]  # two objects per image, counted from the masks
+    assert "watershed" in objects["predicted_by"] and "AP@0.5" in objects["summary"]
+
+    written = predict_folder(run, instance_source / "images", tmp_path / "labels")
+    assert len(written) == 6
+    ids = image_io.read_image(written[0])
+    assert ids.dtype in (np.uint8, np.uint16) and ids.shape == (SIDE, SIDE)  # ids, not 0/255 classes
+    classes = predict_folder(run, instance_source / "images", tmp_path / "classes", labels=False)
+    assert set(np.unique(image_io.read_mask_raw(classes[0]))) <= {0, 1}  # the class mask (a palette PNG)
