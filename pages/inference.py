@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import numpy as np
 import streamlit as st
 
 from unet import runs, workspace
 from unet.images import encode_png
 from unet.inference import mask_file_pixels
-from unet.instances import table_csv
+from unet.instances import label_colours, label_file_pixels, table_csv
+from unet.overlay import to_rgb
 from unet.postprocess import ImageResult, measure, result_items, results_zip, side_by_side
 from unet.postprocess import scores as truth_scores
 from unet.ui.feedback import user_errors
 from unet.ui.inference_view import (
     display_picture,
     error_view,
+    instance_rows,
     kept_uploads,
+    object_labels,
     object_rows,
     predicted,
     predictor_from_run,
@@ -82,8 +86,9 @@ uploads = kept_uploads("images", st.file_uploader(
     "Images (or a zip of images)",
     type=["png", "jpg", "jpeg", "tif", "tiff", "bmp", "zip"],
     accept_multiple_files=True,
-    help="Any size: large images are processed in overlapping tiles, at the scale the model was trained at. Grey "
-         "and colour images are both accepted.",
+    help="Any size: large images are processed in overlapping tiles, at the scale the model was trained at. Grey, "
+         "colour, 16-bit and multi-channel images (as many channels as the model was trained on); each plane of a "
+         "TIFF stack is predicted.",
 ))
 with st.expander("Compare with true masks (optional)", icon=":material/rule:"):
     truth_uploads = kept_uploads("masks", st.file_uploader(
@@ -136,7 +141,8 @@ with user_errors("predicting"):
         truth = truth_for(name, truth_uploads, image.shape[:2], predictor)
         score = truth_scores(mask, truth, predictor.class_names) if truth is not None else None
         results.append(ImageResult(name, image, mask, truth, score, prediction.notes,
-                                   picture=display_picture(predictor, name, image)))
+                                   picture=display_picture(predictor, name, image),
+                                   labels=object_labels(prediction, name, threshold, int(min_size))))
         if bar:
             bar.progress((i + 1) / len(images), text=f"Predicted {i + 1} of {len(images)}")
 if bar:
@@ -151,10 +157,17 @@ names = [r.name for r in results]
 picked = st.selectbox("Image", names, help="Pick an image to see it large.") if len(results) > 1 else names[0]
 shown = next(r for r in results if r.name == picked)
 name, image, mask, truth, score, notes = shown.name, shown.image, shown.mask, shown.truth, shown.scores, shown.notes
-st.image(
-    side_by_side(shown.shown, mask, predictor.colors, opacity, contours, visible, max_side=900),
-    caption=f"{name}: image · overlay · mask",
-)
+if shown.labels is not None:  # a run that separates touching objects: each object in its own colour
+    count = int(len(np.unique(shown.labels)) - (1 if (shown.labels == 0).any() else 0))
+    st.metric("Objects found", count, help="Touching objects are separated (a watershed from each object's "
+                                          "interior); objects smaller than the minimum size are dropped.")
+    st.image(np.concatenate([to_rgb(shown.shown), label_colours(shown.labels, to_rgb(shown.shown), opacity)], axis=1),
+             caption=f"{name}: image · {count} objects, each in its own colour with its outline")
+else:
+    st.image(
+        side_by_side(shown.shown, mask, predictor.colors, opacity, contours, visible, max_side=900),
+        caption=f"{name}: image · overlay · mask",
+    )
 for note in notes:
     st.caption(note)
 if truth is not None:
@@ -169,9 +182,13 @@ st.dataframe(
                                                                   "count as one).")},
 )
 
-objects = object_rows(mask, tuple(predictor.class_names), image, name)
-with st.expander(f"Objects: {len(objects)} (one row each)", icon=":material/table_rows:"):
-    st.caption("Each separate patch of a class is one object; touching objects of one class count as one.")
+separated = shown.labels is not None
+objects = instance_rows(shown.labels, image, name) if separated else object_rows(mask, tuple(predictor.class_names),
+                                                                                  image, name)
+with st.expander(f"Objects: {len(objects)} (one row each)", icon=":material/table_rows:", expanded=separated):
+    st.caption("One row per object, touching objects apart (the run separates them)." if separated else
+               "Each separate patch of a class is one object; touching objects of one class count as one (train "
+               "with 'Separate touching objects' on the Model page to split them).")
     st.dataframe(objects, hide_index=True, width="stretch",
                  column_config={"centroid_y": st.column_config.NumberColumn(format="%.1f"),
                                 "centroid_x": st.column_config.NumberColumn(format="%.1f"),
@@ -191,12 +208,20 @@ download[0].download_button(
          "image viewers show it in the class colours." if predictor.class_map else
          "Class numbers per pixel (0 = background), shown in the class colours by image viewers.",
 )
-download[1].download_button("Overlay (PNG)", encode_png(items[1][1]), f"{stem}_overlay.png", "image/png",
-                            icon=":material/download:")
+if separated:
+    download[1].download_button(
+        "Object ids (PNG)", encode_png(label_file_pixels(shown.labels)), f"{stem}_labels.png", "image/png",
+        icon=":material/download:",
+        help="One id per object (0 = background); 16-bit when there are more than 255 objects. Fiji, napari, "
+             "Cellpose and QuPath read it as a label image.")
+else:
+    download[1].download_button("Overlay (PNG)", encode_png(items[1][1]), f"{stem}_overlay.png", "image/png",
+                                icon=":material/download:")
 download[2].download_button(
     f"All {len(results)} as zip",
     results_zip(results, lambda m: mask_file_pixels(predictor, m), predictor.colors, predictor.class_names, opacity,
-                contours, measured=lambda r: object_rows(r.mask, tuple(predictor.class_names), r.image, r.name)),
+                contours, measured=lambda r: instance_rows(r.labels, r.image, r.name) if r.labels is not None
+                else object_rows(r.mask, tuple(predictor.class_names), r.image, r.name)),
     "predictions.zip",
     "application/zip",
     icon=":material/folder_zip:",

@@ -12,6 +12,7 @@ from unet.ui.model_controls import load_into_widgets, model_controls
 from unet.ui.model_facts_view import show_diagram, show_model_facts
 from unet.ui.state import align_config_with_dataset, current_dataset, set_config
 from unet.ui.suggest_view import suggestion_panel
+from unet.ui.task_view import task_choice
 
 st.title("Model")
 st.write(
@@ -21,6 +22,10 @@ st.write(
 
 dataset = current_dataset()
 config = align_config_with_dataset(dataset)
+chosen_task = task_choice(config, dataset)
+if chosen_task != config:
+    set_config(chosen_task)
+    config = align_config_with_dataset(dataset)
 if dataset is None:
     st.info("No dataset chosen yet: estimates assume the demo data. Pick one on the **Dataset** page, and settings "
             "that fit it are suggested here.")

@@ -20,8 +20,8 @@ from unet import task
 from unet.config import Config
 from unet.dataset import ingest
 from unet.errors import UserError
-from unet.inference import Prediction, Predictor, label_file_pixels, predict_folder
-from unet.instances import BOUNDARY, INTERIOR
+from unet.inference import Prediction, Predictor, predict_folder
+from unet.instances import BOUNDARY, INTERIOR, label_file_pixels
 
 ROOT = Path(__file__).resolve().parents[1]
 SIDE = 48
@@ -101,13 +101,22 @@ def test_label_files_are_8_bit_up_to_255_objects_and_16_bit_past():
     assert label_file_pixels(many).max() == 399
 
 
-def test_an_instance_run_trains_predicts_labels_and_scores_objects(instance_source, tmp_path):
-    run = tmp_path / "run"
-    config = tmp_path / "tiny.json"
+@pytest.fixture(scope="module")
+def instance_workspace(instance_source, tmp_path_factory) -> Path:
+    """A workspace with one instance-task run, trained by `python -m unet train` as the Train page starts it."""
+    workspace = tmp_path_factory.mktemp("workspace")
+    run = workspace / "runs" / "20260101-000000-nuclei"
+    config = workspace / "tiny.json"
     config.write_text(json.dumps(TINY))  # no task in the config: the instance masks choose it
     done = subprocess.run([sys.executable, "-m", "unet", "train", "--data", str(instance_source), "--out", str(run),
-                           "--config", str(config)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+                           "--config", str(config), "--epochs", "12"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)  # 12 epochs: enough for the bright squares to be found at all
     assert done.returncode == 0, done.stderr[-2000:]
+    return workspace
+
+
+def test_an_instance_run_trains_predicts_labels_and_scores_objects(instance_source, instance_workspace, tmp_path):
+    run = instance_workspace / "runs" / "20260101-000000-nuclei"
     assert json.loads((run / "config.json").read_text())["data"]["task"] == "instances"
     recorded = json.loads((run / "dataset.json").read_text())
     assert recorded["task"] == "instances" and recorded["objects_from"] == "instance masks"
@@ -130,3 +139,19 @@ def test_an_instance_run_trains_predicts_labels_and_scores_objects(instance_sour
     assert ids.dtype in (np.uint8, np.uint16) and ids.shape == (SIDE, SIDE)  # ids, not 0/255 classes
     classes = predict_folder(run, instance_source / "images", tmp_path / "classes", labels=False)
     assert set(np.unique(image_io.read_mask_raw(classes[0]))) <= {0, 1}  # the class mask (a palette PNG)
+
+
+def test_the_inference_page_colours_counts_and_lists_each_object(instance_workspace, monkeypatch):
+    from tests.conftest import open_page
+
+    at = open_page("pages/inference.py", instance_workspace, monkeypatch)
+    image, _ = _touching_pair(3)
+    uploader = next(u for u in at.file_uploader if u.label.startswith("Images"))
+    uploader.upload("pair.png", image_io.encode_png(image), "image/png").run()
+    assert not at.exception and not at.error
+    found = next(m for m in at.metric if m.label == "Objects found")
+    table = at.dataframe[-1].value  # the object table: one row per object
+    assert int(found.value) == len(table) >= 1
+    assert {"id", "area", "centroid_x", "mean_intensity_0"} <= set(table.columns)
+    labels = [b.label for b in at.get("download_button")]
+    assert "Object ids (PNG)" in labels and "Objects (CSV)" in labels

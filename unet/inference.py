@@ -41,7 +41,7 @@ from unet import postprocess, preprocess, runs, tiling
 from unet.classmap import ClassMap
 from unet.config import MAX_CHANNELS, Config
 from unet.errors import UserError
-from unet.instances import BOUNDARY, INTERIOR, drop_small_objects, labels_from_classes
+from unet.instances import BOUNDARY, INTERIOR, drop_small_objects, label_file_pixels, labels_from_classes
 from unet.intensity import FIXED, Intensity
 from unet.overlay import class_colors
 from unet.postprocess import measurements_csv, zip_results
@@ -49,8 +49,8 @@ from unet.task import INSTANCES, SEMANTIC
 
 log = logging.getLogger("unet.inference")
 
-__all__ = ["Prediction", "Predictor", "load_model_file", "load_predictor", "measurements_csv", "predict_folder",
-           "prepare_image", "zip_results"]
+__all__ = ["Prediction", "Predictor", "label_file_pixels", "load_model_file", "load_predictor", "measurements_csv",
+           "predict_folder", "prepare_image", "zip_results"]
 
 MODEL_SUFFIX = ".keras"
 MAX_MODEL_BYTES = 2 * 1024**3  # the archive and its unpacked members alike
@@ -604,14 +604,6 @@ def mask_file_pixels(predictor: Predictor, classes: np.ndarray, class_indices: b
     values = class_map.encode(classes)
     palette = class_map.palette() if values.ndim == 2 and values.dtype == np.uint8 else None
     return values, palette
-
-
-def label_file_pixels(labels: np.ndarray) -> np.ndarray:
-    """Object ids as a file holds them: uint8 up to 255 objects, uint16 up to 65535; more is refused."""
-    top = int(labels.max()) if labels.size else 0
-    if top > 65535:
-        raise UserError(f"{top} objects found; a label image holds at most 65535")
-    return labels.astype(np.uint8 if top <= 255 else np.uint16)
 
 
 def predict_folder(

@@ -76,6 +76,34 @@ def drop_small_objects(labels: np.ndarray, min_size: int) -> np.ndarray:
     return labels
 
 
+def label_file_pixels(labels: np.ndarray) -> np.ndarray:
+    """Object ids as a file holds them: uint8 up to 255 objects, uint16 up to 65535 (PNG and TIFF hold both, and
+    Fiji, napari and Cellpose read them as label images); more is refused."""
+    from unet.errors import UserError
+
+    top = int(labels.max()) if labels.size else 0
+    if top > 65535:
+        raise UserError(f"{top} objects found; a label image holds at most 65535")
+    return labels.astype(np.uint8 if top <= 255 else np.uint16)
+
+
+def label_colours(labels: np.ndarray, image: np.ndarray, opacity: float = 0.5) -> np.ndarray:
+    """uint8 RGB: each object in its own colour over `image` (uint8 gray or RGB), with its outline drawn fully,
+    so touching objects are told apart at a glance. Colours are fixed per id (the same object keeps its colour
+    when a slider moves)."""
+    from skimage.segmentation import find_boundaries
+
+    rgb = np.repeat(image[:, :, None], 3, axis=2) if image.ndim == 2 else image[:, :, :3]
+    rgb = rgb.astype(np.float32)
+    ids = labels.astype(np.int64)
+    palette = np.random.default_rng(11).integers(60, 256, (int(ids.max()) + 1, 3)).astype(np.float32)
+    inside = ids > 0
+    rgb[inside] = (1 - opacity) * rgb[inside] + opacity * palette[ids[inside]]
+    edges = find_boundaries(ids, mode="inner") & inside
+    rgb[edges] = palette[ids[edges]]
+    return np.clip(rgb, 0, 255).astype(np.uint8)
+
+
 def object_table(labels: np.ndarray, image: np.ndarray | None = None, name: str = "") -> list[dict[str, Any]]:
     """One row per object: id, area, centroid, bounding box, perimeter, eccentricity, and the mean intensity of
     each channel of `image` when given (`skimage.measure.regionprops_table`)."""

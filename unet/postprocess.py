@@ -247,6 +247,7 @@ class ImageResult:
     scores: list[dict[str, Any]] | None = None
     notes: tuple[str, ...] = ()
     picture: np.ndarray | None = None  # uint8 RGB to show (`Predictor.picture`); `image` keeps the values to measure
+    labels: np.ndarray | None = None  # one id per object, for runs that separate touching objects
 
     @property
     def shown(self) -> np.ndarray:
@@ -266,9 +267,10 @@ class ImageResult:
 def results_zip(results: Iterable[ImageResult], mask_file: Any, colors: np.ndarray, class_names: Sequence[str],
                 opacity: float = 0.5, contours: bool = False, measured: Any = None) -> bytes:
     """The zip a user downloads: per image the mask file (`mask_file(mask) -> (pixels, palette)`: the training
-    masks' own values), the class numbers (class_indices/), the overlay; for all images measurements.csv (per
-    class) and objects.csv (per object; `measured(result) -> rows` may supply them already measured)."""
-    from unet.instances import objects_of_mask, table_csv
+    masks' own values), the class numbers (class_indices/), the overlay, and the object ids (labels/) when the run
+    separates objects; for all images measurements.csv (per class) and objects.csv (per object;
+    `measured(result) -> rows` may supply them already measured)."""
+    from unet.instances import label_file_pixels, object_table, objects_of_mask, table_csv
 
     items: list[tuple[str, np.ndarray | bytes | str]] = []
     rows: list[dict[str, Any]] = []
@@ -278,7 +280,10 @@ def results_zip(results: Iterable[ImageResult], mask_file: Any, colors: np.ndarr
         items += [(f"masks/{result.stem}.png", encode_png(*mask_file(result.mask))),
                   (f"class_indices/{result.stem}.png", encode_png(result.mask.astype(np.uint8))), overlaid]
         rows += measure(result.mask, class_names, image=result.name)
+        if result.labels is not None:  # one id per object, 16-bit past 255 objects (Fiji and napari read it)
+            items.append((f"labels/{result.stem}.png", encode_png(label_file_pixels(result.labels))))
         objects += (measured(result) if measured is not None
+                    else object_table(result.labels, result.image, result.name) if result.labels is not None
                     else objects_of_mask(result.mask, list(class_names), result.image, name=result.name))
     return zip_results([*items, ("measurements.csv", measurements_csv(rows)), ("objects.csv", table_csv(objects))])
 

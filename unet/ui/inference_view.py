@@ -18,7 +18,7 @@ from unet import workspace
 from unet.errors import UserError
 from unet.images import IMAGE_EXTENSIONS, is_lossy, read_images, read_mask_raw
 from unet.inference import Prediction, Predictor
-from unet.instances import objects_of_mask
+from unet.instances import object_table, objects_of_mask
 from unet.postprocess import baseline_scores, error_overlay, headline
 from unet.runs import BEST_MODEL, HELD_BACK, Run, read_json
 from unet.zipsafe import extract_zip
@@ -26,6 +26,7 @@ from unet.zipsafe import extract_zip
 _PREDICTOR = "inference_predictor"
 _PREDICTIONS = "inference_predictions"
 _PICTURES = "inference_pictures"
+_LABELS = "inference_labels"
 MAX_CACHED_PREDICTIONS = 64
 
 
@@ -153,6 +154,25 @@ def predicted(predictor: Predictor, name: str, image: np.ndarray) -> Prediction:
             cache.pop(next(iter(cache)))
         with st.spinner(f"Predicting {name}…"):
             cache[key] = predictor.predict(image)
+    return cache[key]
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def instance_rows(labels: np.ndarray, image: np.ndarray, name: str) -> list[dict]:
+    """`unet.instances.object_table` of one label image, computed once per labels."""
+    return object_table(labels, image, name)
+
+
+def object_labels(prediction: Prediction, name: str, threshold: float, min_size: int) -> np.ndarray | None:
+    """One id per object for runs that separate touching objects (the watershed), once per image and setting."""
+    if not prediction.separates_objects:
+        return None
+    cache: dict = st.session_state.setdefault(_LABELS, {})
+    key = (name, prediction.shape, float(threshold), int(min_size), id(prediction))
+    if key not in cache:
+        if len(cache) >= MAX_CACHED_PREDICTIONS:
+            cache.pop(next(iter(cache)))
+        cache[key] = prediction.labels(threshold, int(min_size))
     return cache[key]
 
 

@@ -79,6 +79,9 @@ def align_config_with_dataset(dataset: Dataset | None) -> Config:
     config = get_config()
     if dataset is None:
         return config
+    from unet.ui.task_view import default_for  # the task's default depends on what the user chose in this tab
+
+    config = default_for(config, dataset)
     if config.data.task == task.INSTANCES and not task.available(dataset):  # a choice the data no longer allows
         config = config.replace(data=dataclasses.replace(config.data, task=task.SEMANTIC))
     fitted = task.fit_to_dataset(config, dataset)
