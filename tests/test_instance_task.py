@@ -155,3 +155,15 @@ def test_the_inference_page_colours_counts_and_lists_each_object(instance_worksp
     assert {"id", "area", "centroid_x", "mean_intensity_0"} <= set(table.columns)
     labels = [b.label for b in at.get("download_button")]
     assert "Object ids (PNG)" in labels and "Objects (CSV)" in labels
+
+
+def test_the_report_shows_the_object_scores_of_the_held_back_images(instance_workspace, tmp_path):
+    from unet.html_report import write_report
+
+    run = instance_workspace / "runs" / "20260101-000000-nuclei"
+    out = tmp_path / "report.html"
+    write_report(run, out)
+    html = out.read_text(encoding="utf-8")
+    held_back = json.loads((run / "held_back.json").read_text())
+    assert "separate touching objects" in html and "<h4>Objects</h4>" in html
+    assert held_back["objects"]["summary"].split(";")[0] in html  # the same sentence as evaluate --json

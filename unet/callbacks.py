@@ -149,19 +149,24 @@ class RunRecorder(keras.callbacks.Callback):
         elif not best.exists():
             atomic.link(last, best)  # never finish without a model
         if self.sampled_at is None or time.monotonic() - self.sampled_at >= SAMPLE_SECONDS:
-            self._write_samples(epoch + 1)
+            object_ap = self._write_samples(epoch + 1)
+            if object_ap is not None:
+                row["val_object_ap50"] = object_ap
         row["seconds"] = round(time.monotonic() - self.epoch_started, 3)  # with the checkpoint and samples
         with open(self.run_dir / runs.HISTORY, "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
         self.last_epoch = epoch + 1
+        extra = {"object_ap50": row["val_object_ap50"]} if "val_object_ap50" in row else {}
         self.status.write(epoch=epoch + 1, best_val_dice=None if self.best_epoch is None else self.best_val_dice,
-                          best_epoch=self.best_epoch)
+                          best_epoch=self.best_epoch, **extra)
 
     def on_train_end(self, logs: dict | None = None) -> None:
         if self.last_epoch and self.sampled_epoch != self.last_epoch:
             self._write_samples(self.last_epoch)  # the final model's samples, even when the last epoch skipped them
 
-    def _write_samples(self, epoch: int) -> None:
+    def _write_samples(self, epoch: int) -> float | None:
+        """The sample picture of this epoch; for the instance task also the objects found on the sample crops
+        (AP at IoU 0.5, the watershed applied to prediction and truth alike), returned for the history."""
         if self._forward is None:  # traced once: an eager call of the model costs more than the prediction
             model = self.model
             self._forward = tf.function(lambda x, training=False: model(x, training=training), autograph=False)
@@ -171,6 +176,16 @@ class RunRecorder(keras.callbacks.Callback):
         atomic.write_png(folder / f"epoch_{epoch:03d}.png", picture)
         atomic.link(folder / f"epoch_{epoch:03d}.png", folder / "latest.png")
         self.sampled_at, self.sampled_epoch = time.monotonic(), epoch
+        if self.config.data.task != "instances":
+            return None
+        from unet.instances import labels_from_classes
+        from unet.object_scores import ObjectScores
+
+        scores = ObjectScores(thresholds=(0.5,))
+        for truth, guess in zip(self.sample_masks, predicted, strict=True):
+            truth = np.where(truth == IGNORE_INDEX, 0, truth)
+            scores.add(labels_from_classes(truth), labels_from_classes(guess))
+        return scores.to_dict()["ap50"]
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):

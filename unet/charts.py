@@ -86,3 +86,20 @@ def compare_figure(histories: dict[str, Sequence[dict]], key: str = "val_dice") 
         margin={"l": 10, "r": 10, "t": 30, "b": 10},
     )
     return figure
+
+
+def object_ap_figure(objects: dict) -> go.Figure:
+    """Object scores over IoU thresholds (an evaluation's `objects` section): AP and F1 pooled over all images,
+    and AP averaged per image (dotted), as the DSB2018 and StarDist papers plot them."""
+    pooled, per_image = objects.get("pooled", []), objects.get("per_image_mean", [])
+    figure = go.Figure()
+    for rows, key, name, style in ((pooled, "average_precision", "AP, pooled", {"color": TRAIN_COLOR}),
+                                   (pooled, "f1", "F1, pooled", {"color": VALIDATION_COLOR}),
+                                   (per_image, "average_precision", "AP, mean per image",
+                                    {"color": TRAIN_COLOR, "dash": "dot"})):
+        figure.add_trace(go.Scatter(x=[r["threshold"] for r in rows], y=[r.get(key) for r in rows], name=name,
+                                    mode="lines+markers", line=style))
+    figure.update_layout(height=300, xaxis_title="IoU needed to count an object as found", yaxis_title="score",
+                         template="plotly_white", margin={"l": 10, "r": 10, "t": 20, "b": 10}, yaxis_range=[0, 1.02],
+                         legend={"orientation": "h", "y": -0.3})
+    return figure

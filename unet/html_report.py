@@ -25,7 +25,7 @@ import plotly.io as pio
 
 from unet import evaluation, postprocess, runs
 from unet.augment import preview_pairs
-from unet.charts import history_figure
+from unet.charts import history_figure, object_ap_figure
 from unet.config import Config
 from unet.dataset import Dataset
 from unet.diagram import architecture_svg
@@ -220,6 +220,9 @@ def _dataset_section(facts: _RunFacts) -> str:
         ("Image type", {1: "grayscale", 3: "colour (RGB)"}.get(cfg.data.channels, f"{cfg.data.channels} channels")
          + (f"; {r['found']}" if r.get("found") else "")),
         ("Intensity", Intensity.from_record(r.get("intensity"), cfg.data.channels, r.get("source_bits")).describe()),
+        ("Task", "separate touching objects (background, object interior and boundary learned; one id per object "
+                 f"by a watershed; objects from {r.get('objects_from') or 'the masks'})"
+         if cfg.data.task == "instances" else "segment classes (one class per pixel)"),
         ("Image sizes", size_text or "unknown"),
         ("Training input", f"{cfg.data.input_size}x{cfg.data.input_size} pixels ({cfg.data.resize}), "
                            f"normalisation '{cfg.data.normalisation}'"),
@@ -304,13 +307,28 @@ def _headline_html(result: dict[str, Any]) -> str:
     return text
 
 
-def _validation_scores(facts: _RunFacts) -> str:
+def _objects_html(objects: dict[str, Any] | None, plots: _Plots) -> str:
+    """Object-level scores (issue #15): the sentence, what was compared, and AP/F1 over IoU thresholds."""
+    if not objects:
+        return ""
+    rows = [(f"{r['threshold']:.2f}", r["tp"], r["fp"], r["fn"], _number(r["precision"]), _number(r["recall"]),
+             _number(r["f1"]), _number(r["average_precision"])) for r in objects.get("pooled", [])[::2]]
+    return ("<h4>Objects</h4>"
+            f"<p>{_e(objects.get('summary', ''))}. Predicted objects: {_e(objects.get('predicted_by', ''))}; true "
+            f"objects: {_e(objects.get('true_from', ''))}.</p>"
+            + _table(["IoU needed", "found", "extra", "missed", "precision", "recall", "F1", "AP"], rows,
+                     numeric=tuple(range(1, 8)))
+            + f"<p class='muted'>{_e(objects.get('averaged', ''))}</p>"
+            + plots.html(object_ap_figure(objects)))
+
+
+def _validation_scores(facts: _RunFacts, plots: _Plots) -> str:
     held_back = runs.read_json(facts.run.file(runs.HELD_BACK), {}) or {}
     if held_back.get("per_class"):
         return (f"<h3>On the {held_back.get('images', 0)} held-back images, whole, with the best model</h3>"
                 + _table(["class", "Dice", "IoU", "baseline Dice", "true pixels"],
                          _class_score_rows(held_back, facts), numeric=(1, 2, 3, 4))
-                + _headline_html(held_back))
+                + _headline_html(held_back) + _objects_html(held_back.get("objects"), plots))
     best = facts.best
     if not best:
         return ""
@@ -326,7 +344,7 @@ def _evaluation_html(result: evaluation.Evaluation, data: Path, facts: _RunFacts
              "every pixel at full size)</h3>",
              _table(["class", "Dice", "IoU", "baseline Dice", "true pixels"], _class_score_rows(scored, facts),
                     numeric=(1, 2, 3, 4)),
-             _headline_html(scored)]
+             _headline_html(scored), _objects_html(scored.get("objects"), plots)]
     if result.sweep:
         figure = go.Figure(go.Scatter(x=[s["threshold"] for s in result.sweep], y=[s["dice"] for s in result.sweep],
                                       mode="lines+markers", name="Dice", line={"color": "#2f6f8f"}))
@@ -350,7 +368,7 @@ def _evaluation_html(result: evaluation.Evaluation, data: Path, facts: _RunFacts
 
 
 def _results_section(facts: _RunFacts, data: Path | None, plots: _Plots) -> str:
-    parts = ["<section><h2>5. Results</h2>", _validation_scores(facts)]
+    parts = ["<section><h2>5. Results</h2>", _validation_scores(facts, plots)]
     if data is not None:
         result = evaluation.evaluate_detailed(facts.run.path, data, gallery=WORST_IMAGES)
         parts.append(_evaluation_html(result, Path(data), facts, plots))
@@ -375,11 +393,12 @@ def _gallery_section(facts: _RunFacts) -> str:
              "<div class='grid wide'>"]
     for stem, image, truth in samples:
         mask = predictor.predict(image).mask()
-        score = np.mean([r["dice"] for r in postprocess.scores(mask, truth, facts.names)])
+        score = postprocess.headline(postprocess.scores(mask, truth, facts.names))  # as evaluation's headline
         shown = facts.picture(image)
         picture = np.concatenate([to_rgb(shown), overlay(shown, truth, facts.colors, 0.5),
                                   overlay(shown, mask, facts.colors, 0.5)], axis=1)
-        parts.append(_figure(picture, f"{stem}: Dice {score:.3f}"))
+        parts.append(_figure(picture, f"{stem}: " + ("nothing to score" if score is None else
+                                                     f"Dice {score:.3f} (foreground classes)")))
     return "".join(parts) + "</div></section>"
 
 

@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from unet import workspace
+from unet.charts import object_ap_figure
 from unet.dataset import list_datasets
 from unet.evaluation import Evaluation, evaluate_detailed
 from unet.export import FORMATS, LABELS, export_model, unsupported_reason
@@ -69,6 +70,8 @@ def _show_evaluation(evaluation: Evaluation) -> None:
             st.toast(f"The Inference page will start at threshold {evaluation.best_threshold:g}.")
     elif not evaluation.binary:
         st.plotly_chart(_confusion_figure(evaluation), width="stretch")
+    if evaluation.objects:
+        _show_objects(evaluation.objects)
     with st.expander(f"Per image ({evaluation.images}), worst first"):
         st.dataframe(evaluation.per_image, hide_index=True, width="stretch")
     if evaluation.worst:
@@ -76,6 +79,14 @@ def _show_evaluation(evaluation: Evaluation) -> None:
         cells = st.columns(4)
         for i, item in enumerate(evaluation.worst):
             cells[i % 4].image(item.picture, caption=f"{item.image} · Dice {item.dice:.3f}")
+
+
+def _show_objects(objects: dict) -> None:
+    """Object-level scores: how many objects were found one to one, over IoU thresholds (issue #15)."""
+    st.plotly_chart(object_ap_figure(objects), width="stretch")  # the sentence is in the scores panel above
+    st.caption(objects["averaged"])
+    with st.expander("Objects per image"):
+        st.dataframe(objects["per_image"], hide_index=True, width="stretch")
 
 
 def _evaluation_section(run: Run) -> None:

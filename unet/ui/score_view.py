@@ -64,6 +64,10 @@ def scores_panel(result: dict[str, Any], what: str) -> None:
         class_rows(result), hide_index=True, width="stretch",
         column_config={name: st.column_config.NumberColumn(format="%.3f") for name in ("Dice", "IoU", "Baseline Dice")},
     )
+    objects = result.get("objects")
+    if objects:
+        st.markdown(f"**Objects** · {objects['summary']}.")
+        st.caption(f"Predicted objects: {objects['predicted_by']}. True objects: {objects['true_from']}.")
 
 
 def held_back_panel(run: runs.Run) -> None:
