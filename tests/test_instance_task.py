@@ -135,6 +135,10 @@ def test_an_instance_run_trains_predicts_labels_and_scores_objects(instance_sour
 
     written = predict_folder(run, instance_source / "images", tmp_path / "labels")
     assert len(written) == 6
+    table = (tmp_path / "labels" / "objects.csv").read_text().splitlines()
+    assert table[0].startswith("image,id,area,centroid_y")  # one row per object, every image
+    counted = sum(len(np.unique(image_io.read_image(w))) - 1 for w in written)
+    assert len(table) - 1 == counted
     ids = image_io.read_image(written[0])
     assert ids.dtype in (np.uint8, np.uint16) and ids.shape == (SIDE, SIDE)  # ids, not 0/255 classes
     classes = predict_folder(run, instance_source / "images", tmp_path / "classes", labels=False)

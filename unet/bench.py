@@ -6,7 +6,9 @@ the same model trained through the product's own path (`unet.training.train`: st
 augmentation, metrics, callbacks, checkpoints, samples, history), previews, prediction, and the trainer's peak
 memory on a dataset ten times the demo data. With `quality=True` it also trains the Balanced preset on the
 ISBI 2012 membrane images for five minutes and reports the Dice of the cell class on the whole validation images,
-scored by `unet.evaluation` as the Runs page scores a run.
+scored by `unet.evaluation` as the Runs page scores a run, and trains on the DSB 2018 nuclei sample ten minutes
+with the instance task and ten without it, reporting the nuclei found one by one on 12 test images (issue #15).
+It also measures 16-bit 2-channel input against 8-bit 1-channel on the same images, and the DSB ingest (#14).
 
 Throughput is measured on steady-state epochs: the first epoch (graph tracing, a few seconds) is left out, and
 each figure is the median over the remaining epochs. An epoch's wall time runs from one epoch's end (after its
@@ -417,6 +419,53 @@ def isbi_quality(folder: Path, work: Path, minutes: float, progress: Callable[[s
     }
 
 
+def dsb_objects_quality(folder: Path, work: Path, minutes: float, progress: Callable[[str], None]) -> dict[str, Any]:
+    """Nuclei found one by one on 12 test images of the DSB 2018 sample (a fixed 20% test set): the suggested
+    settings trained `minutes` with the instance task and `minutes` without it (objects = connected regions),
+    and the connected regions of the *true* masks, the ceiling the old way can never pass."""
+    from skimage.measure import label
+
+    from unet import runs, task, training
+    from unet.dataset import ingest
+    from unet.evaluation import evaluate
+    from unet.object_scores import ObjectScores
+    from unet.suggest import suggest
+
+    if not (folder / "images").is_dir():
+        message = f"skipped: the DSB 2018 nuclei sample is not at {folder} (set {DSB_ENV} to its folder)"
+        progress(message)
+        return {"dsb_instances_ap50": None, "dsb_objects_note": message}
+    dataset, _ = ingest(folder, "dsb-objects", work / "datasets")
+    test = dataset.set_test_split(0.2, seed=0)
+    ceiling = ObjectScores()
+    for stem in test:
+        truth = task.true_objects(dataset, stem)
+        ceiling.add(truth, label(truth > 0, connectivity=1), stem)
+    result: dict[str, Any] = {"dsb_test_images": len(test), "dsb_minutes": minutes}
+    for name in (task.INSTANCES, task.SEMANTIC):
+        base = Config(data=DataConfig(task=name))
+        cfg = suggest(dataset, minutes, base=base).config
+        cfg = cfg.replace(train=dataclasses.replace(cfg.train, max_minutes=minutes, early_stopping_patience=0))
+        progress(f"objects: {name} task, {cfg.data.input_size}-px {cfg.data.resize}, {minutes:g} minutes")
+        run_dir = work / "runs" / f"dsb-{name}"
+        started = time.perf_counter()
+        if training.train(run_dir, dataset.root, cfg) != 0:
+            raise RuntimeError(f"the DSB {name} training failed; see {run_dir / 'trainer.log'}")
+        objects = evaluate(run_dir, split="test")["objects"]
+        result[f"dsb_{name}_ap50"] = objects["per_image_mean"][0]["average_precision"]
+        result[f"dsb_{name}_ap50_pooled"] = objects["ap50"]
+        result[f"dsb_{name}_recall50"] = objects["pooled"][0]["recall"]
+        result[f"dsb_{name}_epochs"] = len(runs.Run(run_dir).read_history())
+        result[f"dsb_{name}_wall_s"] = time.perf_counter() - started
+    truth = ceiling.to_dict()
+    result["dsb_true_components_ap50"] = truth["per_image_mean"][0]["average_precision"]
+    result["dsb_true_components_recall50"] = truth["pooled"][0]["recall"]
+    result["dsb_objects_note"] = (f"AP@0.5 = TP/(TP+FP+FN) averaged over the {len(test)} test images (a fixed 20% "
+                                  "test set, never trained on); recall pooled over them. The suggested settings for "
+                                  f"each task, {minutes:g} minutes each.")
+    return result
+
+
 def _whole_image_scores(run_dir: Path, dataset: Any, folder: Path) -> dict[str, float | None]:
     """Cell and membrane Dice of the run's best model on its whole held-back images, and the majority-class
     baseline, through `unet.evaluation` (what `evaluate --split val` and the Runs page report)."""
@@ -508,6 +557,10 @@ def run_bench(quality: bool = False, tiny: bool = False, progress: Callable[[str
             folder = Path(isbi or os.environ.get(ISBI_ENV) or ISBI_DEFAULT)
             progress(f"quality: Balanced on ISBI for {setting.quality_minutes:g} minutes")
             result.update(isbi_quality(folder, work, setting.quality_minutes, progress))
+            dsb = Path(os.environ.get(DSB_ENV) or DSB_DEFAULT)
+            minutes = setting.quality_minutes * 2  # 10 minutes per task at full size
+            progress(f"objects: DSB 2018 nuclei, each task {minutes:g} minutes")
+            result.update(dsb_objects_quality(dsb, work, minutes, progress))
     result["load_average"] = _load_average()
     result["bench_seconds"] = time.perf_counter() - started
     return {key: _rounded(value) for key, value in result.items()}
@@ -551,6 +604,11 @@ _ROWS = (
     ("isbi_baseline_dice", "  cell Dice of painting everything 'cell'", ""),
     ("isbi_dice_5min_crops", "  as training measured it (centre crops)", ""),
     ("isbi_epochs", "  epochs in those 5 minutes", ""),
+    ("dsb_instances_ap50", "DSB nuclei AP@0.5, separate touching objects", ""),
+    ("dsb_instances_recall50", "  recall at IoU 0.5", ""),
+    ("dsb_semantic_ap50", "DSB nuclei AP@0.5, classes only (regions)", ""),
+    ("dsb_semantic_recall50", "  recall at IoU 0.5", ""),
+    ("dsb_true_components_ap50", "  ceiling: regions of the true masks", ""),
 )
 
 
@@ -576,7 +634,7 @@ def format_table(result: dict[str, Any]) -> str:
         else:
             text = f"{value:,.3f}" if abs(value) < 10 else f"{value:,.1f}"
         lines.append(f"  {label:<40} {text:>12} {unit}")
-    for key in ("predict_512_mode", "predict_large_mode", "dsb_note", "isbi_note"):
+    for key in ("predict_512_mode", "predict_large_mode", "dsb_note", "isbi_note", "dsb_objects_note"):
         if result.get(key):
             lines.append(f"  {key}: {result[key]}")
     return "\n".join(lines)

@@ -163,7 +163,7 @@ def _predict(args: argparse.Namespace) -> int:
         class_indices=args.class_indices,
         labels=True if args.labels else (False if args.classes else None),
     )
-    print(f"wrote {len(written)} masks to {args.out}")
+    print(f"wrote {len(written)} masks to {args.out}" + (", and objects.csv (one row per object)" if written else ""))
     return 0 if written else 2
 
 

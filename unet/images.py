@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 MAX_PIXELS = 100_000_000  # per image; a 10000x10000 photo is the largest accepted
-MAX_FILE_BYTES = 256 * 1024**2  # per file
+MAX_FILE_BYTES = 256 * 1024**2  # per file (unet.tiff has the same limit for TIFFs)
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
 
 import cv2  # noqa: E402  (after the limit above, which OpenCV reads once)
@@ -37,15 +37,7 @@ _DECODE_FLAGS = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR
 
 def _check_file(path: Path) -> None:
     """Refuse empty and oversized files by their size on disk, before opening them."""
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise UserError(f"cannot read '{path.name}' ({exc.strerror or exc})") from None
-    if size == 0:
-        raise UserError(f"'{path.name}' is an empty file (0 bytes)")
-    if size > MAX_FILE_BYTES:
-        megabytes, limit = size / 1024**2, MAX_FILE_BYTES / 1024**2
-        raise UserError(f"'{path.name}' is {megabytes:.1f} MB; files over {limit:.0f} MB are refused")
+    tiff.check_file_size(Path(path), "shrink or split it first", MAX_FILE_BYTES)
 
 
 def _read_bytes(path: Path) -> bytes:

@@ -36,12 +36,21 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from unet import atomic, postprocess, preprocess, runs, tiling
 from unet import images as image_io
-from unet import postprocess, preprocess, runs, tiling
 from unet.classmap import ClassMap
 from unet.config import MAX_CHANNELS, Config
 from unet.errors import UserError
-from unet.instances import BOUNDARY, INTERIOR, drop_small_objects, label_file_pixels, labels_from_classes
+from unet.instances import (
+    BOUNDARY,
+    INTERIOR,
+    drop_small_objects,
+    label_file_pixels,
+    labels_from_classes,
+    object_table,
+    objects_of_mask,
+    table_csv,
+)
 from unet.intensity import FIXED, Intensity
 from unet.overlay import class_colors
 from unet.postprocess import measurements_csv, zip_results
@@ -53,6 +62,7 @@ __all__ = ["Prediction", "Predictor", "label_file_pixels", "load_model_file", "l
            "predict_folder", "prepare_image", "zip_results"]
 
 MODEL_SUFFIX = ".keras"
+OBJECTS_CSV = "objects.csv"  # `predict` writes it beside the masks
 MAX_MODEL_BYTES = 2 * 1024**3  # the archive and its unpacked members alike
 MAX_ARCHIVE_MEMBERS = 1000
 MAX_CONFIG_BYTES = 64 * 1024**2
@@ -624,8 +634,9 @@ def predict_folder(
     again; `class_indices` writes the class numbers 0..K-1 instead. `labels` writes instead one id per object
     (0 = background): the default for instance-task runs (touching objects separated), available for any binary
     run (its connected regions); 8-bit PNG up to 255 objects, 16-bit past that (every viewer and Fiji read both).
-    Unreadable images and files that are not images are passed to `report(file name, problem)` and skipped.
-    Returns the masks written.
+    `objects.csv` beside them has one row per object of every image (area, centroid, box, perimeter,
+    eccentricity, mean intensity per channel). Unreadable images and files that are not images are passed to
+    `report(file name, problem)` and skipped. Returns the masks written.
     """
     images, out = Path(images), Path(out)
     if not images.is_dir():
@@ -642,6 +653,7 @@ def predict_folder(
                         "classes")
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
+    objects: list[dict[str, Any]] = []
     for path in files:
         target = out / f"{path.stem}.png"
         if path.suffix.lower() not in image_io.IMAGE_EXTENSIONS:
@@ -650,13 +662,17 @@ def predict_folder(
             report(path.name, f"another image named '{path.stem}' was already written as '{target.name}'")
         else:
             try:
-                planes = image_io.read_images(path)
-                if labels:
-                    masks = [(label_file_pixels(predictor.predict(image).labels(threshold)), None)
-                             for _, image in planes]
-                else:
-                    masks = [mask_file_pixels(predictor, predictor.predict(image).mask(threshold), class_indices)
-                             for _, image in planes]
+                masks = []
+                for suffix, image in image_io.read_images(path):
+                    prediction = predictor.predict(image)
+                    if labels:
+                        ids = prediction.labels(threshold)
+                        masks.append((label_file_pixels(ids), None))
+                        objects += object_table(ids, image, path.name + suffix)
+                    else:
+                        classes = prediction.mask(threshold)
+                        masks.append(mask_file_pixels(predictor, classes, class_indices))
+                        objects += objects_of_mask(classes, predictor.class_names, image, path.name + suffix)
                 if len(masks) > 1:  # a stack: one mask plane per image plane, as a TIFF stack (Fiji opens it)
                     target = target.with_suffix(".tif")
                     image_io.write_stack(target, np.stack([pixels for pixels, _ in masks]))
@@ -665,4 +681,6 @@ def predict_folder(
                 written.append(target)
             except UserError as exc:
                 report(path.name, str(exc))
+    if written:  # one row per object of every image: area, centroid, box, perimeter, eccentricity, intensity
+        atomic.write_text(out / OBJECTS_CSV, table_csv(objects))
     return written

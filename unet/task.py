@@ -18,7 +18,6 @@ the Model page and the trainer all call it).
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
@@ -103,7 +102,3 @@ def training_view(dataset: Dataset, task: str) -> Dataset:
     classes = [ClassInfo(k, name, colour, 0) for k, (name, colour) in enumerate(TARGET_CLASSES)]
     return dataclasses.replace(dataset, classes=classes, mask_folder=TARGETS, class_records=[],
                                mask_kind="instance targets")
-
-
-def describe(task: str) -> str:
-    return json.dumps(LABELS.get(task, task))[1:-1]

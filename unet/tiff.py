@@ -127,7 +127,7 @@ def read_stack(path: Path) -> np.ndarray:
 @contextmanager
 def _open(path: Path) -> Iterator[tifffile.TiffFile]:
     """Open a TIFF after the on-disk size checks, as tifffile is configured here (see the module docstring)."""
-    _check_file_size(path)
+    check_file_size(path)
     flags = {f"is_{name}": False for name in _VENDOR_FORMATS if name in tifffile.TIFF.FILE_FLAGS}
     try:
         # tifffile raises TiffFileError, ValueError, OSError, struct.error, IndexError, KeyError... on a damaged
@@ -166,19 +166,20 @@ def _damaged(name: str) -> UserError:
     return UserError(f"'{name}' is damaged or not a TIFF file and cannot be read")
 
 
-def _check_file_size(path: Path) -> None:
-    """Refuse empty and oversized files by their size on disk, before opening them."""
+def check_file_size(path: Path, advice: str = "split the stack into smaller files or crop it first",
+                    limit: int | None = None) -> None:
+    """Refuse a missing, empty or oversized file by its size on disk, before opening it (every image reader's
+    first check: `unet.images` calls it for PNG, JPEG and the rest too)."""
     try:
         size = path.stat().st_size
     except OSError as exc:
         raise UserError(f"cannot read '{path.name}' ({exc.strerror or 'file not found'})") from None
     if size == 0:
-        raise UserError(f"'{path.name}' is empty (0 bytes)")
-    if size > MAX_FILE_BYTES:
-        raise UserError(
-            f"'{path.name}' is {size / 1024**2:.1f} MB; TIFF files over {MAX_FILE_BYTES // 1024**2} MB are refused: "
-            "split the stack into smaller files or crop it first"
-        )
+        raise UserError(f"'{path.name}' is an empty file (0 bytes)")
+    limit = MAX_FILE_BYTES if limit is None else limit
+    if size > limit:
+        raise UserError(f"'{path.name}' is {size / 1024**2:.1f} MB; files over {limit / 1024**2:.0f} MB are "
+                        f"refused: {advice}")
 
 
 def _check_page_count(tif: tifffile.TiffFile, name: str) -> None:
