@@ -102,3 +102,12 @@ def test_train_refuses_an_unknown_preset_or_both_starts(tmp_path, args, message)
     done = subprocess.run([sys.executable, "-m", "unet", "train", "--data", "x", "--out", str(tmp_path / "r"), *args],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and message in done.stderr
+
+
+def test_images_of_very_different_sizes_get_crops_so_objects_keep_one_scale(tmp_path):
+    """DSB2018-like: 256-px and 640-px images. Shrinking each to one square would show nuclei at two scales."""
+    masks = [_blobs(i, size=256 if i % 2 else 640) for i in range(6)]
+    dataset, _ = ingest(_write(tmp_path / "raw", masks), "mixed", tmp_path / "ws")
+    suggestion = suggest(dataset, 5.0, gflops_per_second=GFLOPS)
+    assert (suggestion.config.data.resize, suggestion.config.data.input_size) == ("crop", 256)
+    assert "2 sizes (256 to 640 px)" in suggestion.reasons[0]

@@ -28,6 +28,7 @@ CROP_SIZE = 256
 MASKS_SAMPLED = 8  # masks read to measure structure widths: enough for a typical width, fast on big datasets
 MIN_EPOCHS, MAX_EPOCHS = 10, 1000
 MULTIPLE = 16  # input sizes are multiples of 2**depth for depth 4
+MIXED_SIZE_RATIO = 1.5  # long sides further apart than this: crops at native resolution, never one shrink
 
 
 @dataclass(frozen=True)
@@ -79,8 +80,26 @@ def _round_up(value: float, multiple: int = MULTIPLE) -> int:
     return int(math.ceil(value / multiple) * multiple)
 
 
-def _size_and_mode(long_side: int, thinnest: tuple[str, float] | None) -> tuple[int, str, str]:
+def _mixed_sizes(sizes: dict) -> tuple[int, int] | None:
+    """(shortest, longest) long side when the images' sizes differ by more than MIXED_SIZE_RATIO, else None."""
+    try:
+        (h0, w0), (h1, w1) = sizes["min"], sizes["max"]
+    except (KeyError, TypeError, ValueError):
+        return None
+    short, long = max(h0, w0), max(h1, w1)
+    return (short, long) if sizes.get("distinct", 1) > 1 and long > MIXED_SIZE_RATIO * short else None
+
+
+def _size_and_mode(long_side: int, thinnest: tuple[str, float] | None, sizes: dict | None = None
+                   ) -> tuple[int, str, str]:
     """(input size, resize mode, the reason in one sentence)."""
+    mixed = _mixed_sizes(sizes or {})
+    if mixed is not None:
+        smallest = min(mixed[0], min((sizes or {}).get("min", [CROP_SIZE])))
+        size = max(64, min(CROP_SIZE, smallest // MULTIPLE * MULTIPLE))
+        return size, "crop", (f"the images come in {sizes['distinct']} sizes ({mixed[0]} to {mixed[1]} px): shrinking "
+                              "each to one square would show the same objects at different scales, so the network "
+                              f"trains on {size}-px crops at the images' own resolution and predicts whole images")
     if long_side <= SMALL_IMAGE:
         size = max(64, _round_up(long_side))
         return size, "resize", (f"the images are small ({long_side} px), so they are trained whole at their own "
@@ -114,7 +133,7 @@ def suggest(dataset: Dataset, minutes: float = 5.0, base: Config | None = None,
     base = fit_config(base or Config(), dataset)
     height, width = typical_size(dataset)
     thinnest = thinnest_structure(dataset)
-    size, mode, size_reason = _size_and_mode(max(height, width), thinnest)
+    size, mode, size_reason = _size_and_mode(max(height, width), thinnest, dataset.image_sizes)
     config = apply_preset(base, "Balanced")
     batch = 8 if size <= 128 else config.train.batch_size
     config = config.replace(
