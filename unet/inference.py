@@ -42,11 +42,10 @@ from unet.classmap import ClassMap
 from unet.config import MAX_CHANNELS, Config
 from unet.errors import UserError
 from unet.instances import (
-    BOUNDARY,
-    INTERIOR,
+    OBJECT_COLUMNS,
     drop_small_objects,
     label_file_pixels,
-    labels_from_classes,
+    labels_from_probabilities,
     object_table,
     objects_of_mask,
     table_csv,
@@ -280,10 +279,9 @@ class Prediction:
     def labels(self, threshold: float = 0.5, min_size: int = 0) -> np.ndarray:
         """int32 [H, W], one id per object (0 = background).
 
-        Instance-task runs: the foreground (probability over `threshold`) is split into interior and boundary
-        (whichever of the two is likelier), and a seeded watershed grows each connected interior over its
-        foreground (`unet.instances.labels_from_classes`), so touching objects keep apart. Any other binary run:
-        the foreground's connected regions, where touching objects are one.
+        Instance-task runs: seeds where the interior is likely, grown by a watershed over the foreground
+        (probability over `threshold`), so touching objects keep apart (`unet.instances.labels_from_probabilities`).
+        Any other binary run: the foreground's connected regions, where touching objects are one.
         """
         from skimage.measure import label
 
@@ -292,10 +290,7 @@ class Prediction:
         if self.interior is None:
             labels = label(foreground, connectivity=1).astype(np.int32)
             return drop_small_objects(labels, min_size)
-        interior = self.interior.astype(np.float32)
-        boundary = self.probabilities[..., 0].astype(np.float32) - interior
-        classes = np.where(foreground, np.where(interior >= boundary, INTERIOR, BOUNDARY), 0).astype(np.uint8)
-        return labels_from_classes(classes, interior, min_size)
+        return labels_from_probabilities(foreground, self.interior, min_size=min_size)
 
 
 @dataclass(eq=False)
@@ -682,5 +677,5 @@ def predict_folder(
             except UserError as exc:
                 report(path.name, str(exc))
     if written:  # one row per object of every image: area, centroid, box, perimeter, eccentricity, intensity
-        atomic.write_text(out / OBJECTS_CSV, table_csv(objects))
+        atomic.write_text(out / OBJECTS_CSV, table_csv(objects, ("class",) * (not labels) + OBJECT_COLUMNS))
     return written

