@@ -172,14 +172,15 @@ for note in notes:
     st.caption(note)
 if truth is not None:
     error_view(shown.shown, mask, truth, score, opacity)
-rows = measure(mask, predictor.class_names, image=name)
+rows = measure(mask, predictor.class_names, image=name, labels=shown.labels)
 st.dataframe(
     [{"Class": r["name"], "Pixels": r["pixels"], "Share of the image": r["percent"], "Objects": r["objects"]}
      for r in rows],
     hide_index=True, width="stretch",
     column_config={"Share of the image": st.column_config.NumberColumn(format="%.1f %%"),
-                   "Objects": st.column_config.NumberColumn(help="Separate patches of the class (touching objects "
-                                                                  "count as one).")},
+                   "Objects": st.column_config.NumberColumn(
+                       help="Objects separated by the run (touching objects apart)." if shown.labels is not None else
+                       "Separate patches of the class (touching objects count as one).")},
 )
 
 separated = shown.labels is not None

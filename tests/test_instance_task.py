@@ -156,6 +156,7 @@ def test_the_inference_page_colours_counts_and_lists_each_object(instance_worksp
     found = next(m for m in at.metric if m.label == "Objects found")
     table = at.dataframe[-1].value  # the object table: one row per object
     assert int(found.value) == len(table) >= 1
+    assert int(at.dataframe[0].value["Objects"].iloc[0]) == int(found.value)  # the class table agrees with it
     assert {"id", "area", "centroid_x", "mean_intensity_0"} <= set(table.columns)
     labels = [b.label for b in at.get("download_button")]
     assert "Object ids (PNG)" in labels and "Objects (CSV)" in labels

@@ -104,16 +104,22 @@ def count_objects(mask: np.ndarray, k: int) -> int:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def measure(mask: np.ndarray, class_names: Sequence[str], image: str = "") -> list[dict[str, Any]]:
-    """One row per foreground class: area in pixels and percent of the image, and the object count."""
+def measure(mask: np.ndarray, class_names: Sequence[str], image: str = "", labels: np.ndarray | None = None
+            ) -> list[dict[str, Any]]:
+    """One row per foreground class: area in pixels and percent of the image, and the object count.
+
+    Objects are a class's connected patches; with `labels` (a run that separates touching objects, one
+    foreground class) they are the separated objects, so the table agrees with the picture and the object list.
+    """
     total = max(mask.size, 1)
     pixels = np.bincount(mask.ravel(), minlength=len(class_names))
+    separated = int(np.count_nonzero(np.unique(labels))) if labels is not None else None
     rows = []
     for k in range(1, len(class_names)):
+        objects = separated if separated is not None and k == 1 else count_objects(mask, k) if pixels[k] else 0
         rows.append({
             "image": image, "class": k, "name": class_names[k], "pixels": int(pixels[k]),
-            "percent": round(100.0 * pixels[k] / total, 4),
-            "objects": count_objects(mask, k) if pixels[k] else 0,
+            "percent": round(100.0 * pixels[k] / total, 4), "objects": objects,
         })
     return rows
 
@@ -279,7 +285,7 @@ def results_zip(results: Iterable[ImageResult], mask_file: Any, colors: np.ndarr
         _, overlaid = result_items(result.stem, result.shown, result.mask, colors, opacity, contours)
         items += [(f"masks/{result.stem}.png", encode_png(*mask_file(result.mask))),
                   (f"class_indices/{result.stem}.png", encode_png(result.mask.astype(np.uint8))), overlaid]
-        rows += measure(result.mask, class_names, image=result.name)
+        rows += measure(result.mask, class_names, image=result.name, labels=result.labels)
         if result.labels is not None:  # one id per object, 16-bit past 255 objects (Fiji and napari read it)
             items.append((f"labels/{result.stem}.png", encode_png(label_file_pixels(result.labels))))
         objects += (measured(result) if measured is not None
