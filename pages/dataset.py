@@ -13,7 +13,7 @@ from unet.demo import CLASS_NAMES, write_demo_dataset
 from unet.ui.augment_controls import augment_controls, preview_grid
 from unet.ui.dataset_view import channel_words, found_caption, stack_choice
 from unet.ui.feedback import user_errors
-from unet.ui.state import current_dataset, get_config, set_config, set_current_dataset
+from unet.ui.state import align_config_with_dataset, current_dataset, set_config, set_current_dataset
 
 st.title("Dataset")
 st.write(
@@ -221,7 +221,7 @@ with st.expander(f"Test set: {len(dataset.test_stems)} images set aside" if data
 
 # --- 3. Augmentation ----------------------------------------------------------------------------------------------
 st.header("3. Augmentation", divider="gray")
-config = get_config()
+config = align_config_with_dataset(dataset)  # the data's channels and classes: previews draw what training sees
 controls, preview = st.columns([1, 2], gap="large")
 with controls:
     augment = augment_controls(config.augment)

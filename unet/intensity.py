@@ -118,8 +118,16 @@ class Intensity:
         p_low, p_high = self.percentiles or PERCENTILES
         ranges = ", ".join(f"{lo:.4g}..{hi:.4g}" for lo, hi in zip(self.low, self.high, strict=True))
         per = "per channel " if self.channels > 1 else ""
-        return (f"the dataset's {p_low:g}th..{p_high:g}th percentile {per}becomes 0..1 ({ranges}), "
+        return (f"the dataset's {_ordinal(p_low)} to {_ordinal(p_high)} percentile {per}becomes 0..1 ({ranges}), "
                 "the same numbers for every image; values outside are kept, not clipped")
+
+
+def _ordinal(value: float) -> str:
+    """1 -> '1st', 2 -> '2nd', 99.8 -> '99.8th'."""
+    text = f"{value:g}"
+    if "." in text or int(value) % 100 in (11, 12, 13):
+        return f"{text}th"
+    return text + {1: "st", 2: "nd", 3: "rd"}.get(int(value) % 10, "th")
 
 
 def sample_pixels(image: np.ndarray, limit: int = SAMPLES_PER_IMAGE) -> np.ndarray:

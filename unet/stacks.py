@@ -86,6 +86,10 @@ def resolve(images: np.ndarray, masks: np.ndarray | None, rule: StackRule, image
     if mask_planes == planes and mask_planes != 1:
         raise UserError(f"mask '{mask_name}' has a plane per slice, which a {mode} projection cannot use; read "
                         "the stack as slices instead")
-    projected = images.max(axis=0) if mode == MAX else images.mean(axis=0).astype(
-        images.dtype if images.dtype.kind == "f" else np.float32)
+    if mode == MAX:
+        projected = images.max(axis=0)
+    elif images.dtype.kind == "f":
+        projected = images.mean(axis=0, dtype=np.float64).astype(images.dtype)
+    else:  # the mean of whole numbers, rounded: the data keeps its bit depth (half a grey level at most)
+        projected = np.rint(images.mean(axis=0, dtype=np.float64)).astype(images.dtype)
     return mode, [(None, projected, masks[0] if masks is not None else None)]
