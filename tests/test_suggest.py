@@ -111,3 +111,15 @@ def test_images_of_very_different_sizes_get_crops_so_objects_keep_one_scale(tmp_
     suggestion = suggest(dataset, 5.0, gflops_per_second=GFLOPS)
     assert (suggestion.config.data.resize, suggestion.config.data.input_size) == ("crop", 256)
     assert "2 sizes (256 to 640 px)" in suggestion.reasons[0]
+
+
+def test_separating_touching_objects_weights_the_thin_boundary_class(tmp_path):
+    from unet.config import Config, DataConfig
+
+    masks = [_blobs(i, size=256) for i in range(6)]
+    dataset, _ = ingest(_write(tmp_path / "raw", masks), "blobs", tmp_path / "ws")
+    plain = suggest(dataset, 5.0, gflops_per_second=GFLOPS)
+    separating = suggest(dataset, 5.0, base=Config(data=DataConfig(task="instances")), gflops_per_second=GFLOPS)
+    assert not plain.config.train.class_weights
+    assert separating.config.train.class_weights and separating.config.model.num_classes == 3
+    assert any("boundaries" in reason for reason in separating.reasons)
