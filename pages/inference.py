@@ -6,6 +6,7 @@ import numpy as np
 import streamlit as st
 
 from unet import runs, workspace
+from unet.errors import UserError
 from unet.images import encode_png
 from unet.inference import mask_file_pixels
 from unet.instances import label_colours, label_file_pixels, table_csv
@@ -134,9 +135,13 @@ visible = st.multiselect(
 
 results = []
 bar = st.progress(0.0, text="Predicting…") if len(images) > 1 else None
-with user_errors("predicting"):
-    for i, (name, image) in enumerate(images):
+for i, (name, image) in enumerate(images):
+    try:  # one image the model cannot take (e.g. another channel count) is named; the others are still predicted
         prediction = predicted(predictor, name, image)
+    except UserError as exc:
+        st.warning(f"'{name}' was not predicted: {exc}", icon=":material/warning:")
+        continue
+    with user_errors(f"predicting '{name}'"):
         mask = prediction.mask(threshold=threshold, min_size=int(min_size), fill_holes=fill)
         truth = truth_for(name, truth_uploads, image.shape[:2], predictor)
         score = truth_scores(mask, truth, predictor.class_names) if truth is not None else None

@@ -59,3 +59,16 @@ def test_a_file_that_is_not_a_model_is_refused_plainly(at: AppTest):
     at.file_uploader[0].upload("fake.keras", io.BytesIO(b"not a model").getvalue(), "application/octet-stream").run()
     assert not at.exception
     assert any("fake.keras" in e.value for e in at.error)
+
+
+def test_an_image_with_the_wrong_channel_count_is_named_and_the_others_still_predicted(at: AppTest):
+    import tifffile
+
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, np.zeros((40, 40, 2), np.uint16), photometric="minisblack", planarconfig="contig")
+    uploader = _images_uploader(at)
+    uploader.upload("stain.tif", buffer.getvalue(), "image/tiff")
+    uploader.upload("good.png", _png(40, 40), "image/png").run()
+    assert not at.exception and not at.error
+    assert any("stain.tif" in w.value and "2 channels but the model takes 1" in w.value for w in at.warning)
+    assert at.dataframe, "the good image must still be measured"
