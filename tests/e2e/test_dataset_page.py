@@ -30,7 +30,10 @@ def test_uploaded_zip_is_checked_previewed_and_survives_refresh(page, app_url, t
     expect(page.get_by_role("heading", name="Dataset").first).to_be_visible()
 
     page.get_by_role("tab", name="Upload a zip").click()
-    page.locator("input[type='file']").first.set_input_files(str(archive))
+    # Scoped to the zip uploader: the "Upload files" tab has file inputs too, and which comes first in the DOM
+    # is not fixed (CI once set the file on the hidden tab's input).
+    uploader = page.get_by_test_id("stFileUploader").filter(has_text="A zip with")
+    uploader.locator("input[type='file']").set_input_files(str(archive))
     expect(page.get_by_text("lab-cells.zip")).to_be_visible()
     page.get_by_role("button", name="Check and save").first.click()
     wait_for_app(page)
