@@ -36,6 +36,7 @@ from unet.zipsafe import MAX_MEMBERS, extract_zip, is_junk
 
 DATASET_FILE = "dataset.json"
 WHOLE_DATASET = "(whole dataset)"  # the file column of a problem that concerns no single file
+UNLABELLED = "unlabelled"  # images stored without a mask, waiting to be annotated
 MIN_PAIRS = 4  # fewer than this and training can hardly hold any images out for validation
 Progress = Callable[[float, str], None]
 
@@ -301,7 +302,7 @@ def _intensity_rule(checked: _Checked, samples: _Samples) -> Intensity:
     pooled = []
     for unit in checked.units:
         sample = samples.kept[unit.stem].astype(np.float64)
-        if unit.dtype == "uint8" and checked.dtype == "uint16":  # as `_stored_pixels` will scale it
+        if unit.dtype == "uint8" and checked.dtype == "uint16":  # as `stored_pixels` will scale it
             sample = sample * ((2**checked.source_bits - 1) / 255.0)
         pooled.append(_sample_channels(sample, checked.channels))
     return Intensity.from_samples(pooled)
@@ -391,14 +392,14 @@ def _rule(stacks: str | StackRule | None) -> StackRule:
 # --- storing a dataset ----------------------------------------------------------------------------------------
 
 
-def _stored_pixels(image: np.ndarray, checked: _Checked) -> np.ndarray:
-    """An image as the dataset stores it: the dataset's channels and dtype, values unchanged except that an 8-bit
+def stored_pixels(image: np.ndarray, channels: int, dtype: str, source_bits: int) -> np.ndarray:
+    """An image as a dataset stores it: the dataset's channels and dtype, values unchanged except that an 8-bit
     image in a deeper dataset is brought to its bit depth (x (2**bits - 1) / 255), so one rule scales all."""
     image = image[:, :, 0] if image.ndim == 3 and image.shape[2] == 1 else image
-    image = image_io.to_channels(image, checked.channels)
-    if checked.dtype == "uint16" and image.dtype == np.uint8:
-        return np.rint(image.astype(np.float64) * ((2**checked.source_bits - 1) / 255.0)).astype(np.uint16)
-    return image.astype(checked.dtype, copy=False)
+    image = image_io.to_channels(image, channels)
+    if dtype == "uint16" and image.dtype == np.uint8:
+        return np.rint(image.astype(np.float64) * ((2**source_bits - 1) / 255.0)).astype(np.uint16)
+    return image.astype(dtype, copy=False)
 
 
 def _write(checked: _Checked, out: Path, name: str, progress: Progress) -> None:
@@ -422,7 +423,7 @@ def _write(checked: _Checked, out: Path, name: str, progress: Progress) -> None:
             stem = stored_stem(pair.stem) + (f"-p{plane + 1:03d}" if plane is not None else "")
             if stem not in wanted:
                 continue
-            image = _stored_pixels(pixels, checked)
+            image = stored_pixels(pixels, checked.channels, checked.dtype, checked.source_bits)
             mask = class_map.decode(raw, pair.mask.name, checked.lossy[pair.mask_label])
             unit = checked.intensity.to_unit(image).astype(np.float64)
             total, total_sq, count = total + unit.sum(), total_sq + (unit**2).sum(), count + unit.size
@@ -583,6 +584,9 @@ class Dataset:
     found: str = ""  # what the check found, in words
     objects: dict[str, int] = field(default_factory=dict)  # instance masks: objects per stored image
     mask_folder: str = "masks"  # "targets" in the instance task's view (`unet.task.training_view`)
+    unlabelled: list[str] = field(default_factory=list)  # images without masks yet (`unlabelled/`, see annotation)
+    version: int = 1  # 1 for what the user uploaded; annotating makes versions 2, 3, ... (`unet.annotation`)
+    parent: str = ""  # the dataset a version was made from
 
     def __post_init__(self) -> None:
         if self.intensity is None:  # stored before the rule was kept: 8-bit images, value / 255
@@ -626,6 +630,7 @@ class Dataset:
                        for c in info["classes"]]
             image_format = str(info.get("image_format", "png"))
             stems = sorted(p.stem for p in (folder / "images").glob(f"*.{image_format}"))
+            unlabelled = sorted(p.stem for p in (folder / UNLABELLED).glob(f"*.{image_format}"))
             channels = int(info["channels"])
             return cls(
                 root=folder, name=info["name"], channels=int(info["channels"]), classes=classes, stems=stems,
@@ -639,12 +644,26 @@ class Dataset:
                 image_format=image_format, image_dtype=str(info.get("image_dtype", "uint8")),
                 groups=dict(info.get("groups", {})), found=str(info.get("found", "")),
                 objects={str(k): int(v) for k, v in info.get("objects_per_image", {}).items()},
+                unlabelled=unlabelled, version=int(info.get("version", 1)), parent=str(info.get("parent", "")),
             )  # fmt: skip
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise UserError(f"'{folder.name}' is not a stored dataset ({type(exc).__name__})") from None
 
     def image_path(self, stem: str) -> Path:
-        return self.root / "images" / f"{stem}.{self.image_format}"
+        """The image of `stem`: in `images/` when it has a mask, in `unlabelled/` while it waits for one."""
+        path = self.root / "images" / f"{stem}.{self.image_format}"
+        if stem in self.unlabelled and not path.exists():
+            return self.root / UNLABELLED / f"{stem}.{self.image_format}"
+        return path
+
+    @property
+    def all_images(self) -> list[str]:
+        """Every image, with a mask or not, in name order (what the Annotate page lists)."""
+        return sorted(set(self.stems) | set(self.unlabelled))
+
+    def read_image(self, stem: str) -> np.ndarray:
+        """The stored image of `stem` (with or without a mask), as stored."""
+        return image_io.read_image(self.image_path(stem))
 
     def mask_path(self, stem: str) -> Path:
         return self.root / self.mask_folder / f"{stem}.png"

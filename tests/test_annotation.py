@@ -1,0 +1,145 @@
+"""Drawing masks in the browser, as the core keeps them: images without masks, versions that never overwrite what a
+run trained on or what the user uploaded, counts that agree with the files, and the order to annotate in."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from unet import annotation
+from unet.dataset import Dataset, ingest
+from unet.demo import write_demo_dataset
+from unet.errors import UserError
+from unet.inference import Prediction
+
+
+def _images(folder: Path, count: int = 6, size: int = 48, dtype=np.uint8) -> list[tuple[Path, str]]:
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    files = []
+    for i in range(count):
+        top = 255 if dtype == np.uint8 else 4095
+        path = folder / f"cell{i}.{'png' if dtype == np.uint8 else 'tif'}"
+        pixels = rng.integers(0, top, (size, size + 8)).astype(dtype)
+        if dtype == np.uint8:
+            cv2.imwrite(str(path), pixels)
+        else:
+            import tifffile
+            tifffile.imwrite(path, pixels)
+        files.append((path, path.name))
+    return files
+
+
+def _recount(dataset: Dataset) -> list[int]:
+    """Class pixels counted from the mask files themselves (not from dataset.json)."""
+    counts = np.zeros(dataset.num_classes, np.int64)
+    for file in (dataset.root / "masks").glob("*.png"):
+        counts += np.bincount(cv2.imread(str(file), cv2.IMREAD_UNCHANGED).ravel(), minlength=dataset.num_classes)
+    return counts.tolist()
+
+
+def test_images_without_masks_become_a_dataset_to_annotate(tmp_path):
+    files = _images(tmp_path / "raw")
+    (tmp_path / "raw" / "notes.png").write_text("not a picture")
+    dataset, problems = annotation.new_image_dataset(
+        files + [(tmp_path / "raw" / "notes.png", "notes.png")], "plates", tmp_path / "ws",
+        classes=["background", "cell", "debris"])
+    assert dataset.stems == [] and dataset.all_images == [f"cell{i}" for i in range(6)]
+    assert [file for file, _ in problems] == ["notes.png"]
+    assert [c.name for c in dataset.classes] == ["background", "cell", "debris"]
+    assert annotation.annotation_progress(dataset).words().startswith("0 of 6 images have a mask")
+    assert dataset.read_image("cell3").shape == (48, 56)
+
+
+def test_16_bit_images_are_kept_16_bit_with_the_percentile_rule(tmp_path):
+    dataset, _ = annotation.new_image_dataset(_images(tmp_path / "raw", 3, dtype=np.uint16), "deep", tmp_path / "ws")
+    assert dataset.image_dtype == "uint16" and dataset.rule.kind == "percentile"
+    assert dataset.read_image("cell0").max() > 255
+
+
+def test_the_first_drawing_makes_a_new_version_and_keeps_the_upload(tmp_path):
+    dataset, _ = annotation.new_image_dataset(_images(tmp_path / "raw"), "plates", tmp_path / "ws")
+    drawing = np.zeros((48, 56), np.uint16)
+    drawing[10:20, 5:30] = 1
+    saved = annotation.save_annotation(dataset, "cell2", drawing, tmp_path / "runs")
+    assert saved.forked_from == "plates" and saved.dataset.name == "plates-v2" and saved.dataset.version == 2
+    assert Dataset.load(dataset.root).stems == []  # the upload is untouched
+    version = saved.dataset
+    assert version.stems == ["cell2"] and "cell2" not in version.unlabelled
+    stored = cv2.imread(str(version.root / "masks" / "cell2.png"), cv2.IMREAD_UNCHANGED)
+    assert np.array_equal(stored, drawing.astype(np.uint8))
+    assert np.array_equal(annotation.read_annotation(version, "cell2"), drawing)
+    assert [c.pixels for c in version.classes] == _recount(version) == [48 * 56 - 250, 250]
+    again = annotation.save_annotation(version, "cell4", drawing, tmp_path / "runs")
+    assert again.forked_from is None and again.dataset.root == version.root  # a draft takes the next drawings
+
+
+def test_a_version_a_run_trained_on_is_kept_and_the_next_drawing_makes_another(tmp_path):
+    dataset, _ = annotation.new_image_dataset(_images(tmp_path / "raw"), "plates", tmp_path / "ws")
+    drawing = np.zeros((48, 56), np.uint16)
+    drawing[:5] = 1
+    v2 = annotation.save_annotation(dataset, "cell0", drawing, tmp_path / "runs").dataset
+    run = tmp_path / "runs" / "20261127-plates"
+    run.mkdir(parents=True)
+    (run / "dataset.json").write_text(json.dumps({"path": str(v2.root), "hash": v2.hash}))
+    assert annotation.used_by_runs(v2, tmp_path / "runs") == ["20261127-plates"]
+    before = (v2.root / "masks" / "cell0.png").read_bytes()
+    saved = annotation.save_annotation(v2, "cell0", drawing * 0 + 1, tmp_path / "runs")
+    assert saved.dataset.name == "plates-v3" and saved.forked_from == "plates-v2"
+    assert (v2.root / "masks" / "cell0.png").read_bytes() == before
+    assert "a new version" in saved.words("cell0")
+
+
+def test_a_drawing_undone_to_nothing_leaves_the_image_without_a_mask(tmp_path):
+    dataset, _ = annotation.new_image_dataset(_images(tmp_path / "raw"), "plates", tmp_path / "ws")
+    drawing = np.zeros((48, 56), np.uint16)
+    drawing[3:9, 3:9] = 1
+    v2 = annotation.save_annotation(dataset, "cell1", drawing, tmp_path / "runs").dataset
+    cleared = annotation.save_annotation(v2, "cell1", drawing * 0, tmp_path / "runs")
+    assert cleared.cleared and cleared.dataset.stems == [] and "cell1" in cleared.dataset.unlabelled
+    assert not (v2.root / "masks" / "cell1.png").exists()
+    assert [c.pixels for c in cleared.dataset.classes] == [0, 0]
+
+
+def test_objects_keep_their_ids_and_their_union_is_the_class_mask(tmp_path):
+    dataset, _ = annotation.new_image_dataset(_images(tmp_path / "raw"), "nuclei", tmp_path / "ws", instances=True)
+    drawing = np.zeros((48, 56), np.uint16)
+    drawing[5:15, 5:15], drawing[5:15, 15:25], drawing[30:40, 30:40] = 1, 2, 300
+    version = annotation.save_annotation(dataset, "cell0", drawing, tmp_path / "runs").dataset
+    assert version.instances and version.objects["cell0"] == 3
+    ids = cv2.imread(str(version.root / "instances" / "cell0.png"), cv2.IMREAD_UNCHANGED)
+    assert ids.dtype == np.uint16 and np.array_equal(ids, drawing)
+    assert np.array_equal(version.read_mask("cell0"), (drawing > 0).astype(np.uint8))
+    assert annotation.annotation_progress(version).objects == 3
+
+
+def test_a_labelled_dataset_is_corrected_in_a_new_version_with_counts_that_match_the_files(tmp_path):
+    dataset, _ = ingest(write_demo_dataset(tmp_path / "raw", count=5, size=48), "cells", tmp_path / "ws")
+    drawing = annotation.read_annotation(dataset, dataset.stems[0])
+    drawing[:10, :10] = 1
+    version = annotation.save_annotation(dataset, dataset.stems[0], drawing, tmp_path / "runs").dataset
+    assert [c.pixels for c in version.classes] == _recount(version)
+    assert version.stems == dataset.stems and version.hash != dataset.hash
+
+
+def test_drawings_that_do_not_fit_are_refused(tmp_path):
+    dataset, _ = annotation.new_image_dataset(_images(tmp_path / "raw"), "plates", tmp_path / "ws")
+    with pytest.raises(UserError, match="class 5"):
+        annotation.save_annotation(dataset, "cell0", np.full((48, 56), 5, np.uint16), tmp_path / "runs")
+    with pytest.raises(UserError, match="56x48"):
+        annotation.save_annotation(dataset, "cell0", np.zeros((10, 10), np.uint16), tmp_path / "runs")
+    with pytest.raises(UserError, match="no image"):
+        annotation.save_annotation(dataset, "../../etc", np.zeros((48, 56), np.uint16), tmp_path / "runs")
+
+
+def test_uncertainty_is_zero_when_sure_and_one_for_a_coin_toss():
+    sure = Prediction(np.zeros((8, 8, 1), np.float32), 2)
+    toss = Prediction(np.full((8, 8, 1), 0.5, np.float32), 2)
+    three = Prediction(np.full((8, 8, 3), 1 / 3, np.float32), 3)
+    assert annotation.uncertainty(sure) < 1e-5
+    assert annotation.uncertainty(toss) == pytest.approx(1.0, abs=1e-5)
+    assert annotation.uncertainty(three) == pytest.approx(1.0, abs=1e-4)

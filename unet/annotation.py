@@ -1,0 +1,489 @@
+"""Masks drawn in the browser: images without masks, dataset versions that take the drawings, and the order in
+which to draw.
+
+Why versions: a run records the dataset it trained on (path and hash), and the user's upload is their original
+data. So annotating never edits either in place. The first drawing on a dataset makes a new version beside it
+(`NAME-v2`: the same image files, hard-linked, and a copy of the masks), which takes every later drawing until a
+run trains on it; the next drawing after that makes `NAME-v3`, and so on. Each version is an ordinary stored
+dataset (docs/CONTRACTS.md) with three more keys in dataset.json: `version`, `parent` (the upload it comes from)
+and `draft` (true while no run has used it), plus `annotated` (the images drawn in the browser).
+
+Images without masks live in `unlabelled/`; an image moves to `images/` when its first mask is saved, so every
+other module keeps seeing `images/` + `masks/` pairs only. An unpainted pixel is class 0 ("background"), as in
+Cellpose's and ilastik's drawings turned into masks.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from unet import atomic
+from unet import images as image_io
+from unet import stacks as stacks_module
+from unet.dataset import DATASET_FILE, UNLABELLED, Dataset, image_suffix, stored_pixels
+from unet.errors import UserError
+from unet.intensity import Intensity, sample_pixels
+from unet.masks import PALETTE
+from unet.pairing import stored_stem
+from unet.workspace import child
+
+if TYPE_CHECKING:  # the model side is imported only by the functions that predict
+    from unet.inference import Prediction, Predictor
+
+Progress = Callable[[float, str], None]
+_VERSION = re.compile(r"-v(\d+)$")
+MAX_ANNOTATION_CLASSES = 16  # a class per brush button; more is a different tool's job
+SEMANTIC_CLASSES = ("background", "object")
+INSTANCE_CLASSES = ("background", "object")
+
+
+def _quiet(fraction: float, message: str) -> None:
+    pass
+
+
+# --- images without masks ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Read:
+    """The 2D images of one file (one per plane for a stack of slices), with where they came from."""
+
+    stem: str
+    pixels: np.ndarray
+    group: str | None  # the stack's stem for a slice
+
+
+def _read_file(path: Path, label: str, rule: stacks_module.StackRule) -> list[_Read]:
+    """Every 2D image of `path` under the stack rule (a stack without masks: every slice by default)."""
+    image_io.check_pixels(path)
+    planes = image_io.read_planes(path)
+    _, resolved = stacks_module.resolve(planes, None, rule, label)
+    base = stored_stem(Path(label).stem)
+    return [_Read(base + (f"-p{plane + 1:03d}" if plane is not None else ""), pixels,
+                  base if plane is not None else None) for plane, pixels, _ in resolved]
+
+
+def _read_files(files: Sequence[tuple[Path, str]], rule: stacks_module.StackRule, taken: set[str],
+                progress: Progress) -> tuple[list[_Read], list[tuple[str, str]]]:
+    """The images of every file; unreadable files and names already taken become (file, problem) pairs."""
+    found: list[_Read] = []
+    problems: list[tuple[str, str]] = []
+    for i, (path, label) in enumerate(files):
+        progress(0.8 * i / max(len(files), 1), f"Reading {label}")
+        try:
+            units = _read_file(path, label, rule)
+        except UserError as exc:
+            problems.append((label, str(exc)))
+            continue
+        clash = next((u.stem for u in units if u.stem in taken), None)
+        if clash:
+            problems.append((label, f"the dataset already has an image named '{clash}'; rename the file to add it"))
+            continue
+        taken.update(u.stem for u in units)
+        found += units
+    return found, problems
+
+
+def _class_records(names: Sequence[str], instances: bool) -> list[dict]:
+    """Classes for masks that will be drawn: the values the exported masks will use (0/255 for two classes,
+    the index for more), each with its own colour."""
+    cleaned = [str(n).strip()[:40] for n in names]
+    if len(cleaned) < 2 or not all(cleaned) or len(set(cleaned)) != len(cleaned):
+        raise UserError("give at least two classes, each with its own name (the first is the background)")
+    if len(cleaned) > MAX_ANNOTATION_CLASSES:
+        raise UserError(f"at most {MAX_ANNOTATION_CLASSES} classes can be drawn")
+    if instances:
+        return [{"index": 0, "name": cleaned[0], "color": [0, 0, 0], "value": 0, "pixels": 0},
+                {"index": 1, "name": cleaned[1], "color": list(PALETTE[1]), "value": None, "pixels": 0}]
+    values = [0, 255] if len(cleaned) == 2 else list(range(len(cleaned)))
+    return [{"index": i, "name": n, "color": [0, 0, 0] if i == 0 else list(PALETTE[i % len(PALETTE)]),
+             "value": values[i], "pixels": 0} for i, n in enumerate(cleaned)]
+
+
+def _bits(pixels: np.ndarray) -> int:
+    return 8 if pixels.dtype == np.uint8 else image_io.bits_of(pixels) if pixels.dtype.kind in "ui" else 32
+
+
+def _write_unlabelled(folder: Path, reads: list[_Read], channels: int, dtype: str, bits: int) -> dict[str, list]:
+    """Store the images in `folder/unlabelled`; returns their sizes by stem."""
+    (folder / UNLABELLED).mkdir(exist_ok=True)
+    suffix = image_suffix(dtype, channels)
+    sizes = {}
+    for read in reads:
+        image_io.write_stored(folder / UNLABELLED / f"{read.stem}{suffix}",
+                              stored_pixels(read.pixels, channels, dtype, bits))
+        sizes[read.stem] = list(read.pixels.shape[:2])
+    return sizes
+
+
+def _size_summary(sizes: list[list[int]]) -> dict:
+    return {"min": list(min(sizes)), "max": list(max(sizes)), "distinct": len({tuple(s) for s in sizes})}
+
+
+def new_image_dataset(files: Sequence[tuple[Path, str]], name: str, root: Path, classes: Sequence[str] = (),
+                      instances: bool = False, stacks: str | None = None, progress: Progress | None = None
+                      ) -> tuple[Dataset, list[tuple[str, str]]]:
+    """Store images without masks as a new dataset to annotate; returns it and the files left out, with why.
+
+    `files` are (path on disk, the name the user knows it by). `classes` names what will be drawn (the first is
+    the background); `instances` says each drawn object gets its own id (the "separate touching objects" task).
+    Channels follow the majority of the images (gray and RGB convert into each other; others are left out by
+    name); 16-bit and float images are kept as they are, with the dataset's percentile rule as for masks.
+    """
+    progress = progress or _quiet
+    rule = stacks_module.StackRule.parse(stacks)
+    reads, problems = _read_files(files, rule, set(), progress)
+    if not reads:
+        reasons = "; ".join(f"{f}: {p}" for f, p in problems[:3])
+        raise UserError(f"no usable images: {reasons or 'no files given'}")
+    counts: dict[int, int] = {}
+    for read in reads:
+        counts[image_io.channels_of(read.pixels)] = counts.get(image_io.channels_of(read.pixels), 0) + 1
+    channels = max(counts, key=lambda c: (counts[c], c == 3, c))
+    refused = {r.stem for r in reads if not image_io.convertible(image_io.channels_of(r.pixels), channels)}
+    problems += [(r.stem, f"it has {image_io.channels_of(r.pixels)} channels but most images have {channels}")
+                 for r in reads if r.stem in refused]
+    reads = [r for r in reads if r.stem not in refused]
+    kinds = {r.pixels.dtype.name for r in reads}
+    dtype = "float32" if any(k.startswith("float") for k in kinds) else "uint16" if kinds - {"uint8"} else "uint8"
+    bits = max((_bits(r.pixels) for r in reads if r.pixels.dtype.kind in "ui"), default=8)
+    stored = [stored_pixels(r.pixels, channels, dtype, bits) for r in reads]
+    rule_of_intensity = Intensity.fixed(channels) if dtype == "uint8" else Intensity.from_samples(
+        [sample_pixels(image).astype(np.float64).reshape(-1, channels) for image in stored])
+    units = [rule_of_intensity.to_unit(image) for image in stored]
+    mean = float(np.mean([u.mean() for u in units]))
+    std = float(np.sqrt(np.mean([((u - mean) ** 2).mean() for u in units])))
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    target = child(root, name)
+    work = Path(tempfile.mkdtemp(prefix=".annotate-", dir=root))
+    try:
+        folder = work / "dataset"
+        (folder / "images").mkdir(parents=True)
+        (folder / "masks").mkdir()
+        if instances:
+            (folder / "instances").mkdir()
+        progress(0.85, "Saving the images")
+        sizes = _write_unlabelled(folder, reads, channels, dtype, bits)
+        depth = "32-bit float" if dtype == "float32" else f"{bits}-bit"
+        info = {
+            "name": target.name, "pairs": 0, "channels": channels,
+            "mask_kind": "instances" if instances else "binary" if len(classes or SEMANTIC_CLASSES) == 2 else "index",
+            "classes": _class_records(classes or (INSTANCE_CLASSES if instances else SEMANTIC_CLASSES), instances),
+            "soft_edges": False, "ignore_value": None, "instances": instances, "objects_per_image": {},
+            "source_bits": bits if dtype != "float32" else 8, "image_dtype": dtype,
+            "image_format": image_suffix(dtype, channels).lstrip("."), "intensity": rule_of_intensity.record(),
+            "stacks": str(rule), "groups": {r.stem: r.group for r in reads if r.group},
+            "found": f"{len(reads)} images without masks, {channels} channel{'s' if channels != 1 else ''}, {depth}",
+            "test": [], "layout": "images without masks", "image_sizes": _size_summary(list(sizes.values())),
+            "sizes": sizes, "mean": mean, "std": std,
+            "problems": [{"file": f, "problem": p} for f, p in problems],
+            "hash": hashlib.sha256("".join(sorted(sizes)).encode()).hexdigest(),
+            "version": 1, "parent": "", "draft": False, "annotated": [],
+        }  # fmt: skip
+        atomic.write_json(folder / DATASET_FILE, info)
+        if target.exists():
+            target.rename(work / "replaced")
+        folder.rename(target)
+        progress(1.0, f"Saved {len(reads)} images to annotate")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return Dataset.load(target), problems
+
+
+# --- versions -----------------------------------------------------------------------------------------------------
+
+
+def _info(dataset: Dataset) -> dict:
+    return json.loads((dataset.root / DATASET_FILE).read_text(encoding="utf-8"))
+
+
+def used_by_runs(dataset: Dataset, runs_root: Path) -> list[str]:
+    """The runs (folder names) that trained on this exact dataset folder."""
+    mine = dataset.root.resolve()
+    used = []
+    for record in sorted(Path(runs_root).glob(f"*/{DATASET_FILE}")):
+        try:
+            path = json.loads(record.read_text(encoding="utf-8")).get("path")
+        except (OSError, ValueError):
+            continue
+        if path and Path(path).resolve() == mine:
+            used.append(record.parent.name)
+    return used
+
+
+def lineage(dataset: Dataset) -> str:
+    """The name of the upload a dataset (or a version of it) comes from."""
+    if dataset.version <= 1:
+        return dataset.name
+    return dataset.parent or _VERSION.sub("", dataset.name)
+
+
+def _next_version(dataset: Dataset) -> int:
+    base = lineage(dataset)
+    numbers = [dataset.version]
+    for folder in dataset.root.parent.iterdir():
+        match = _VERSION.search(folder.name)
+        if match and folder.name[: match.start()] == base:
+            numbers.append(int(match.group(1)))
+    return max(numbers) + 1
+
+
+def _copy_tree(source: Path, target: Path, folders: Sequence[str]) -> None:
+    """The dataset's files into `target`: images hard-linked (never edited in place), masks copied."""
+    for name in folders:
+        if not (source / name).is_dir():
+            continue
+        (target / name).mkdir(parents=True, exist_ok=True)
+        for file in (source / name).iterdir():
+            if file.is_file():
+                if name in ("images", UNLABELLED):
+                    atomic.link(file, target / name / file.name)
+                else:
+                    shutil.copyfile(file, target / name / file.name)
+
+
+def editable_version(dataset: Dataset, runs_root: Path) -> Dataset:
+    """The version that takes the next drawing: this one while it is a draft no run used, else a new version."""
+    info = _info(dataset)
+    if info.get("draft") and not used_by_runs(dataset, runs_root):
+        return dataset
+    number = _next_version(dataset)
+    base = lineage(dataset)
+    target = child(dataset.root.parent, f"{base}-v{number}")
+    work = Path(tempfile.mkdtemp(prefix=".version-", dir=dataset.root.parent))
+    try:
+        folder = work / "dataset"
+        folder.mkdir()
+        _copy_tree(dataset.root, folder, ("images", "masks", "instances", UNLABELLED))
+        info.update(name=target.name, version=number, parent=base, made_from=dataset.name, draft=True)
+        atomic.write_json(folder / DATASET_FILE, info)
+        if target.exists():
+            raise UserError(f"a dataset named '{target.name}' is in the way; rename or delete it first")
+        folder.rename(target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return Dataset.load(target)
+
+
+# --- reading and saving drawings ---------------------------------------------------------------------------------
+
+
+@contextmanager
+def _locked(dataset: Dataset) -> Iterator[None]:
+    """One save at a time per dataset (two tabs drawing at once take turns)."""
+    with open(dataset.root / ".annotation.lock", "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def read_annotation(dataset: Dataset, stem: str) -> np.ndarray:
+    """uint16 [H, W]: the class indices (or object ids, for a dataset of objects) drawn so far; zeros if none."""
+    if dataset.instances and (dataset.root / "instances" / f"{stem}.png").exists():
+        return image_io.read_image(dataset.root / "instances" / f"{stem}.png").astype(np.uint16)
+    mask_path = dataset.root / "masks" / f"{stem}.png"
+    if stem in dataset.stems and mask_path.exists():
+        return image_io.read_image(mask_path).astype(np.uint16)
+    height, width = image_io.image_size(dataset.image_path(stem))
+    return np.zeros((height, width), np.uint16)
+
+
+def _class_indices(dataset: Dataset, mask: np.ndarray) -> np.ndarray:
+    """The class mask a drawing gives: the drawing itself, or for objects their union as class 1."""
+    if dataset.instances:
+        return (mask > 0).astype(np.uint8)
+    top = int(mask.max(initial=0))
+    if top >= dataset.num_classes:
+        raise UserError(f"the drawing uses class {top} but the dataset has {dataset.num_classes} classes")
+    return mask.astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class Saved:
+    """What a save did: the dataset it went into, and the version it left untouched, if it made a new one."""
+
+    dataset: Dataset
+    forked_from: str | None = None
+    cleared: bool = False  # the drawing was empty: the image is (again) one without a mask
+
+    def words(self, stem: str) -> str:
+        if self.cleared:
+            return f"'{stem}' has nothing drawn: it stays an image without a mask"
+        made = (f" (a new version: '{self.forked_from}' was used by a training and is kept as it was)"
+                if self.forked_from else "")
+        return f"saved '{stem}' in '{self.dataset.name}'{made}"
+
+
+def save_annotation(dataset: Dataset, stem: str, mask: np.ndarray, runs_root: Path) -> Saved:
+    """Save a drawing of `stem` (uint16 [H, W], as `read_annotation` gives) into the editable version.
+
+    Written atomically; dataset.json's counts, the image's place (`unlabelled/` -> `images/`) and the hash follow.
+    An empty drawing of an image that had no mask (or only one drawn here) leaves it without a mask, so a stroke
+    drawn and undone does not turn into an "all background" training example.
+    """
+    if stem not in dataset.all_images:
+        raise UserError(f"the dataset '{dataset.name}' has no image '{stem}'")
+    target = editable_version(dataset, runs_root)
+    forked = dataset.name if target.root != dataset.root else None
+    with _locked(target):
+        target = Dataset.load(target.root)
+        info = _info(target)
+        height, width = image_io.image_size(target.image_path(stem))
+        if mask.shape != (height, width) or mask.dtype.kind not in "ui":
+            raise UserError(f"the drawing is {mask.shape[::-1]} but '{stem}' is {width}x{height}")
+        annotated = list(info.get("annotated", []))
+        old = read_annotation(target, stem) if stem in target.stems else None
+        if not mask.any() and (old is None or stem in annotated):
+            _unlabel(target, stem, info, old)
+            return Saved(Dataset.load(target.root), forked, cleared=True)
+        indices = _class_indices(target, mask)
+        atomic.write_png(target.root / "masks" / f"{stem}.png", indices)
+        if target.instances:
+            (target.root / "instances").mkdir(exist_ok=True)
+            atomic.write_png(target.root / "instances" / f"{stem}.png", mask.astype(np.uint16))
+            info.setdefault("objects_per_image", {})[stem] = int(len(np.unique(mask[mask > 0])))
+        waiting = target.root / UNLABELLED / target.image_path(stem).name
+        if waiting.exists():
+            os.replace(waiting, target.root / "images" / waiting.name)
+        _count_pixels(info, old, indices, target)
+        if stem not in annotated:
+            annotated.append(stem)
+        info.setdefault("sizes", {})[stem] = [height, width]
+        _finish(target, info, annotated, stem, mask)
+    return Saved(Dataset.load(target.root), forked)
+
+
+def _unlabel(dataset: Dataset, stem: str, info: dict, old: np.ndarray | None) -> None:
+    """Put an image back among those without a mask (its drawing was emptied)."""
+    if old is not None:
+        _count_pixels(info, _class_indices(dataset, old), None, dataset)
+        for folder in ("masks", "instances"):
+            (dataset.root / folder / f"{stem}.png").unlink(missing_ok=True)
+        (dataset.root / UNLABELLED).mkdir(exist_ok=True)
+        os.replace(dataset.image_path(stem), dataset.root / UNLABELLED / dataset.image_path(stem).name)
+    info.get("objects_per_image", {}).pop(stem, None)
+    annotated = [s for s in info.get("annotated", []) if s != stem]
+    _finish(dataset, info, annotated, stem, np.zeros(1, np.uint8))
+
+
+def _count_pixels(info: dict, old: np.ndarray | None, new: np.ndarray | None, dataset: Dataset) -> None:
+    """Keep each class's pixel count in dataset.json right: minus the old mask of the image, plus the new one."""
+    classes = info["classes"]
+    k = len(classes)
+    delta = np.zeros(k, np.int64)
+    if old is not None:
+        delta -= np.bincount(_class_indices(dataset, old).ravel(), minlength=k)[:k]
+    if new is not None:
+        delta += np.bincount(new.ravel(), minlength=k)[:k]
+    for record, change in zip(classes, delta, strict=True):
+        record["pixels"] = max(0, int(record.get("pixels", 0)) + int(change))
+
+
+def _finish(dataset: Dataset, info: dict, annotated: list[str], stem: str, mask: np.ndarray) -> None:
+    """dataset.json after a save: pairs, the images still without masks, sizes and a new hash."""
+    fmt = info.get("image_format", "png")
+    pairs = sorted(p.stem for p in (dataset.root / "images").glob(f"*.{fmt}"))
+    sizes = info.get("sizes", {})
+    labelled_sizes = [sizes[s] for s in pairs if s in sizes]
+    digest = hashlib.sha256(f"{info.get('hash', '')}/{stem}/".encode() + mask.tobytes()).hexdigest()
+    info.update(pairs=len(pairs), annotated=annotated, hash=digest,
+                unlabelled=len(list((dataset.root / UNLABELLED).glob(f"*.{fmt}"))))
+    if labelled_sizes:
+        info["image_sizes"] = _size_summary(labelled_sizes)
+    atomic.write_json(dataset.root / DATASET_FILE, info)
+
+
+# --- progress, and the model's help -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AnnotationProgress:
+    """How far the drawing is: images with a mask out of all, and each class's share of the labelled pixels."""
+
+    labelled: int
+    total: int
+    class_pixels: dict[str, int] = field(default_factory=dict)
+    objects: int | None = None
+
+    def words(self) -> str:
+        share = ""
+        pixels = sum(self.class_pixels.values())
+        if pixels:
+            share = "; " + ", ".join(f"{name} {100 * n / pixels:.0f}%" for name, n in self.class_pixels.items())
+        objects = f", {self.objects} objects" if self.objects is not None else ""
+        return f"{self.labelled} of {self.total} images have a mask{objects}{share}"
+
+
+def annotation_progress(dataset: Dataset) -> AnnotationProgress:
+    objects = sum(dataset.objects.get(s, 0) for s in dataset.stems) if dataset.instances else None
+    return AnnotationProgress(len(dataset.stems), len(dataset.all_images),
+                              {c.name: int(c.pixels) for c in dataset.classes}, objects)
+
+
+def uncertainty(prediction: Prediction) -> float:
+    """Mean pixel entropy of the prediction, 0 (sure everywhere) to 1 (a coin toss everywhere).
+
+    The images where the model hesitates most are the ones whose correction teaches it most (the usual
+    uncertainty sampling of active learning).
+    """
+    p = prediction.probabilities.astype(np.float32)
+    eps = 1e-7
+    if p.shape[-1] == 1:
+        q = np.clip(p[..., 0], eps, 1 - eps)
+        entropy = -(q * np.log(q) + (1 - q) * np.log(1 - q)) / np.log(2.0)
+    else:
+        q = np.clip(p, eps, 1.0)
+        entropy = -(q * np.log(q)).sum(axis=-1) / np.log(p.shape[-1])
+    return float(entropy.mean())
+
+
+def rank_by_uncertainty(predictor: Predictor, dataset: Dataset, stems: Sequence[str],
+                        progress: Progress | None = None) -> list[tuple[str, float]]:
+    """(stem, uncertainty) for `stems`, most uncertain first; images the model cannot take are left out."""
+    progress = progress or _quiet
+    scored = []
+    for i, stem in enumerate(stems):
+        progress(i / max(len(stems), 1), f"Predicting {stem}")
+        try:
+            scored.append((stem, uncertainty(predictor.predict(dataset.read_image(stem)))))
+        except UserError:
+            continue
+    progress(1.0, "Done")
+    return sorted(scored, key=lambda item: -item[1])
+
+
+def check_run_fits(predictor: Predictor, dataset: Dataset) -> str | None:
+    """Why a run's predictions cannot start this dataset's drawings, or None when they can."""
+    if predictor.channels != dataset.channels:
+        return (f"the model takes {predictor.channels}-channel images but this dataset's have {dataset.channels}; "
+                "choose a run trained on images like these")
+    classes = 2 if predictor.task == "instances" else predictor.num_classes
+    if not dataset.instances and classes != dataset.num_classes:
+        return (f"the model predicts {classes} classes but this dataset has {dataset.num_classes}; choose a run "
+                "trained with the same classes")
+    return None
+
+
+def predicted_annotation(prediction: Prediction, dataset: Dataset, threshold: float = 0.5,
+                         min_size: int = 0) -> np.ndarray:
+    """A drawing to start from: the prediction's classes, or for a dataset of objects one id per object."""
+    if dataset.instances:
+        labels = prediction.labels(threshold, min_size)
+        return np.minimum(labels, np.iinfo(np.uint16).max).astype(np.uint16)
+    return prediction.mask(threshold, min_size).astype(np.uint16)
