@@ -10,6 +10,7 @@ st.set_page_config(page_title="U-Net Studio", page_icon=":material/biotech:", la
 
 PAGES = [
     ("pages/dataset.py", "Dataset", ":material/photo_library:"),
+    ("pages/annotate.py", "Annotate", ":material/brush:"),
     ("pages/model.py", "Model", ":material/account_tree:"),
     ("pages/train.py", "Train", ":material/monitoring:"),
     ("pages/inference.py", "Inference", ":material/auto_fix_high:"),

@@ -10,6 +10,7 @@ import streamlit as st
 from unet import workspace
 from unet.dataset import Dataset, ingest, list_datasets, stage_uploads
 from unet.demo import CLASS_NAMES, write_demo_dataset
+from unet.ui.annotate_view import create_from_uploads
 from unet.ui.augment_controls import augment_controls, preview_grid
 from unet.ui.dataset_view import channel_words, found_caption, stack_choice
 from unet.ui.feedback import user_errors
@@ -125,8 +126,18 @@ with files_tab:
     if not ready and (image_files or mask_files):
         missing = "masks" if image_files else "images"
         st.caption(f"Add the {missing} too: every image needs its mask (a picture of the same size that paints "
-                   "what should be found). No masks yet? Draw them in another program first.")
+                   "what should be found). No masks yet? Save the images as they are and draw the masks on the "
+                   "**Annotate** page.")
     files_stacks = stack_choice("files")
+    if image_files and not mask_files and st.button(
+            "Save the images to annotate", key="save_unlabelled", icon=":material/brush:",
+            help="Keeps the images without masks (classes 'background' and 'cell', which the Annotate page can "
+                 "rename); then draw their masks on the Annotate page."):
+        bar = st.progress(0.0, text="Reading the images…")
+        with user_errors("saving the images"):
+            create_from_uploads(image_files, files_name, ["background", "cell"], False, bar)
+            st.switch_page("pages/annotate.py")
+        bar.empty()
     if st.button("Check and save", disabled=not ready, key="save_files", icon=":material/upload:",
                  help=None if ready else "Needs images and their masks."):
         with user_errors("reading the uploaded files"):
@@ -176,6 +187,11 @@ facts[3].metric(
 )
 
 found_caption(dataset)
+if dataset.unlabelled:
+    st.info(f"{len(dataset.unlabelled)} image(s) have no mask yet: draw them (or let a model fill them for you to "
+            "correct) on the **Annotate** page. Training uses the images that have a mask.",
+            icon=":material/brush:")
+    st.page_link("pages/annotate.py", label="Annotate these images", icon=":material/brush:")
 
 if dataset.problems:
     with st.expander(f"{len(dataset.problems)} file(s) need attention", expanded=True, icon=":material/warning:"):
@@ -221,6 +237,9 @@ with st.expander(f"Test set: {len(dataset.test_stems)} images set aside" if data
 
 # --- 3. Augmentation ----------------------------------------------------------------------------------------------
 st.header("3. Augmentation", divider="gray")
+if not dataset.stems:
+    st.caption("The preview shows images with their masks; this dataset has none yet.")
+    st.stop()
 config = align_config_with_dataset(dataset)  # the data's channels and classes: previews draw what training sees
 controls, preview = st.columns([1, 2], gap="large")
 with controls:

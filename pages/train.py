@@ -34,6 +34,10 @@ with st.expander("New training", expanded=shown is None or not shown.is_active, 
     if dataset is None:
         st.info("Choose a dataset first on the **Dataset** page (the demo data is one click away).")
         st.page_link("pages/dataset.py", label="Go to the Dataset page", icon=":material/photo_library:")
+    elif len(dataset.stems) < 2:
+        st.info(f"“{dataset.name}” has {len(dataset.stems)} image(s) with a mask; training needs at least 2 (one to "
+                "learn from, one to check on), and learns better from more. Draw them on the **Annotate** page.")
+        st.page_link("pages/annotate.py", label="Go to the Annotate page", icon=":material/brush:")
     else:
         train_images = training_count(len(dataset.training_stems), config.train.validation_split)
         facts = model_facts(config, num_images=train_images, gflops_per_second=machine_gflops())

@@ -13,8 +13,13 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from unet.errors import UserError
+
+if TYPE_CHECKING:
+    from unet.config import Config
+    from unet.finetune import Source
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -117,14 +122,47 @@ def _suggest(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     import dataclasses
 
+    source = _init_source(args)  # before anything heavy: a wrong path is named at once
     from unet.training import train
 
     config = _load_config(args)
     if args.task:
         config = config.replace(data=dataclasses.replace(config.data, task=args.task))
+    if source is not None:
+        config = _fine_tuned(config, source, args.epochs)
     said = bool(args.task) or (args.config and "task" in json.loads(Path(args.config).read_bytes()).get("data", {}))
     return train(Path(args.out), Path(args.data), config, resume=args.resume, test_split=args.test_split,
                  stacks=args.stacks, task_given=bool(said))
+
+
+def _init_source(args: argparse.Namespace) -> Source | None:
+    """The `--init-from` source, or None."""
+    if not args.init_from:
+        return None
+    if args.resume:
+        raise UserError("--init-from starts a new training and --resume continues this run from its last.keras; "
+                        "use one or the other")
+    from unet.finetune import resolve_source
+
+    return resolve_source(args.init_from)
+
+
+def _fine_tuned(config: Config, source: Source, epochs: int | None) -> Config:
+    """`unet.finetune.fine_tune_config`, with an explicit --epochs kept; says what it changed in one line."""
+    import dataclasses
+
+    from unet.finetune import LR_FACTOR, RUN, fine_tune_config
+
+    tuned = fine_tune_config(config, source)
+    if epochs is not None:
+        tuned = tuned.replace(train=dataclasses.replace(tuned.train, epochs=epochs))
+    rate = tuned.train.learning_rate
+    whose = "its" if source.kind == RUN else "the config's"
+    settings = " with its model settings" if source.kind == RUN else ""
+    count = tuned.train.epochs
+    print(f"fine-tuning from {source.label}{settings}: learning rate {rate:.3g} (a tenth of {whose} "
+          f"{rate / LR_FACTOR:.3g}), {count} epoch{'s' if count != 1 else ''}; change them with --config/--epochs")
+    return tuned
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -228,6 +266,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="override train.epochs")
     p.add_argument("--max-minutes", type=float, help="override train.max_minutes")
     p.add_argument("--resume", action="store_true", help="continue a stopped or interrupted run from last.keras")
+    p.add_argument("--init-from", metavar="RUN_DIR|FILE.keras",
+                   help="fine-tune: start from a run's best model (its model settings are used) or from a .keras "
+                        "file built with the same settings; sets a tenth of the learning rate and at most 20 "
+                        "epochs (--epochs still wins). A new output layer is learned when the classes differ")
     p.add_argument("--task", choices=("semantic", "instances"),
                    help="semantic: a class per pixel; instances: also separate touching objects (one id each). "
                         "Default: instances for instance label masks, else semantic (or the config's data.task)")

@@ -149,6 +149,7 @@ class TrainConfig:
     reduce_lr_patience: int = 5  # epochs without improvement before "plateau" halves the rate
     seed: int = 42
     max_minutes: float = 0.0
+    init_from: str | None = None  # fine-tune: start from this run folder's or .keras file's weights (unet.finetune)
 
     def __post_init__(self) -> None:
         _between(self.epochs, 1, 10000, "train.epochs")
@@ -163,6 +164,8 @@ class TrainConfig:
         _between(self.reduce_lr_patience, 0, 1000, "train.reduce_lr_patience")
         _between(self.seed, 0, 2**31 - 1, "train.seed")
         _between(self.max_minutes, 0, 60 * 24 * 7, "train.max_minutes")
+        _check(self.init_from is None or (isinstance(self.init_from, str) and self.init_from.strip() != ""),
+               "train.init_from", f"must be a run folder or a .keras file, or null, not {json.dumps(self.init_from)}")
 
 
 @dataclass(frozen=True)
@@ -261,4 +264,6 @@ def _coerce(value: Any, wanted: type, key: str) -> Any:
         return float(value)
     elif wanted is str:
         _check(isinstance(value, str), key, f"must be text, not {json.dumps(value)}")
+    elif wanted == str | None:
+        _check(value is None or isinstance(value, str), key, f"must be text or null, not {json.dumps(value)}")
     return value

@@ -5,7 +5,8 @@ machine's training lock (a second trainer waits, `queued`), writes `status.json`
 line per epoch to `history.jsonl`, saves the best model (`model.keras`, by validation Dice) and a resumable
 checkpoint (`last.keras`, with optimizer state), and stops cleanly after the current batch when a `STOP` file
 appears (or on SIGTERM, or at the time limit). Every file is replaced atomically, so a crash or a full disk never
-leaves a damaged checkpoint or status behind.
+leaves a damaged checkpoint or status behind. A fine-tuning (`train.init_from`, `unet.finetune`) copies an earlier
+model's weights into the fresh one and records what it copied in `init_from.json`.
 
 Readers (pages, `unet.runs`) never import this module; it imports TensorFlow.
 """
@@ -31,7 +32,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from unet import atomic, pipeline, runs, schedule, splits, task
+from unet import atomic, finetune, pipeline, runs, schedule, splits, task
 from unet import metrics as unet_metrics
 from unet.augment import Augmenter
 from unet.callbacks import CosineSchedule, ResumableEarlyStopping, RunRecorder
@@ -225,6 +226,17 @@ def build_model(config: Config, weights: list[float] | None, resume_from: Path |
     return model
 
 
+def _initialise(model: keras.Model, source: finetune.Source, config: Config, run_dir: Path,
+                status: StatusWriter) -> None:
+    """Fine-tuning: the fresh model takes the source's weights; `init_from.json` records what was copied."""
+    status.write(message=f"copying the weights of {source.label}")
+    report = finetune.initialise(model, source, config.data.channels)
+    log.info("%s", report.message)
+    atomic.write_json(run_dir / finetune.INIT_FROM, report.record(source, str(config.train.init_from)))
+    line = report.status_line(source)
+    status.write(message=line, init_from=line)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The training itself.
 # ---------------------------------------------------------------------------------------------------------------
@@ -240,6 +252,10 @@ def _fit(run_dir: Path, data: Path, config: Config, resume: bool, status: Status
     if resume and not last.exists():
         raise UserError("cannot resume: this run has no checkpoint (last.keras); start a new run instead")
     done = max((int(h.get("epoch", 0)) for h in history), default=0)
+    init_from = None if resume else config.train.init_from  # a resume continues from last.keras instead
+    source = finetune.resolve_source(init_from) if init_from else None  # a missing source fails before the data
+    if not resume and source is None:
+        (run_dir / finetune.INIT_FROM).unlink(missing_ok=True)  # a new training in an old folder: not fine-tuned
 
     status.write(state=runs.RUNNING, message="reading the dataset")
     dataset = load_data(data, run_dir, reuse=resume, stacks=stacks)
@@ -278,6 +294,8 @@ def _fit(run_dir: Path, data: Path, config: Config, resume: bool, status: Status
     status.write(message="building the model")
     with strategy().scope():
         model = build_model(config, weights, last if resume else None)
+        if source is not None:
+            _initialise(model, source, config, run_dir, status)
 
     samples = next(iter(pipeline.eval_pipeline(dataset, split.val[:4], config, cache=False, batch_size=4).dataset))
     recorder = RunRecorder(run_dir, status, config, dataset, samples, history, steps)
@@ -299,7 +317,8 @@ def _fit(run_dir: Path, data: Path, config: Config, resume: bool, status: Status
 
     callbacks.extend(extra_callbacks)  # last, so their on_epoch_end sees the epoch's files written
 
-    status.write(message=f"training from epoch {done + 1}")
+    fine_tuning = f" ({status.data['init_from']})" if source is not None else ""
+    status.write(message=f"training from epoch {done + 1}{fine_tuning}")
     model.fit(train_in.dataset, epochs=config.train.epochs, initial_epoch=done, steps_per_epoch=steps,
               validation_data=val_in.dataset, callbacks=callbacks, verbose=2, shuffle=False)
 
@@ -361,7 +380,8 @@ def train(run_dir: Path, data: Path, config: Config, resume: bool = False,
     Args:
         run_dir: the run folder; created if missing (the command line may name a new one).
         data: a stored dataset folder, or a raw folder/zip of images/ and masks/ (stored into RUN_DIR/data).
-        config: the run's config; channels and number of classes are taken from the dataset.
+        config: the run's config; channels and number of classes are taken from the dataset. With
+            `train.init_from` a new training starts from that run's or file's weights (`unet.finetune`).
         resume: continue from `last.keras`, its optimizer state and `history.jsonl`.
         callbacks: extra Keras callbacks, run after the trainer's own (the benchmark times epochs with one).
         test_split: set this share of the dataset aside as its test set before splitting (not on resume).

@@ -1,0 +1,142 @@
+"""The Annotate page's parts: what to draw on, the picture at the chosen contrast, the model's help, and saving.
+
+The drawing itself is `unet.ui.mask_canvas` (a component in the browser); what a saved drawing becomes is
+`unet.annotation` (versions, counts). This module keeps the page's session state in one place: the image being
+drawn, a model's prediction waiting to be corrected, and the uncertainty order.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from unet import annotation, workspace
+from unet.dataset import Dataset, stage_uploads
+from unet.images import display_rgb
+from unet.runs import Run, list_runs
+from unet.ui.inference_view import predictor_from_run, rank_runs
+from unet.ui.state import set_current_dataset
+
+STEM = "annotate_stem"
+PENDING = "annotate_pending"  # {(lineage, stem): predicted drawing, not saved until the user keeps it}
+VERSIONS = "annotate_mask_versions"  # {(lineage, stem): n}, raised when the page replaces the drawing
+ORDER = "annotate_uncertain"  # (lineage, run id, [(stem, uncertainty)])
+SAVED = "annotate_saved"  # the last save, in words
+JUMP = "annotate_jump"  # an image to show on the next run (the picker cannot change once drawn)
+
+
+def create_from_uploads(uploads: list, name: str, classes: list[str], instances: bool, bar) -> Dataset:
+    """Store uploaded images (no masks) as a dataset to draw on; problems with single files are listed."""
+    with workspace.staging() as staging:
+        folder = stage_uploads([(f.name, f) for f in uploads], [], staging / "files")
+        files = [(path, path.name) for path in sorted((folder / "images").iterdir())]
+        dataset, problems = annotation.new_image_dataset(
+            files, name, workspace.datasets_dir(), classes, instances,
+            progress=lambda f, text: bar.progress(min(max(f, 0.0), 1.0), text=text))
+    set_current_dataset(dataset.name)
+    if problems:
+        st.session_state[SAVED] = "Left out: " + "; ".join(f"{file}: {why}" for file, why in problems[:5])
+    return dataset
+
+
+def contrast_picture(dataset: Dataset, image: np.ndarray, low: float, high: float) -> np.ndarray:
+    """uint8 RGB of `image` stretched between its `low` and `high` percentiles (per channel), after the dataset's
+    intensity rule: faint 16-bit signal becomes visible without changing what is stored or trained on."""
+    unit = dataset.rule.to_unit(image)
+    flat = unit.reshape(-1, unit.shape[-1])
+    bottom, top = np.percentile(flat, low, axis=0), np.percentile(flat, high, axis=0)
+    stretched = (unit - bottom) / np.maximum(top - bottom, 1e-6)
+    return display_rgb(np.clip(stretched, 0.0, 1.0).astype(np.float32))
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def cached_picture(path: str, modified: float, low: float, high: float, _dataset: Dataset) -> np.ndarray:
+    """The picture to draw on, made once per image and contrast (a 2000x1500 image takes about 0.1 s)."""
+    return contrast_picture(_dataset, _dataset.read_image(Path(path).stem), low, high)
+
+
+def key_of(dataset: Dataset, stem: str) -> tuple[str, str]:
+    """The same image keeps its key across versions, so a new version does not reset the drawing's history."""
+    return annotation.lineage(dataset), stem
+
+
+def mask_version(dataset: Dataset, stem: str) -> int:
+    return st.session_state.setdefault(VERSIONS, {}).get(key_of(dataset, stem), 0)
+
+
+def drawing_of(dataset: Dataset, stem: str) -> np.ndarray:
+    """What the canvas starts from: a prediction waiting to be corrected, else what is saved."""
+    pending = st.session_state.get(PENDING, {}).get(key_of(dataset, stem))
+    return pending if pending is not None else annotation.read_annotation(dataset, stem)
+
+
+def replace_drawing(dataset: Dataset, stem: str, drawing: np.ndarray) -> None:
+    """Put a new drawing on the canvas (as one step the user can undo); saved with the next stroke."""
+    key = key_of(dataset, stem)
+    st.session_state.setdefault(PENDING, {})[key] = drawing
+    versions = st.session_state.setdefault(VERSIONS, {})
+    versions[key] = versions.get(key, 0) + 1
+
+
+def save(dataset: Dataset, stem: str, drawing: np.ndarray) -> Dataset:
+    """Save a drawing (into a new version when needed) and make the saved-into version the current dataset."""
+    saved = annotation.save_annotation(dataset, stem, drawing, workspace.runs_dir())
+    st.session_state.get(PENDING, {}).pop(key_of(dataset, stem), None)
+    if saved.dataset.name != dataset.name:
+        set_current_dataset(saved.dataset.name)
+    st.session_state[SAVED] = f"{time.strftime('%H:%M:%S')}: {saved.words(stem)}"
+    return saved.dataset
+
+
+def fitting_runs(dataset: Dataset) -> list[tuple[Run, str]]:
+    """Runs with a model whose channels (and classes) fit this dataset, best first."""
+    found = []
+    for run, label in rank_runs([r for r in list_runs(workspace.runs_dir()) if r.has_model]):
+        try:
+            config = run.config()
+        except Exception:  # noqa: BLE001 - a run whose config cannot be read is not offered
+            continue
+        classes = 2 if config.data.task == "instances" else config.model.num_classes
+        if config.data.channels == dataset.channels and (dataset.instances or classes == dataset.num_classes):
+            found.append((run, label))
+    return found
+
+
+def predict_into_canvas(run: Run, dataset: Dataset, stem: str, threshold: float) -> str:
+    """Fill the canvas with the run's prediction for `stem`; returns what was done, in words."""
+    predictor = predictor_from_run(run)
+    problem = annotation.check_run_fits(predictor, dataset)
+    if problem:
+        return problem
+    prediction = predictor.predict(dataset.read_image(stem))
+    drawing = annotation.predicted_annotation(prediction, dataset, threshold)
+    replace_drawing(dataset, stem, drawing)
+    what = f"{len(np.unique(drawing[drawing > 0]))} objects" if dataset.instances else "the classes"
+    return (f"Filled with {run.name}'s prediction ({what}); correct it, and each stroke saves it. "
+            "Undo brings back what was there.")
+
+
+def rank_unlabelled(run: Run, dataset: Dataset, bar) -> list[tuple[str, float]]:
+    """The images without a mask, most uncertain first for this run (kept for the session)."""
+    predictor = predictor_from_run(run)
+    problem = annotation.check_run_fits(predictor, dataset)
+    if problem:
+        st.warning(problem)
+        return []
+    ranked = annotation.rank_by_uncertainty(
+        predictor, dataset, dataset.unlabelled,
+        progress=lambda f, text: bar.progress(min(max(f, 0.0), 1.0), text=text))
+    st.session_state[ORDER] = (annotation.lineage(dataset), run.id, ranked)
+    return ranked
+
+
+def next_uncertain(dataset: Dataset, run: Run) -> str | None:
+    """The most uncertain image still without a mask, from the ranking made for this run."""
+    lineage, run_id, ranked = st.session_state.get(ORDER, ("", "", []))
+    if lineage != annotation.lineage(dataset) or run_id != run.id:
+        return None
+    waiting = set(dataset.unlabelled)
+    return next((stem for stem, _ in ranked if stem in waiting), None)
