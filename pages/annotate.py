@@ -51,26 +51,31 @@ if not datasets:
     st.stop()
 current = current_dataset()
 names = [d.name for d in datasets]
+if version := st.session_state.pop(view.NEXT_DATASET, None):
+    st.session_state[view.DATASET] = version
+if st.session_state.get(view.DATASET) not in names:  # first visit, or a version made by the last save
+    st.session_state[view.DATASET] = current.name if current and current.name in names else names[0]
 chosen = st.selectbox(
-    "Dataset", names, index=names.index(current.name) if current and current.name in names else 0,
+    "Dataset", names, key=view.DATASET,
     help="Drawings go into a version of this dataset (NAME-v2, -v3…): a new one is made when the dataset is an "
          "upload or a training used it; until then the same version takes every stroke.")
 dataset = next(d for d in datasets if d.name == chosen)
 if current is None or current.name != dataset.name:
     set_current_dataset(dataset.name)
-done = annotation.annotation_progress(dataset)
-st.progress(done.labelled / max(done.total, 1), text=done.words())
-if dataset.version > 1:
-    st.caption(f"Version {dataset.version} of '{annotation.lineage(dataset)}'.")
+progress_line = st.empty()  # filled at the end, so it counts the stroke saved during this run
+st.caption(f"Version {dataset.version} of '{annotation.lineage(dataset)}'." if dataset.version > 1 else
+           "Version 1: the images as uploaded; the first stroke makes version 2.")  # always drawn: a layout that
+# changes above the canvas would remount it and lose its undo history
 
 # --- 2. Draw ------------------------------------------------------------------------------------------------------
 st.header("2. Draw", divider="gray")
 stems = dataset.all_images
 labelled = set(dataset.stems)
-if jump := st.session_state.pop(view.JUMP, None):  # set by a button below the picker, applied before it is drawn
-    st.session_state[view.STEM] = jump
-if st.session_state.get(view.STEM) not in stems:
-    st.session_state[view.STEM] = next((s for s in stems if s not in labelled), stems[0])
+# The image on the canvas is plain session state (and in the URL, so a reload comes back to it), not the picker's
+# key: the picker's labels change when an image gains a mask, which makes it a new widget that would forget.
+shown = st.session_state.pop(view.JUMP, None) or st.session_state.get(view.STEM) or st.query_params.get("image")
+if shown not in stems:
+    shown = next((s for s in stems if s not in labelled), stems[0])
 
 
 def _go_to(stem: str | None) -> None:
@@ -81,9 +86,12 @@ def _go_to(stem: str | None) -> None:
 pick, model_column = st.columns([1, 1])
 with pick:
     stem = st.selectbox(
-        "Image", stems, key=view.STEM,
+        "Image", stems, index=stems.index(shown),
         format_func=lambda s: f"{s} · {'has a mask' if s in labelled else 'no mask yet'}",
         help="Every image of the dataset; those without a mask are what training cannot use yet.")
+    st.session_state[view.STEM] = stem
+    if st.query_params.get("image") != stem:
+        st.query_params["image"] = stem
     st.button("Next image without a mask", on_click=_go_to,
               args=(next((s for s in stems if s not in labelled and s != stem), None),),
               disabled=not dataset.unlabelled, help="Jump to an image nobody has drawn yet.")
@@ -91,7 +99,6 @@ with pick:
         "Display contrast (percentiles)", 0.0, 100.0, (0.0, 100.0) if dataset.image_dtype == "uint8" else (1.0, 99.8),
         step=0.1, help="Stretches the picture between these percentiles of its pixels, for faint or 16-bit "
                        "images. Only the display changes; training uses the dataset's own rule.")
-    opacity = st.slider("Mask opacity", 0, 100, 50, help="How strongly the drawn classes cover the image.") / 100
 
 with model_column:
     fitting = view.fitting_runs(dataset)
@@ -135,15 +142,17 @@ with user_errors("showing the image"):
     key = view.key_of(dataset, stem)
     edit = mask_canvas(picture, view.drawing_of(dataset, stem), classes, image_id="/".join(key),
                        mask_version=view.mask_version(dataset, stem), instances=dataset.instances,
-                       opacity=opacity, key="annotate-canvas")
+                       key="annotate-canvas")
     if edit is not None:
         with user_errors("saving the drawing"):
-            view.save(dataset, stem, edit.mask)
+            dataset = view.save(dataset, stem, edit.mask)
+            if view.NEXT_DATASET in st.session_state:
+                st.rerun()
     pending = st.session_state.get(view.PENDING, {}).get(key)
     if pending is not None and st.button("Keep the prediction as it is",
                                          help="Save the model's mask without changes."):
         with user_errors("saving the drawing"):
-            view.save(dataset, stem, pending)
+            dataset = view.save(dataset, stem, pending)
             st.rerun()
 if st.session_state.get(view.SAVED):
     st.caption(st.session_state[view.SAVED])
@@ -152,3 +161,5 @@ st.caption(
     f"Unpainted pixels count as **{unpainted}**. Brush, eraser and lasso fill are in the canvas's toolbar; the "
     "wheel zooms, the middle button or Space+drag pans, Ctrl+Z undoes."
     + (" **New object** starts the next object (its own id)." if dataset.instances else ""))
+done = annotation.annotation_progress(dataset)
+progress_line.progress(done.labelled / max(done.total, 1), text=done.words())

@@ -21,6 +21,8 @@ from unet.ui.inference_view import predictor_from_run, rank_runs
 from unet.ui.state import set_current_dataset
 
 STEM = "annotate_stem"
+DATASET = "annotate_dataset"
+NEXT_DATASET = "annotate_next_dataset"  # the version a save made, chosen in the picker on the next run
 PENDING = "annotate_pending"  # {(lineage, stem): predicted drawing, not saved until the user keeps it}
 VERSIONS = "annotate_mask_versions"  # {(lineage, stem): n}, raised when the page replaces the drawing
 ORDER = "annotate_uncertain"  # (lineage, run id, [(stem, uncertainty)])
@@ -85,8 +87,9 @@ def save(dataset: Dataset, stem: str, drawing: np.ndarray) -> Dataset:
     """Save a drawing (into a new version when needed) and make the saved-into version the current dataset."""
     saved = annotation.save_annotation(dataset, stem, drawing, workspace.runs_dir())
     st.session_state.get(PENDING, {}).pop(key_of(dataset, stem), None)
-    if saved.dataset.name != dataset.name:
+    if saved.dataset.name != dataset.name:  # a new version: the page shows it from the next run on
         set_current_dataset(saved.dataset.name)
+        st.session_state[NEXT_DATASET] = saved.dataset.name
     st.session_state[SAVED] = f"{time.strftime('%H:%M:%S')}: {saved.words(stem)}"
     return saved.dataset
 

@@ -1,0 +1,111 @@
+"""A user with images and no masks: uploads them on the Annotate page, paints two classes with the mouse, reloads
+and finds the strokes saved, then undoes one. The saved mask file is read from the workspace, so the whole path
+(mouse -> browser mask -> PNG -> Python -> dataset version on disk) is checked."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import cv2
+import numpy as np
+from playwright.sync_api import expect
+
+from tests.e2e.conftest import screenshot, wait_for_app
+
+WIDTH, HEIGHT = 120, 90  # not square, so a swapped axis would show
+
+
+def _images(folder) -> list[str]:
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(7)
+    paths = []
+    for i in range(3):
+        path = folder / f"plate{i}.png"
+        cv2.imwrite(str(path), rng.integers(40, 200, (HEIGHT, WIDTH), dtype=np.uint8))
+        paths.append(str(path))
+    return paths
+
+
+def _ready(page) -> None:
+    expect(page.locator("[data-testid='mask-canvas-viewport'][data-ready='true']")).to_be_attached(timeout=30_000)
+
+
+def _drag(page, points: list[tuple[float, float]]) -> None:
+    """A stroke through image points (x, y), mapped to the screen through the painting canvas's box."""
+    canvas = page.get_by_test_id("mask-canvas")
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    screen = [(box["x"] + x * box["width"] / WIDTH, box["y"] + y * box["height"] / HEIGHT) for x, y in points]
+    page.mouse.move(*screen[0])
+    page.mouse.down()
+    for point in screen[1:]:
+        page.mouse.move(*point, steps=8)
+    page.mouse.up()
+
+
+def _saved(workspace, revision_text: str, page) -> np.ndarray:
+    """The mask of plate0 in the version the page saved into, once the page says it saved."""
+    expect(page.get_by_text(revision_text).first).to_be_visible(timeout=30_000)
+    info = json.loads((workspace / "datasets" / "plates-e2e-v2" / "dataset.json").read_text())
+    assert info["version"] == 2 and info["parent"] == "plates-e2e"
+    return cv2.imread(str(workspace / "datasets" / "plates-e2e-v2" / "masks" / "plate0.png"), cv2.IMREAD_UNCHANGED)
+
+
+def _file_shows(workspace, condition, timeout: float = 30.0) -> np.ndarray:
+    """The saved mask of plate0 once `condition` holds for it (saves happen a moment after the mouse is up)."""
+    path = workspace / "datasets" / "plates-e2e-v2" / "masks" / "plate0.png"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED) if path.exists() else None
+        if mask is not None and condition(mask):
+            return mask
+        time.sleep(0.3)
+    raise AssertionError(f"the saved mask did not change as expected within {timeout:.0f} s")
+
+
+def test_two_classes_painted_with_the_mouse_are_saved_survive_a_reload_and_undo(page, app_url, workspace, tmp_path):
+    page.goto(f"{app_url}/annotate")
+    wait_for_app(page)
+    expander = page.get_by_test_id("stExpander").filter(has_text="Start from images without masks")
+    expect(expander).to_be_visible()
+    if expander.locator("details").get_attribute("open") is None:  # open already when the workspace has no dataset
+        expander.get_by_text("Start from images without masks").click()
+    uploader = page.get_by_test_id("stFileUploader").filter(has_text="Images")
+    uploader.locator("input[type='file']").set_input_files(_images(tmp_path / "plates"))
+    page.get_by_role("textbox", name="Dataset name").fill("plates-e2e")
+    page.get_by_role("textbox", name="Classes").fill("background, cell, membrane")
+    page.get_by_role("button", name="Save the images to annotate").click()
+    wait_for_app(page)
+    expect(page.get_by_text("0 of 3 images have a mask")).to_be_visible(timeout=30_000)
+    _ready(page)
+
+    page.get_by_role("button", name="cell", exact=True).click()
+    _drag(page, [(20, 30), (60, 30)])  # horizontal, class 1
+    mask = _saved(workspace, "saved 'plate0' in 'plates-e2e-v2'", page)
+    assert mask.shape == (HEIGHT, WIDTH)
+    _ready(page)
+    page.get_by_role("button", name="membrane", exact=True).click()
+    _drag(page, [(90, 20), (90, 70)])  # vertical, class 2
+    _file_shows(workspace, lambda m: (m == 2).any())
+
+    page.reload()
+    wait_for_app(page)
+    _ready(page)
+    expect(page.get_by_text("1 of 3 images have a mask")).to_be_visible()
+    mask = cv2.imread(str(workspace / "datasets" / "plates-e2e-v2" / "masks" / "plate0.png"), cv2.IMREAD_UNCHANGED)
+    assert mask[30, 25:56].tolist() == [1] * 31  # the cell stroke's centre line
+    assert mask[25:66, 90].tolist() == [2] * 41  # the membrane stroke's centre line
+    assert mask[75:, :60].max() == 0 and mask[:10, :80].max() == 0  # nothing painted far from the strokes
+    assert set(np.unique(mask).tolist()) == {0, 1, 2}
+    screenshot(page, "annotate-page")
+
+    # Undo in the reloaded page has no history of the strokes made before the reload; paint one more and undo it.
+    page.get_by_role("button", name="membrane", exact=True).click()
+    before = (mask == 2).sum()
+    _drag(page, [(10, 80), (50, 80)])
+    _file_shows(workspace, lambda m: (m == 2).sum() > before)
+    page.get_by_role("button", name="Undo").click()
+    mask = _file_shows(workspace, lambda m: (m == 2).sum() == before)
+    assert (mask == 2).sum() == before and mask[80, 15:46].max() == 0  # the last stroke is gone
+    assert mask[30, 25:56].tolist() == [1] * 31  # the earlier ones stay
