@@ -33,7 +33,10 @@ st.dataframe(
     width="stretch",
     column_config={
         "name": "Run",
-        "dataset": "Dataset",
+        "dataset": st.column_config.TextColumn(
+            "Dataset", help="The dataset (version) the run trained on: annotating makes NAME-v2, -v3…"),
+        "started_from": st.column_config.TextColumn(
+            "Started from", help="Fine-tuned runs: the run or model file whose weights they started from."),
         "state": "State",
         "best_val_dice": st.column_config.NumberColumn(
             "Val Dice (training view)", format="%.4f",

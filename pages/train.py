@@ -9,8 +9,9 @@ from unet.model import model_facts
 from unet.run_summary import duration_text, summary_row
 from unet.splits import training_count
 from unet.ui.feedback import user_errors
+from unet.ui.finetune_view import start_from
 from unet.ui.model_facts_view import machine_gflops
-from unet.ui.state import align_config_with_dataset, current_dataset, set_config
+from unet.ui.state import align_config_with_dataset, current_dataset, get_config, set_config
 from unet.ui.train_view import resume, run_view, start, train_settings
 
 st.title("Train")
@@ -39,6 +40,7 @@ with st.expander("New training", expanded=shown is None or not shown.is_active, 
                 "learn from, one to check on), and learns better from more. Draw them on the **Annotate** page.")
         st.page_link("pages/annotate.py", label="Go to the Annotate page", icon=":material/brush:")
     else:
+        config, start_problem = start_from(config, dataset)
         train_images = training_count(len(dataset.training_stems), config.train.validation_split)
         facts = model_facts(config, num_images=train_images, gflops_per_second=machine_gflops())
         per_epoch = facts.seconds_per_epoch or 0
@@ -51,7 +53,8 @@ with st.expander("New training", expanded=shown is None or not shown.is_active, 
             "(early stopping may end sooner)"
         )
         train, problems = train_settings(config.train)
-        if train != config.train:
+        problems = ([start_problem] if start_problem else []) + problems
+        if train != config.train or config.train.init_from != get_config().train.init_from:
             config = config.replace(train=train)
             set_config(config)
         for problem in problems:

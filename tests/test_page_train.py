@@ -83,3 +83,54 @@ def test_start_refuses_a_value_out_of_range_and_names_the_field(tmp_path, monkey
     assert at.session_state["config"].train.epochs == 30 and at.session_state["config"].train.max_minutes == 0
     next(n for n in at.number_input if n.label == label).set_value(20 if label == "Epochs" else 3.0).run()
     assert not at.error and not next(b for b in at.button if b.label == "Start training").disabled
+
+
+def test_starting_from_a_trained_run_fine_tunes_with_its_network_and_a_tenth_of_its_learning_rate(
+        trained_workspace, monkeypatch, tmp_path):
+    """Issue #16: the Train page offers an earlier run's model; the config then names it and takes its network,
+    and going back to a new network restores what the user had."""
+    import shutil
+
+    from unet.config import Config
+    from unet.dataset import ingest
+    from unet.demo import write_demo_dataset
+
+    workspace = tmp_path / "workspace"
+    shutil.copytree(trained_workspace / "runs", workspace / "runs")
+    ingest(write_demo_dataset(tmp_path / "raw" / "cells", kind="cells", count=6, size=48), "cells",
+           workspace / "datasets")
+    source = Config.load(workspace / "runs" / TINY_RUN / "config.json")
+    at = open_page("pages/train.py", workspace, monkeypatch, dataset="cells")
+    start_from = next(s for s in at.selectbox if s.label == "Start from")
+    assert start_from.value == "scratch"
+    mine = at.session_state["config"].train
+    start_from.set_value(TINY_RUN).run()
+    assert not at.exception and not at.error
+    config = at.session_state["config"]
+    assert config.train.init_from == str((workspace / "runs" / TINY_RUN).resolve())
+    assert config.train.learning_rate == pytest.approx(source.train.learning_rate / 10)
+    assert (config.model.depth, config.model.base_filters, config.data.input_size) == (2, 4, 32)
+    assert any("Fine-tuning from run" in c.value for c in at.caption)
+    assert next(s for s in at.select_slider if s.label == "Learning rate").value == pytest.approx(
+        source.train.learning_rate / 10)
+
+    next(s for s in at.selectbox if s.label == "Start from").set_value("scratch").run()
+    back = at.session_state["config"].train
+    assert back.init_from is None and (back.learning_rate, back.epochs) == (mine.learning_rate, mine.epochs)
+
+
+def test_a_run_trained_on_other_channels_cannot_be_fine_tuned_and_start_says_why(trained_workspace, monkeypatch,
+                                                                                  tmp_path):
+    import shutil
+
+    from unet.dataset import ingest
+    from unet.demo import write_demo_dataset
+
+    workspace = tmp_path / "workspace"
+    shutil.copytree(trained_workspace / "runs", workspace / "runs")
+    ingest(write_demo_dataset(tmp_path / "raw" / "shapes", kind="shapes", count=6, size=48), "shapes",
+           workspace / "datasets")  # RGB, while the run learned from grey cells
+    at = open_page("pages/train.py", workspace, monkeypatch, dataset="shapes")
+    next(s for s in at.selectbox if s.label == "Start from").set_value(TINY_RUN).run()
+    assert any("1-channel" in e.value and "has 3" in e.value for e in at.error)
+    assert next(b for b in at.button if b.label == "Start training").disabled

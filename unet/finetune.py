@@ -31,7 +31,7 @@ from unet.errors import UserError
 if TYPE_CHECKING:
     import keras
 
-INIT_FROM = "init_from.json"  # in the run folder: where a fine-tuned run's weights came from
+INIT_FROM = runs.INIT_FROM  # in the run folder: where a fine-tuned run's weights came from
 MODEL_SUFFIX = ".keras"
 LR_FACTOR = 0.1  # a pretrained network needs small steps, or the first updates undo what it learned
 MAX_EPOCHS = 20  # a network that starts close to a solution gets there in a short schedule

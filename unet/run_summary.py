@@ -9,7 +9,7 @@ from typing import Any
 
 from unet.config import Config
 from unet.errors import UserError
-from unet.runs import DATASET, HELD_BACK, Run, elapsed_seconds, read_json
+from unet.runs import DATASET, HELD_BACK, INIT_FROM, Run, elapsed_seconds, read_json
 
 
 def duration_text(seconds: float | None) -> str:
@@ -36,6 +36,7 @@ def summary_row(run: Run) -> dict[str, Any]:
         "id": run.id,
         "name": run.name,
         "dataset": dataset.get("name", ""),
+        "started_from": (read_json(run.file(INIT_FROM), {}) or {}).get("label", ""),
         "state": status.get("state", "?"),
         "best_val_dice": best.get("val_dice"),
         "best_val_iou": best.get("val_iou"),

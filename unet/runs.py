@@ -28,6 +28,7 @@ CONFIG = "config.json"
 RUN_INFO = "run.json"
 DATASET = "dataset.json"
 HELD_BACK = "held_back.json"  # the best model scored on the whole validation images at the end of training
+INIT_FROM = "init_from.json"  # a fine-tuned run: where its first weights came from (unet.finetune)
 VERSIONS = "versions.json"
 STATUS = "status.json"
 HISTORY = "history.jsonl"

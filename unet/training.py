@@ -174,6 +174,7 @@ def record_dataset(run_dir: Path, dataset: Dataset, split: splits.Split, config:
     class_map = dataset.class_map
     runs.write_json_atomic(run_dir / runs.DATASET, {
         "name": dataset.name,
+        "version": dataset.version,  # annotating makes versions (unet.annotation); a run names the one it used
         "path": str(dataset.root),
         "hash": dataset.hash,
         "channels": dataset.channels,

@@ -39,6 +39,13 @@ def datasets_dir() -> Path:
     return path
 
 
+def models_dir() -> Path:
+    """Model files users uploaded to start a training from (kept: the trainer process reads them later)."""
+    path = root() / "models"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def runs_dir() -> Path:
     path = root() / "runs"
     path.mkdir(parents=True, exist_ok=True)

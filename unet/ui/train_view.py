@@ -205,6 +205,8 @@ def run_view(run: runs.Run, class_names: list[str]) -> None:
                                "the validation images shrunk to the input size")
                             + ", mean over the foreground classes. It picks the best model. At the end the best "
                               "model is scored on the whole validation images, beside the trivial baseline.")
+        if status.get("init_from"):
+            st.caption(f"{status['init_from'][0].upper()}{status['init_from'][1:]}.")
         if isinstance(status.get("object_ap50"), (int, float)):
             st.caption("Objects found on the sample validation crops: AP@0.5 "
                        f"{status['object_ap50']:.2f} (found / (found + extra + missed), at IoU 0.5; updated with "
