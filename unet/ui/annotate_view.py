@@ -95,9 +95,11 @@ def save(dataset: Dataset, stem: str, drawing: np.ndarray) -> Dataset:
 
 
 def fitting_runs(dataset: Dataset) -> list[tuple[Run, str]]:
-    """Runs with a model whose channels (and classes) fit this dataset, best first."""
+    """Runs with a model whose channels (and classes) fit this dataset, newest first: after a fine-tuning, the
+    model that just learned from the corrections is the one to predict with (the loop of draw, train, correct)."""
     found = []
-    for run, label in rank_runs([r for r in list_runs(workspace.runs_dir()) if r.has_model]):
+    ranked = rank_runs([r for r in list_runs(workspace.runs_dir()) if r.has_model])
+    for run, label in sorted(ranked, key=lambda item: item[0].id, reverse=True):
         try:
             config = run.config()
         except Exception:  # noqa: BLE001 - a run whose config cannot be read is not offered
