@@ -87,3 +87,30 @@ def test_the_check_uses_random_inputs_when_the_dataset_is_gone(run_dir, tmp_path
     assert x.shape == (3, size, size, channels) and x.dtype == np.float32 and "random" in what
     real, what = sample_inputs(run_dir, config)
     assert real.shape == x.shape and what == "validation images"
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "savedmodel"])
+def test_onnx_and_savedmodel_take_a_non_square_image_larger_than_training_and_match_keras(fmt, run_dir, tmp_path):
+    """Issue #17: exports are not tied to the training size; 96x160 gives what the Keras model gives (1e-4)."""
+    if unsupported_reason(fmt):
+        pytest.skip(unsupported_reason(fmt))
+    import keras
+
+    from unet.export import _READERS
+
+    result = export_model(run_dir, fmt, tmp_path)
+    assert result.ok and result.input_shape[1:3] == (None, None)
+    assert len(result.sizes_checked) == 2 and result.sizes_checked[1][0] != result.sizes_checked[1][1]
+    assert "multiples of 4" in result.usage  # depth 2
+    x = np.random.default_rng(5).random((1, 96, 160, 1), dtype=np.float32)
+    keras_model = keras.models.load_model(run_dir / runs.BEST_MODEL, compile=False)
+    expected = np.asarray(keras_model(x, training=False))
+    got = _READERS[fmt](result.path, x)
+    assert got.shape == (1, 96, 160, 1)
+    assert float(np.max(np.abs(got - expected))) <= 1e-4
+
+
+def test_tflite_says_it_keeps_the_training_size(run_dir, tmp_path):
+    result = export_model(run_dir, "tflite", tmp_path)
+    assert result.input_shape == (None, 32, 32, 1) and len(result.sizes_checked) == 1
+    assert "fixed size" in result.usage

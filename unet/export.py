@@ -8,10 +8,14 @@ random inputs when the dataset is gone); its output must match the Keras model w
 result says `ok`. Keras and SavedModel run the same TensorFlow kernels, so they must agree to 1e-4; TFLite and
 ONNX Runtime use their own kernels (fused, reordered float32 sums), so they are allowed 1e-3.
 
-The exported graphs take a fixed image size, the run's input size (`config.data.input_size`), and any batch size:
-the bilinear up-sampling of a U-Net cannot be traced for unknown sizes. Inputs are float32 [batch, S, S, C] pixels
-divided by 255 (and standardised with dataset.json's mean and std when the run used 'standard'); outputs are
-probabilities (sigmoid [batch, S, S, 1] for two classes, softmax [batch, S, S, K] otherwise).
+Keras, SavedModel and ONNX take any batch and any height and width that are multiples of 2**depth (the network
+halves the image depth times): Keras' bilinear `UpSampling2D` cannot be traced for unknown sizes, so the graph
+that is exported is a copy of the network whose up-sampling is `tf.image.resize` to twice the dynamic size (the
+same arithmetic, same weights; `any_size_network`). TFLite stays at the run's input size (S x S), which its
+converter needs. Each export is checked at two sizes where it can take them: S x S validation images, and a
+non-square (S + 2**depth) x 2S input. Inputs are float32 [batch, H, W, C] on the network's scale (the run's
+intensity rule, and standardised with dataset.json's mean and std when the run used 'standard'); outputs are
+probabilities (sigmoid [batch, H, W, 1] for two classes, softmax [batch, H, W, K] otherwise).
 
 Files are written only into `out` (and a temporary folder inside the run folder, removed afterwards).
 """
@@ -30,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -51,6 +56,7 @@ ONNX_OPSET = 17
 ONNX_PACKAGES = ("tf2onnx", "onnx", "onnxruntime")
 ONNX_INSTALL = "pip install tf2onnx==1.17.0 onnx==1.23.2 onnxruntime==1.32.0"
 INPUT_NAME = "image"
+ANY_SIZE = (KERAS, SAVEDMODEL, ONNX)  # formats that take any multiple of 2**depth; TFLite needs a fixed size
 
 
 def unsupported_reason(fmt: str) -> str | None:
@@ -86,6 +92,7 @@ class ExportResult:
     checked_on: str = ""
     input_shape: tuple[int | None, ...] = ()
     usage: str = ""  # what a user of the file must feed it: size, channels, and the preprocessing in numbers
+    sizes_checked: tuple[tuple[int, int], ...] = ()  # (height, width) of each input size the check ran
 
     @property
     def download_name(self) -> str:
@@ -105,13 +112,15 @@ class ExportResult:
     def summary(self) -> str:
         """One line for a user: what was written and how well it matched."""
         verdict = "match" if self.ok else "do NOT match"
+        sizes = " and ".join(f"{h}x{w}" for h, w in self.sizes_checked)
         return (f"{LABELS[self.fmt]} written to {self.path} ({self.size_bytes / 1e6:.2f} MB, {self.seconds:.1f} s); "
-                f"its predictions {verdict} the trained model on {self.samples} {self.checked_on}: "
-                f"largest difference {self.max_abs_diff:.2e} (allowed {self.tolerance:.0e})"
+                f"its predictions {verdict} the trained model on {self.samples} {self.checked_on}"
+                + (f" (sizes {sizes})" if sizes else "")
+                + f": largest difference {self.max_abs_diff:.2e} (allowed {self.tolerance:.0e})"
                 + (f"\nInput: {self.usage}" if self.usage else ""))
 
 
-def usage_text(config: Config, recorded: dict[str, Any]) -> str:
+def usage_text(config: Config, recorded: dict[str, Any], any_size: bool = False) -> str:
     """The preprocessing a user of an exported file must apply, in numbers: the run's intensity rule (per
     channel), its normalisation, and the input's shape, so the file gives the app's results elsewhere."""
     data = config.data
@@ -122,9 +131,20 @@ def usage_text(config: Config, recorded: dict[str, Any]) -> str:
     if data.normalisation == preprocess.STANDARD:
         steps.append(f"then subtract {float(recorded.get('mean', 0.0)):.6g} and divide by "
                      f"{float(recorded.get('std', 1.0)):.6g} (the dataset's mean and standard deviation)")
-    steps.append(f"{data.input_size}x{data.input_size} pixels"
-                 + (" (resize the whole image, as training did)" if data.resize == preprocess.RESIZE else
-                    " windows (the network saw full-resolution crops; predict large images in overlapping tiles)"))
+    multiple = 2 ** config.model.depth
+    scale = recorded.get("resize_scale")
+    if any_size:
+        steps.append(f"any height and width that are multiples of {multiple} (pad the image's edges by "
+                     f"reflection to the next multiple, e.g. {data.input_size}x{data.input_size} or "
+                     f"{data.input_size + multiple}x{2 * data.input_size})")
+        if data.resize == preprocess.RESIZE and scale:
+            steps.append(f"first scale images like the training images, by {float(scale[0]):.4g} (height) and "
+                         f"{float(scale[1]):.4g} (width), so objects have the size the network learned")
+    else:
+        steps.append(f"{data.input_size}x{data.input_size} pixels"
+                     + (" (resize the whole image, as training did)" if data.resize == preprocess.RESIZE else
+                        " windows (the network saw full-resolution crops; predict large images in overlapping "
+                        "tiles)"))
     output = "one probability of the foreground per pixel" if config.model.num_classes == 2 else \
         f"{config.model.num_classes} class probabilities per pixel"
     return "; ".join(steps) + f". Output: {output}."
@@ -165,23 +185,63 @@ def sample_inputs(run_dir: Path, config: Config, count: int = SAMPLES) -> tuple[
     return np.asarray(preprocess.normalise(batch, data.normalisation, mean, std), np.float32), what
 
 
+def second_size_input(config: Config) -> np.ndarray:
+    """One non-square input, (S + 2**depth) x 2S, random but seeded: the any-size check's second size."""
+    size, multiple = config.data.input_size, 2 ** config.model.depth
+    rng = np.random.default_rng(1)
+    return rng.random((1, size + multiple, 2 * size, config.data.channels), dtype=np.float32)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # One writer and one reader per format
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _signature(config: Config) -> list[tf.TensorSpec]:
-    size, channels = config.data.input_size, config.data.channels
-    return [tf.TensorSpec([None, size, size, channels], tf.float32, name=INPUT_NAME)]
+def _signature(config: Config, any_size: bool = True) -> list[tf.TensorSpec]:
+    size = None if any_size else config.data.input_size
+    return [tf.TensorSpec([None, size, size, config.data.channels], tf.float32, name=INPUT_NAME)]
+
+
+class ResizeUp(keras.layers.Layer):
+    """Bilinear up-sampling by an integer factor to twice the *dynamic* size: what `UpSampling2D(interpolation=
+    "bilinear")` computes (both call `tf.image.resize`), in a form a graph with unknown height and width can hold.
+    Used only in exported graphs, never saved as a .keras file."""
+
+    def __init__(self, factor: int = 2, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.factor = factor
+
+    def call(self, x):
+        size = tf.shape(x)[1:3] * self.factor
+        return tf.cast(tf.image.resize(x, size, method="bilinear"), x.dtype)
+
+    def compute_output_shape(self, shape):
+        grow = [None if side is None else side * self.factor for side in shape[1:3]]
+        return (shape[0], *grow, shape[3])
+
+
+def any_size_network(model: keras.Model) -> keras.Model:
+    """The same network and weights with an input of any height and width (multiples of 2**depth)."""
+    def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
+        if isinstance(layer, keras.layers.UpSampling2D):
+            return ResizeUp(int(layer.size[0]), name=layer.name)
+        return layer.__class__.from_config(layer.get_config())
+
+    image = keras.Input((None, None, model.input_shape[-1]), name=INPUT_NAME)
+    copy = keras.models.clone_model(model, input_tensors=image, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def _write_savedmodel(model, config: Config, target: Path) -> None:
-    model.export(str(target), format="tf_saved_model", input_signature=_signature(config), verbose=False)
+    any_size_network(model).export(str(target), format="tf_saved_model", input_signature=_signature(config),
+                                   verbose=False)
 
 
 def _write_tflite(model, config: Config, target: Path, scratch: Path) -> None:
     saved = scratch / "saved_model"
-    _write_savedmodel(model, config, saved)
+    model.export(str(saved), format="tf_saved_model", input_signature=_signature(config, any_size=False),
+                 verbose=False)
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
     converter.optimizations = []  # float32 as trained: no quantisation
     target.write_bytes(converter.convert())
@@ -190,7 +250,8 @@ def _write_tflite(model, config: Config, target: Path, scratch: Path) -> None:
 def _write_onnx(model, config: Config, target: Path) -> None:
     import tf2onnx
 
-    tf2onnx.convert.from_keras(model, input_signature=_signature(config), opset=ONNX_OPSET, output_path=str(target))
+    tf2onnx.convert.from_keras(any_size_network(model), input_signature=_signature(config), opset=ONNX_OPSET,
+                               output_path=str(target))
 
 
 def _run_keras(path: Path, x: np.ndarray) -> np.ndarray:
@@ -270,7 +331,8 @@ def export_model(run_dir: Path, fmt: str, out: Path) -> ExportResult:
     config = run.config()
     model = load_model_file(source)
     x, checked_on = sample_inputs(run.path, config)
-    expected = np.asarray(model(x, training=False))
+    inputs = [x] + ([second_size_input(config)] if fmt in ANY_SIZE else [])
+    expected = [np.asarray(model(batch, training=False)) for batch in inputs]
     target = out / FILE_NAMES[fmt]
     with tempfile.TemporaryDirectory(dir=run.path, prefix=".export-") as scratch:
         scratch = Path(scratch)
@@ -283,15 +345,20 @@ def export_model(run_dir: Path, fmt: str, out: Path) -> ExportResult:
             _write_tflite(model, config, built, scratch)
         else:
             _write_onnx(model, config, built)
-        got = _READERS[fmt](built, x)
-        if got.shape != expected.shape:
-            raise UserError(f"the {LABELS[fmt]} export gives outputs of shape {got.shape}, not {expected.shape}")
-        diff = float(np.max(np.abs(got.astype(np.float64) - expected)))
+        diff = 0.0
+        for batch, wanted in zip(inputs, expected, strict=True):
+            got = _READERS[fmt](built, batch)
+            if got.shape != wanted.shape:
+                raise UserError(f"the {LABELS[fmt]} export gives outputs of shape {got.shape}, not {wanted.shape}")
+            diff = max(diff, float(np.max(np.abs(got.astype(np.float64) - wanted))))
         out.mkdir(parents=True, exist_ok=True)
         _place(built, target)
     return ExportResult(
         path=target, fmt=fmt, max_abs_diff=diff, tolerance=TOLERANCES[fmt], ok=diff <= TOLERANCES[fmt],
         seconds=time.perf_counter() - started, size_bytes=_size(target), samples=len(x), checked_on=checked_on,
-        input_shape=(None, config.data.input_size, config.data.input_size, config.data.channels),
-        usage=usage_text(config, runs.read_json(run.file(runs.DATASET), {}) or {}),
+        input_shape=(None, None, None, config.data.channels) if fmt in ANY_SIZE else
+        (None, config.data.input_size, config.data.input_size, config.data.channels),
+        usage=usage_text(config, runs.read_json(run.file(runs.DATASET), {}) or {}, any_size=fmt in ANY_SIZE)
+        + ("" if fmt in ANY_SIZE else " (TensorFlow Lite's converter needs this fixed size.)"),
+        sizes_checked=tuple(batch.shape[1:3] for batch in inputs),
     )
