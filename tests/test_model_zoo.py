@@ -236,3 +236,17 @@ def test_a_name_the_spec_accepts():
     assert model_zoo.model_name("Zellkerne: Lauf #3 / 2026") == "Zellkerne Lauf 3 2026"
     assert model_zoo.model_name("ab") == "U-Net ab" and len(model_zoo.model_name("x" * 200)) == 64
     assert dataclasses.is_dataclass(model_zoo.PackageResult)
+
+
+def test_the_command_line_writes_a_checked_package(run_dir, tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "unet", "export", "--run", str(run_dir), "--format", "bioimageio", "--out",
+         str(tmp_path), "--author", "Ada Lovelace", "--license", "MIT"],
+        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "passes bioimageio.core's model test" in done.stdout and "multiples of 4" in done.stdout
+    (written,) = tmp_path.glob("*.bioimageio.zip")
+    assert _rdf(written)["authors"] == [{"name": "Ada Lovelace"}] and _rdf(written)["license"] == "MIT"

@@ -85,3 +85,17 @@ def test_delete_needs_confirmation_and_removes_the_folder(two_runs: Path, monkey
     assert not at.exception
     assert not (two_runs / "runs" / chosen).exists()
     assert len(at.dataframe[0].value) == 1
+
+
+def test_a_bioimage_model_zoo_package_is_built_checked_and_offered(at: AppTest):
+    """Issue #17: authors and licence asked on export; the package passes the zoo's own validation and test."""
+    pytest.importorskip("bioimageio.core")
+    at.selectbox(key=f"export_format_{TINY_RUN}").set_value("bioimageio").run()
+    at.text_input(key=f"zoo_authors_{TINY_RUN}").set_value("Ada Lovelace, Alan Turing").run()
+    at.selectbox(key=f"zoo_license_{TINY_RUN}").set_value("MIT").run()
+    next(b for b in at.button if b.label == "Build the package and check it").click().run()
+    assert not at.exception and not at.error
+    message = next(s.value for s in at.success if "bioimageio.spec" in s.value)
+    assert "valid by bioimageio.spec and passes bioimageio.core's model test" in message
+    assert "/" not in message, "no server path in the message"
+    assert any(b.label.startswith("Download") and b.label.endswith(".bioimageio.zip") for b in at.get("download_button"))

@@ -206,6 +206,15 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    if args.format == "bioimageio":
+        from unet.model_zoo import export_package
+
+        package = export_package(Path(args.run), Path(args.out), args.author or [], args.license,
+                                 args.description)
+        print(package.summary())
+        for message in package.messages:
+            print(f"  - {message}")
+        return 0 if package.ok else 1
     from unet.export import export_model
 
     result = export_model(Path(args.run), args.format, Path(args.out))
@@ -306,8 +315,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("export", _export, "export a run's best model and check its predictions against the trained model")
     p.add_argument("--run", required=True, help="run folder")
-    p.add_argument("--format", required=True, choices=["keras", "savedmodel", "tflite", "onnx"])
+    p.add_argument("--format", required=True, choices=["keras", "savedmodel", "tflite", "onnx", "bioimageio"],
+                   help="bioimageio: a BioImage Model Zoo package (zip) for Fiji/deepImageJ, napari, ilastik, "
+                        "QuPath, validated and tested with bioimageio.spec/core")
     p.add_argument("--out", required=True, help="folder to write into (model.keras, saved_model/, model.tflite, ...)")
+    p.add_argument("--author", action="append", metavar="NAME",
+                   help="bioimageio: an author of the model (repeat for several)")
+    p.add_argument("--license", default="CC-BY-4.0", help="bioimageio: the SPDX licence id (default CC-BY-4.0)")
+    p.add_argument("--description", help="bioimageio: one or two sentences on what the model does (default: "
+                                         "written from the run)")
 
     p = command("report", _report, "write one self-contained HTML report of a run (opens offline)")
     p.add_argument("--run", required=True, help="run folder")

@@ -93,6 +93,12 @@ class PackageResult:
 
     def summary(self) -> str:
         """One line for a user: what was written and whether it passed."""
+        return (f"BioImage Model Zoo package written to {self.path} ({self.size_bytes / 1e6:.2f} MB, "
+                f"{self.seconds:.1f} s); {self.verdict}" + (f"\nInput: {self.usage}" if self.usage else ""))
+
+    @property
+    def verdict(self) -> str:
+        """Whether the package passed the bioimage.io checks, in words (no file paths: pages show it)."""
         if self.test_passed is None:
             verdict = "not checked (the bioimage.io validation and test were skipped)"
         else:
@@ -101,8 +107,7 @@ class PackageResult:
             verdict = f"{valid} by bioimageio.spec and {tested} bioimageio.core's model test"
         if not self.weights_match:
             verdict += "; its weights do NOT match the trained model"
-        return (f"BioImage Model Zoo package written to {self.path} ({self.size_bytes / 1e6:.2f} MB, "
-                f"{self.seconds:.1f} s); {verdict}" + (f"\nInput: {self.usage}" if self.usage else ""))
+        return verdict
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from unet.dataset import list_datasets
 from unet.evaluation import Evaluation, evaluate_detailed
 from unet.export import FORMATS, LABELS, export_model, unsupported_reason
 from unet.html_report import build_report
+from unet.model_zoo import export_package
 from unet.runs import Run, read_json
 from unet.ui.feedback import user_errors
 from unet.ui.score_view import scores_panel
@@ -129,15 +130,54 @@ def _evaluation_section(run: Run) -> None:
         _show_evaluation(st.session_state[key])
 
 
+ZOO, ZOO_LABEL = "bioimageio", "BioImage Model Zoo package (bioimage.io)"
+
+
+def _model_zoo_section(run: Run) -> None:
+    """The BioImage Model Zoo package: who made it and under which licence, then the package with its checks."""
+    st.caption("A package Fiji (deepImageJ), napari, ilastik, QuPath and BiaPy open: the network (ONNX and "
+               "TensorFlow), its preprocessing, test images and a page describing the data and the scores.")
+    authors = st.text_input("Authors", key=f"zoo_authors_{run.id}", placeholder="Ada Lovelace, Alan Turing",
+                            help="Comma-separated; written into the package as its authors.")
+    license_id = st.selectbox("Licence", ["CC-BY-4.0", "CC0-1.0", "MIT", "BSD-3-Clause", "Apache-2.0"],
+                              key=f"zoo_license_{run.id}",
+                              help="Under which terms others may use the model (an SPDX id).")
+    description = st.text_area("Description (optional)", key=f"zoo_description_{run.id}", max_chars=1000,
+                               help="What the model segments and on which images; written from the run if empty.")
+    key = ("zoo", run.id)
+    if st.button("Build the package and check it", icon=":material/inventory_2:", key=f"zoo_{run.id}"):
+        bar = st.progress(0.0, text="Exporting the network…")
+        with user_errors("building the BioImage Model Zoo package"):
+            st.session_state[key] = export_package(
+                run.path, run.path / "exports", [a.strip() for a in authors.split(",") if a.strip()], license_id,
+                description.strip() or None, progress=lambda f, text: bar.progress(min(max(f, 0.0), 1.0), text=text))
+        bar.empty()
+    package = st.session_state.get(key)
+    if package is not None:
+        (st.success if package.ok else st.error)(
+            f"{package.path.name}: {package.size_bytes / 1e6:.2f} MB in {package.seconds:.1f} s; {package.verdict}.")
+        for message in package.messages:
+            st.caption(message)
+        if package.usage:
+            st.caption(f"**What it expects:** {package.usage}")
+        st.download_button(f"Download {package.path.name}", package.path.read_bytes(), package.path.name,
+                           icon=":material/download:", key=f"zoo_download_{run.id}")
+
+
 def _export_section(run: Run) -> None:
     fmt = st.selectbox(
         "Format",
-        FORMATS,
-        format_func=lambda f: LABELS[f] + ("" if unsupported_reason(f) is None else " (not available)"),
+        (*FORMATS, ZOO),
+        format_func=lambda f: ZOO_LABEL if f == ZOO else
+        LABELS[f] + ("" if unsupported_reason(f) is None else " (not available)"),
         key=f"export_format_{run.id}",
         help="Keras for Python and this app; SavedModel for TensorFlow Serving; TensorFlow Lite for phones and small "
-        "devices; ONNX for other runtimes. Every export is reloaded and compared with the trained model.",
+        "devices; ONNX for other runtimes; a BioImage Model Zoo package for Fiji, napari, ilastik and QuPath. Every "
+        "export is reloaded and compared with the trained model.",
     )
+    if fmt == ZOO:
+        _model_zoo_section(run)
+        return
     reason = unsupported_reason(fmt)
     if reason:
         st.warning(reason, icon=":material/block:")
