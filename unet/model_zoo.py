@@ -416,7 +416,7 @@ def usage_parts(config: Config, recorded: dict[str, Any], dynamic: bool, gain: l
         scaling += (f", then minus {float(recorded.get('mean', 0.0)):.6g} and divided by "
                     f"{float(recorded.get('std', 1.0)):.6g}")
     parts = [
-        "Programs: Fiji/deepImageJ, napari (bioimage.io plugin), ilastik, QuPath, BiaPy, ZeroCostDL4Mic, or Python "
+        "Programs: Fiji/deepImageJ, napari (with bioimageio.core), ilastik, QuPath, BiaPy, ZeroCostDL4Mic, or Python "
         "with bioimageio.core",
         f"Input '{INPUT_ID}': axes batch, y, x, channel; {data.channels} channel{'s' if data.channels != 1 else ''} "
         f"({', '.join(names)})",
@@ -612,8 +612,8 @@ def readme(run: runs.Run, config: Config, recorded: dict[str, Any], held_back: d
               "- **Fiji / deepImageJ**: add the DeepImageJ update site (Help > Update > Manage update sites), "
               "install this zip as a model from a local file with deepImageJ's model installer, open an image and "
               "run the model with DeepImageJ Run.",
-              "- **napari**: with the bioimage.io plugin (`pip install napari-bioimageio`), load this zip as a local "
-              "model and run it on an open image layer.",
+              "- **napari**: the `napari-bioimageio` plugin manages bioimage.io models; to run this one on an image "
+              "layer, call `bioimageio.core.predict` (below) from napari's console.",
               "- **Python**: `pip install bioimageio.core onnxruntime` (this package was checked with bioimageio.core "
               "0.11.0 and pydantic < 2.14); `bioimageio test THIS.bioimageio.zip`, "
               "`bioimageio predict THIS.bioimageio.zip --inputs image.tif`, or "
