@@ -98,4 +98,5 @@ def test_a_bioimage_model_zoo_package_is_built_checked_and_offered(at: AppTest):
     message = next(s.value for s in at.success if "bioimageio.spec" in s.value)
     assert "valid by bioimageio.spec and passes bioimageio.core's model test" in message
     assert "/" not in message, "no server path in the message"
-    assert any(b.label.startswith("Download") and b.label.endswith(".bioimageio.zip") for b in at.get("download_button"))
+    labels = [b.label for b in at.get("download_button")]
+    assert any(label.startswith("Download") and label.endswith(".bioimageio.zip") for label in labels)
