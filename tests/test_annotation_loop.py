@@ -79,7 +79,10 @@ def test_draw_train_correct_and_fine_tune_gives_a_better_model(tmp_path):
     assert train(fresh, dataset.root, from_scratch) == 0
 
     record = json.loads((second / "init_from.json").read_text())
-    assert record["run"] == "first" and record["copied_layers"] > 0
+    assert record["run"] == "first" and record["kind"] == "run" and record["copied_layers"] > 0
+    assert record["model_path"] == str(first.resolve() / runs.BEST_MODEL) and not record["head_replaced"]
+    assert "fine-tuning from run" in runs.Run(second).read_status()["init_from"]
+    assert not (fresh / "init_from.json").exists()
     assert _first_loss(second) < _first_loss(fresh)  # it starts from the first run's weights
 
     recorded = json.loads((second / runs.DATASET).read_text())

@@ -71,25 +71,6 @@ def _three_classes(data: Path) -> Path:
     return folder
 
 
-def test_a_fine_tuned_run_starts_below_a_fresh_one(source_run, data, tmp_path):
-    new_cells = write_demo_dataset(data / "new-cells", size=64, count=10, seed=1)
-    config = _tuned(source_run)
-    assert _train(tmp_path / "runs" / "tuned", new_cells, config) == EXIT_OK
-    fresh = config.replace(train=dataclasses.replace(config.train, init_from=None))
-    assert _train(tmp_path / "runs" / "fresh", new_cells, fresh) == EXIT_OK
-
-    record = json.loads((tmp_path / "runs" / "tuned" / INIT_FROM).read_text())
-    assert record["run"] == source_run.name and record["kind"] == "run" and record["source"] == str(source_run)
-    assert record["copied_layers"] > 0 and not record["head_replaced"]
-    assert record["model_path"] == str(source_run / runs.BEST_MODEL)
-    assert record["classes_before"] == record["classes_after"] == 2
-    assert "fine-tuning from run" in runs.Run(tmp_path / "runs" / "tuned").read_status()["init_from"]
-    assert not (tmp_path / "runs" / "fresh" / INIT_FROM).exists()
-    tuned_loss, fresh_loss = _first_loss(tmp_path / "runs" / "tuned"), _first_loss(tmp_path / "runs" / "fresh")
-    print(f"first-epoch training loss: fine-tuned {tuned_loss:.4f}, fresh {fresh_loss:.4f}")
-    assert tuned_loss < fresh_loss
-
-
 def test_a_source_with_other_input_channels_is_refused_naming_both(source_run, data, tmp_path):
     shapes = write_demo_dataset(data / "shapes", kind="shapes", size=64, count=6, seed=0)  # RGB
     run_dir = tmp_path / "runs" / "rgb"
