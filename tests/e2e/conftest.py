@@ -6,6 +6,7 @@ Playwright's is absent. The app gets its own empty workspace per test session.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -83,15 +84,15 @@ def trained_run(workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     return run_dir
 
 
-@pytest.fixture(scope="session")
-def app_url(workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Start the app like `make run` does, on a free port with an empty workspace; stop it afterwards."""
+@contextlib.contextmanager
+def streamlit_server(script: list[str], env: dict[str, str], log_path: Path) -> Iterator[str]:
+    """`python -m <script...>` serving on a free port (headless, no file watcher); yields its URL once healthy,
+    and stops it afterwards. Used for the app itself and for the component harness."""
     port = _free_port()
-    env = {**os.environ, "UNET_WORKSPACE": str(workspace), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    log = (tmp_path_factory.mktemp("server") / "streamlit.log").open("w")
+    log = log_path.open("w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "unet.ui.serve", "--server.port", str(port),
-         "--server.headless", "true", "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
+        [sys.executable, "-m", *script, "--server.port", str(port), "--server.headless", "true",
+         "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://localhost:{port}"
@@ -105,14 +106,25 @@ def app_url(workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             time.sleep(0.3)
     else:
         server.kill()
-        pytest.fail(f"the app did not start within 60 s; see {log.name}")
-    yield url
-    server.terminate()
+        log.close()
+        pytest.fail(f"{' '.join(script)} did not start within 60 s; see {log_path}")
     try:
-        server.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        server.kill()
-    log.close()
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def app_url(workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Start the app like `make run` does, on a free port with an empty workspace; stop it afterwards."""
+    env = {**os.environ, "UNET_WORKSPACE": str(workspace), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    with streamlit_server(["unet.ui.serve"], env, tmp_path_factory.mktemp("server") / "streamlit.log") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -9,10 +9,7 @@ canvas's on-screen box (which includes the zoom), with 2 px of slack only at str
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +18,7 @@ import numpy as np
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import ROOT, _free_port, screenshot, wait_for_app
+from tests.e2e.conftest import ROOT, screenshot, streamlit_server, wait_for_app
 
 HARNESS = Path(__file__).with_name("canvas_harness.py")
 BRUSH = 12  # the default brush size: radius 6 image pixels
@@ -33,34 +30,10 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pat
     """The harness on a free port; yields its URL and the PNG path its edits go to (a tag is added per test)."""
     folder = tmp_path_factory.mktemp("canvas")
     out = folder / "mask.png"
-    port = _free_port()
     env = {**os.environ, "HARNESS_SIZE": "200x150", "HARNESS_MODE": "semantic", "HARNESS_OUT": str(out),
            "PYTHONPATH": str(ROOT)}
-    log = (folder / "streamlit.log").open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(HARNESS), "--server.port", str(port),
-         "--server.headless", "true", "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://localhost:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        server.kill()
-        pytest.fail(f"the harness did not start within 60 s; see {log.name}")
-    yield url, out
-    server.terminate()
-    try:
-        server.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        server.kill()
-    log.close()
+    with streamlit_server(["streamlit", "run", str(HARNESS)], env, folder / "streamlit.log") as url:
+        yield url, out
 
 
 @pytest.fixture(autouse=True)
