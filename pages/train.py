@@ -6,13 +6,14 @@ import streamlit as st
 
 from unet import runs, workspace
 from unet.model import model_facts
-from unet.run_summary import duration_text, summary_row
+from unet.run_summary import summary_row
 from unet.splits import training_count
 from unet.ui.feedback import user_errors
 from unet.ui.finetune_view import start_from
 from unet.ui.model_facts_view import machine_gflops
 from unet.ui.state import align_config_with_dataset, current_dataset, get_config, set_config
 from unet.ui.train_view import resume, run_view, start, train_settings
+from unet.units import duration_text
 
 st.title("Train")
 runs_root = workspace.runs_dir()

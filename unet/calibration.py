@@ -23,6 +23,7 @@ from unet import atomic, workspace
 from unet.config import Config, DataConfig, ModelConfig, TrainConfig
 from unet.metrics import make_loss
 from unet.model import TRAIN_FLOPS_FACTOR, ModelFacts, build_unet, model_facts
+from unet.units import bytes_text
 
 CALIBRATION_FILE = "calibration.json"
 REFERENCE = Config(
@@ -34,7 +35,6 @@ WARMUP_STEPS = 1  # the first step traces the graph; it is not timed
 MIN_STEPS = 3
 MEASURE_SECONDS = 1.0  # timed steps stop after this long (or MAX_STEPS)
 MAX_STEPS = 50
-GB = 1e9  # decimal gigabytes: what a user reads on a shop's label
 SAFE_FRACTION = 0.8  # leave room for the operating system, the web app and the data pipeline
 
 _lock = threading.Lock()  # one measurement at a time in a process (Streamlit runs sessions in threads)
@@ -143,15 +143,15 @@ def fits_in_memory(facts: ModelFacts, memory: tuple[int, int] | None = None) -> 
     """
     total, available = memory or machine_memory()
     needed_bytes = facts.memory_bytes
-    need = f"this model needs about {_gb(needed_bytes)} for a batch of {facts.batch_size}"
+    need = f"this model needs about {bytes_text(needed_bytes)} for a batch of {facts.batch_size}"
     advice = "lower the batch size, the input size or the base filters"
     if total and needed_bytes > SAFE_FRACTION * total:
-        message = f"{need}; this machine has {_gb(total)}; {advice}"
+        message = f"{need}; this machine has {bytes_text(total)}; {advice}"
         return MemoryCheck("error", needed_bytes, total, available, message)
     if available and needed_bytes > SAFE_FRACTION * available:
-        message = f"{need}; only {_gb(available)} is free now; close other programs or {advice}"
+        message = f"{need}; only {bytes_text(available)} is free now; close other programs or {advice}"
         return MemoryCheck("warning", needed_bytes, total, available, message)
-    return MemoryCheck("ok", needed_bytes, total, available, f"{need}; this machine has {_gb(total)}")
+    return MemoryCheck("ok", needed_bytes, total, available, f"{need}; this machine has {bytes_text(total)}")
 
 
 def memory_warning(facts: ModelFacts) -> str | None:
@@ -160,5 +160,3 @@ def memory_warning(facts: ModelFacts) -> str | None:
     return None if check.level == "ok" else check.message
 
 
-def _gb(n: int) -> str:
-    return f"{n / GB:.1f} GB" if n < 10 * GB else f"{n / GB:.0f} GB"

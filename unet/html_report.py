@@ -34,7 +34,8 @@ from unet.images import encode_png
 from unet.intensity import Intensity
 from unet.model import model_facts
 from unet.overlay import class_colors, overlay, to_rgb
-from unet.run_summary import duration_text, summary_row, train_command
+from unet.run_summary import summary_row, train_command
+from unet.units import duration_text
 
 SAMPLE_PAIRS = 6  # dataset samples shown
 PREVIEW_PAIRS = 8  # augmented previews shown

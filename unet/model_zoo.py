@@ -524,7 +524,8 @@ def readme(run: runs.Run, config: Config, recorded: dict[str, Any], held_back: d
            description: str, usage: list[str], dynamic: bool, opset: int, tf_version: str, test_what: str) -> str:
     """The package's documentation (README.md): what, from which data, how well, how trained, limits, how to open."""
     from unet.model import model_facts
-    from unet.run_summary import VALUE_NAMES, duration_text
+    from unet.run_summary import VALUE_NAMES
+    from unet.units import duration_text
 
     data, model, train, augment = config.data, config.model, config.train, config.augment
     rule = Intensity.from_record(recorded.get("intensity"), data.channels, recorded.get("source_bits"))

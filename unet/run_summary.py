@@ -10,17 +10,7 @@ from typing import Any
 from unet.config import Config
 from unet.errors import UserError
 from unet.runs import DATASET, HELD_BACK, INIT_FROM, Run, elapsed_seconds, read_json
-
-
-def duration_text(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds // 3600} h {seconds // 60 % 60:02d} min"
+from unet.units import duration_text
 
 
 def summary_row(run: Run) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from unet.dataset import Dataset
 from unet.diagram import architecture_svg
 from unet.model import model_facts
 from unet.splits import training_count
+from unet.units import bytes_text, estimate_text
 
 DEMO_IMAGES = 48  # what the estimate assumes before a dataset is chosen
 SLOW_EPOCH_SECONDS = 120
@@ -20,18 +21,6 @@ def machine_gflops() -> float:
     from unet.calibration import achieved_gflops
 
     return achieved_gflops()
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-def _bytes(count: float) -> str:
-    return f"{count / 1e9:.1f} GB" if count >= 1e9 else f"{count / 1e6:.0f} MB"
 
 
 def show_model_facts(config: Config, dataset: Dataset | None) -> None:
@@ -54,26 +43,26 @@ def show_model_facts(config: Config, dataset: Dataset | None) -> None:
     row = st.columns(3)
     row[0].metric(
         "Training memory",
-        _bytes(facts.memory_bytes),
+        bytes_text(facts.memory_bytes),
         help=f"Estimate for a batch of {config.train.batch_size}: layer outputs kept for learning, weights, "
         "gradients and optimizer state.",
     )
     row[1].metric(
         "Time per epoch",
-        _duration(facts.seconds_per_epoch or 0),
+        estimate_text(facts.seconds_per_epoch or 0),
         help=f"One pass over {train_images} training images on this machine, estimated from a short measurement "
         f"({facts.gflops_per_second:.0f} GFLOP/s achieved).",
     )
     epochs = config.train.epochs
     row[2].metric(
         f"{epochs} epochs",
-        _duration((facts.seconds_per_epoch or 0) * epochs),
+        estimate_text((facts.seconds_per_epoch or 0) * epochs),
         help="The whole training at the number of epochs set on the Train page (the preset's, until you change "
         "it); early stopping may end it sooner.",
     )
     if (facts.seconds_per_epoch or 0) > SLOW_EPOCH_SECONDS:
         st.warning(
-            f"This model is slow on this machine ({_duration(facts.seconds_per_epoch or 0)} per epoch). "
+            f"This model is slow on this machine ({estimate_text(facts.seconds_per_epoch or 0)} per epoch). "
             "Fewer filters, a smaller input or a shallower network train much faster.",
             icon=":material/hourglass_top:",
         )

@@ -17,6 +17,7 @@ from unet.config import LOSSES, LR_SCHEDULES, OPTIMIZERS, Config, TrainConfig
 from unet.dataset import Dataset
 from unet.errors import UserError
 from unet.ui.score_view import held_back_panel
+from unet.units import clock_text
 
 REFRESH_SECONDS = 1.5
 STATE_BADGES = {
@@ -148,12 +149,6 @@ def resume(run: runs.Run) -> None:
     threading.Thread(target=process.wait, daemon=True).start()
 
 
-def _clock(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else \
-        f"{seconds // 60}:{seconds % 60:02d}"
-
-
 def _progress(status: dict, history: list[dict]) -> tuple[float, str, float | None]:
     """(fraction done, label, seconds left or None) from the status and the finished epochs."""
     epochs = max(1, int(status.get("epochs") or 1))
@@ -193,9 +188,9 @@ def run_view(run: runs.Run, class_names: list[str]) -> None:
         head = st.columns([2, 1, 1, 1])
         head[0].markdown(f"### {run.name}  \n:{color}-badge[{icon} {label}]")
         fraction, progress_label, left = _progress(status, history)
-        head[1].metric("Elapsed", _clock(runs.elapsed_seconds(status)),
+        head[1].metric("Elapsed", clock_text(runs.elapsed_seconds(status)),
                        help="Training time over every session of this run, resumes included.")
-        head[2].metric("Time left", _clock(left) if left is not None and state == "running" else "–",
+        head[2].metric("Time left", clock_text(left) if left is not None and state == "running" else "–",
                        help="Estimated from the last epochs; early stopping may end sooner.")
         best = status.get("best_val_dice")
         head[3].metric("Best val Dice (crops)" if crop_proxy else "Best val Dice (shrunk)",
