@@ -1,9 +1,11 @@
-"""Plotly figures of a run's history: shared by the Train page, the Runs page and the HTML report."""
+"""Plotly figures of a run (history, threshold sweep, confusion, object AP): shared by the Train page, the Runs
+page and the HTML report."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -103,3 +105,26 @@ def object_ap_figure(objects: dict) -> go.Figure:
                          template="plotly_white", margin={"l": 10, "r": 10, "t": 20, "b": 10}, yaxis_range=[0, 1.02],
                          legend={"orientation": "h", "y": -0.3})
     return figure
+
+
+def threshold_sweep_figure(sweep: Sequence[dict], best: float | None, height: int = 280) -> go.Figure:
+    """Dice against the threshold that turns a probability into the foreground, the best one marked (the Runs
+    page's evaluation and the HTML report)."""
+    figure = go.Figure(go.Scatter(x=[row["threshold"] for row in sweep], y=[row["dice"] for row in sweep],
+                                  mode="lines+markers", name="Dice", line={"color": "#2f6f8f"}))
+    if best is not None:
+        figure.add_vline(x=best, line_dash="dash", line_color="#c0392b", annotation_text=f"best {best:g}")
+    figure.update_layout(height=height, xaxis_title="threshold", yaxis_title="Dice", template="plotly_white",
+                         margin={"l": 10, "r": 10, "t": 30, "b": 10}, yaxis_range=[0, 1.02])
+    return figure
+
+
+def confusion_figure(confusion: np.ndarray, class_names: Sequence[str]) -> go.Figure:
+    """Each true class's pixels by predicted class, as shares of the row (the counts written in the cells)."""
+    share = confusion / confusion.sum(axis=1, keepdims=True).clip(min=1)
+    figure = go.Figure(go.Heatmap(z=share, x=list(class_names), y=list(class_names), colorscale="Blues",
+                                  zmin=0, zmax=1, text=confusion.astype(int), texttemplate="%{text}"))
+    figure.update_layout(height=360, xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed",
+                         margin={"l": 10, "r": 10, "t": 20, "b": 10})
+    return figure
+

@@ -25,7 +25,7 @@ import plotly.io as pio
 
 from unet import evaluation, postprocess, runs
 from unet.augment import preview_pairs
-from unet.charts import history_figure, object_ap_figure
+from unet.charts import history_figure, object_ap_figure, threshold_sweep_figure
 from unet.config import Config
 from unet.dataset import Dataset
 from unet.diagram import architecture_svg
@@ -347,12 +347,7 @@ def _evaluation_html(result: evaluation.Evaluation, data: Path, facts: _RunFacts
                     numeric=(1, 2, 3, 4)),
              _headline_html(scored), _objects_html(scored.get("objects"), plots)]
     if result.sweep:
-        figure = go.Figure(go.Scatter(x=[s["threshold"] for s in result.sweep], y=[s["dice"] for s in result.sweep],
-                                      mode="lines+markers", name="Dice", line={"color": "#2f6f8f"}))
-        figure.add_vline(x=result.best_threshold, line_dash="dash", line_color="#c0392b",
-                         annotation_text=f"best {result.best_threshold:g}")
-        figure.update_layout(height=300, template="plotly_white", xaxis_title="threshold", yaxis_title="Dice",
-                             margin={"l": 10, "r": 10, "t": 30, "b": 10})
+        figure = threshold_sweep_figure(result.sweep, result.best_threshold, height=300)
         parts.append(f"<p>Best threshold: <b>{result.best_threshold:g}</b> (Dice against the threshold that turns "
                      "a probability into 'object').</p>" + plots.html(figure))
     if result.num_classes > 2:

@@ -5,11 +5,10 @@ Results are kept in this tab's session state, keyed by run and dataset, so movin
 
 from __future__ import annotations
 
-import plotly.graph_objects as go
 import streamlit as st
 
 from unet import workspace
-from unet.charts import object_ap_figure
+from unet.charts import confusion_figure, object_ap_figure, threshold_sweep_figure
 from unet.dataset import list_datasets
 from unet.evaluation import Evaluation, evaluate_detailed
 from unet.export import FORMATS, LABELS, export_model, unsupported_reason
@@ -20,28 +19,6 @@ from unet.ui.feedback import user_errors
 from unet.ui.score_view import scores_panel
 
 INFERENCE_THRESHOLD = "inference_threshold"  # the Inference page's threshold slider key
-
-
-def _sweep_figure(evaluation: Evaluation) -> go.Figure:
-    figure = go.Figure(go.Scatter(
-        x=[row["threshold"] for row in evaluation.sweep], y=[row["dice"] for row in evaluation.sweep],
-        mode="lines+markers", name="Dice",
-    ))
-    if evaluation.best_threshold is not None:
-        figure.add_vline(x=evaluation.best_threshold, line_dash="dot", annotation_text="best")
-    figure.update_layout(height=280, xaxis_title="threshold", yaxis_title="Dice", template="plotly_white",
-                         margin={"l": 10, "r": 10, "t": 20, "b": 10}, yaxis_range=[0, 1.02])
-    return figure
-
-
-def _confusion_figure(evaluation: Evaluation) -> go.Figure:
-    matrix = evaluation.confusion
-    share = matrix / matrix.sum(axis=1, keepdims=True).clip(min=1)
-    figure = go.Figure(go.Heatmap(z=share, x=evaluation.class_names, y=evaluation.class_names, colorscale="Blues",
-                                  zmin=0, zmax=1, text=matrix.astype(int), texttemplate="%{text}"))
-    figure.update_layout(height=360, xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed",
-                         margin={"l": 10, "r": 10, "t": 20, "b": 10})
-    return figure
 
 
 SPLIT_NAMES = {
@@ -63,14 +40,14 @@ def _show_evaluation(evaluation: Evaluation) -> None:
     for problem in evaluation.problems:
         st.caption(f"Skipped {problem['file']}: {problem['problem']}")
     if evaluation.binary and evaluation.sweep:
-        st.plotly_chart(_sweep_figure(evaluation), width="stretch")
+        st.plotly_chart(threshold_sweep_figure(evaluation.sweep, evaluation.best_threshold), width="stretch")
         if evaluation.best_threshold is not None and st.button(
             f"Use threshold {evaluation.best_threshold:g} on the Inference page", icon=":material/tune:"
         ):
             st.session_state[INFERENCE_THRESHOLD] = float(evaluation.best_threshold)
             st.toast(f"The Inference page will start at threshold {evaluation.best_threshold:g}.")
     elif not evaluation.binary:
-        st.plotly_chart(_confusion_figure(evaluation), width="stretch")
+        st.plotly_chart(confusion_figure(evaluation.confusion, evaluation.class_names), width="stretch")
     if evaluation.objects:
         _show_objects(evaluation.objects)
     with st.expander(f"Per image ({evaluation.images}), worst first"):
