@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.test_images import decompression_bomb_png, huge_png_header
+from tests.png_files import decompression_bomb_png, huge_png_header
 from tests.upload_helpers import (  # noqa: F401  (workspace is a fixture)
     APP,
     CORPUS,

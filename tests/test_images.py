@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.png_files import decompression_bomb_png, huge_png_header, png_chunk  # noqa: F401
+from tests.png_files import decompression_bomb_png, huge_png_header
 from unet import images
 from unet.errors import UserError
 
