@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, get_type_hints
 
@@ -23,8 +24,41 @@ POOLINGS = ("max", "average")
 UPSAMPLINGS = ("bilinear", "transpose")  # bilinear resize + conv, or transposed conv
 DROPOUT_PLACEMENTS = ("bottleneck", "every_block")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
-LOSSES = ("dice_ce", "ce", "dice", "focal")
-LR_SCHEDULES = ("cosine", "plateau", "constant")  # see unet.schedule
+
+
+class Loss(StrEnum):
+    """What the network minimises (`unet.metrics.make_loss`); the values are config.json's strings."""
+
+    DICE_CE = "dice_ce"
+    CE = "ce"
+    DICE = "dice"
+    FOCAL = "focal"
+
+
+LOSS_NAMES = {  # what the pages show for each choice
+    Loss.DICE_CE: "Dice + cross-entropy (recommended)",
+    Loss.CE: "Cross-entropy",
+    Loss.DICE: "Dice",
+    Loss.FOCAL: "Focal (for rare classes)",
+}
+
+
+class Schedule(StrEnum):
+    """How the learning rate changes over a run (`unet.schedule`); the values are config.json's strings."""
+
+    COSINE = "cosine"
+    PLATEAU = "plateau"
+    CONSTANT = "constant"
+
+
+SCHEDULE_NAMES = {  # what the pages show for each choice
+    Schedule.COSINE: "Warm up, then lower smoothly (recommended)",
+    Schedule.PLATEAU: "Halve when progress stalls",
+    Schedule.CONSTANT: "Keep it fixed",
+}
+
+LOSSES = tuple(Loss)  # the choices in the order the pages offer them
+LR_SCHEDULES = tuple(Schedule)
 FILL_MODES = ("reflect", "constant", "nearest")
 MAX_CHANNELS = 16  # input channels a dataset may have (unet.tiff refuses more)
 TASKS = ("semantic", "instances")  # a class per pixel, or also one id per object (touching objects separated)

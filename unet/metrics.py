@@ -17,6 +17,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from unet.config import LOSSES
+
 BINARY_THRESHOLD = 0.5
 SMOOTH = 1.0  # keeps the soft Dice defined (and near 1) when a class is absent from both masks; tiny next to a batch
 FOCAL_GAMMA = 2.0
@@ -186,7 +188,7 @@ def skill(model_mean: float | None, baseline_mean: float | None) -> float | None
 # Losses
 # ----------------------------------------------------------------------------------------------------------------
 
-LOSS_NAMES = ("dice_ce", "ce", "dice", "focal")
+LOSS_NAMES = LOSSES  # config.Loss, in the pages' order: one list of losses
 
 
 def _probabilities(y_pred: tf.Tensor, num_classes: int) -> tf.Tensor:

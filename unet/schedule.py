@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import math
 
-CONSTANT, PLATEAU, COSINE = "constant", "plateau", "cosine"
-SCHEDULES = (COSINE, PLATEAU, CONSTANT)
+from unet.config import Schedule
+
+CONSTANT, PLATEAU, COSINE = Schedule.CONSTANT, Schedule.PLATEAU, Schedule.COSINE
 WARMUP = 0.05  # share of the run spent warming up
 WARMUP_START = 0.1  # the warm-up starts at this fraction of the rate
 FLOOR = 0.01  # the cosine ends at this fraction of the rate

@@ -13,7 +13,7 @@ import streamlit as st
 
 from unet import runs, workspace
 from unet.charts import history_figure
-from unet.config import LOSSES, LR_SCHEDULES, OPTIMIZERS, Config, TrainConfig
+from unet.config import LOSS_NAMES, LOSSES, LR_SCHEDULES, OPTIMIZERS, SCHEDULE_NAMES, Config, TrainConfig
 from unet.dataset import Dataset
 from unet.errors import UserError
 from unet.ui.score_view import held_back_panel
@@ -28,20 +28,6 @@ STATE_BADGES = {
     "failed": ("Failed", "red", ":material/error:"),
     "interrupted": ("Interrupted", "violet", ":material/pause_circle:"),
 }
-SCHEDULE_NAMES = {
-    "cosine": "Warm up, then lower smoothly (recommended)",
-    "plateau": "Halve when progress stalls",
-    "constant": "Keep it fixed",
-}
-
-LOSS_NAMES = {
-    "dice_ce": "Dice + cross-entropy (recommended)",
-    "ce": "Cross-entropy",
-    "dice": "Dice",
-    "focal": "Focal (for rare classes)",
-}
-
-
 LIMITS = {  # the typed boxes: no min/max on the widget, so what the user typed is what the page checks and shows
     "Epochs": (1, 10000),
     "Stop early after": (0, 1000),
@@ -178,7 +164,7 @@ def run_view(run: runs.Run, class_names: list[str]) -> None:
         status = run.read_status()
         history = run.read_history()
         state = status.get("state", "queued")
-        if state in ("running", "queued") and not run.is_active:
+        if state in runs.ACTIVE_STATES and not run.is_active:
             runs.mark_interrupted_runs(workspace.runs_dir())
             status = run.read_status()
             state = status.get("state", state)
@@ -206,7 +192,7 @@ def run_view(run: runs.Run, class_names: list[str]) -> None:
             st.caption("Objects found on the sample validation crops: AP@0.5 "
                        f"{status['object_ap50']:.2f} (found / (found + extra + missed), at IoU 0.5; updated with "
                        "the sample pictures). The held-back images are scored object by object at the end.")
-        if state in ("running", "queued"):
+        if state in runs.ACTIVE_STATES:
             st.progress(fraction, text=progress_label if state == "running" else status.get("message", "Waiting…"))
             if st.button("Stop", icon=":material/stop:", type="secondary", key=f"stop_{run.id}",
                          help="Stops after the current batch and keeps the best model so far; you can resume later."):
@@ -214,19 +200,19 @@ def run_view(run: runs.Run, class_names: list[str]) -> None:
                 st.toast("Stopping after the current batch…")
         if state == "failed" and status.get("error"):
             st.error(status["error"], icon=":material/error:")
-        elif status.get("message") and state not in ("running", "queued"):
+        elif status.get("message") and state not in runs.ACTIVE_STATES:
             st.caption(status["message"].split(". Warning:")[0])
-        if state not in ("running", "queued"):
+        if state not in runs.ACTIVE_STATES:
             held_back_panel(run)
         if history:
             st.plotly_chart(history_figure(history, class_names), width="stretch", key=f"chart_{run.id}")
-        elif state in ("running", "queued"):
+        elif state in runs.ACTIVE_STATES:
             st.caption("The charts appear after the first epoch.")
         latest = run.file("samples") / "latest.png"
         if latest.exists():
             st.image(latest.read_bytes(), caption="Validation samples: image · truth · prediction (latest epoch, "
                                                   "what the network sees)")
-        if active and state not in ("running", "queued"):
+        if active and state not in runs.ACTIVE_STATES:
             st.rerun()  # the run just ended: redraw the whole page once (Resume button, run list) and stop polling
 
     live()
