@@ -19,9 +19,39 @@ from unet.errors import UserError
 # Named choices, so the strings live in one place.
 NORMALISATIONS = ("unit", "standard")  # 0..1, or per-dataset mean/std
 RESIZE_MODES = ("resize", "crop")  # resize whole images, or random crops of large ones
-ACTIVATIONS = ("relu", "leaky_relu", "elu")
-POOLINGS = ("max", "average")
-UPSAMPLINGS = ("bilinear", "transpose")  # bilinear resize + conv, or transposed conv
+
+
+class Activation(StrEnum):
+    """The non-linearity after each convolution; the values are config.json's strings."""
+
+    RELU = "relu"
+    LEAKY_RELU = "leaky_relu"
+    ELU = "elu"
+
+
+ACTIVATION_NAMES = {Activation.RELU: "ReLU", Activation.LEAKY_RELU: "LeakyReLU", Activation.ELU: "ELU"}
+
+
+class Pooling(StrEnum):
+    """How the encoder halves the image between levels."""
+
+    MAX = "max"
+    AVERAGE = "average"
+
+
+POOLING_NAMES = {Pooling.MAX: "Max pooling", Pooling.AVERAGE: "Average pooling"}
+
+
+class Upsampling(StrEnum):
+    """How the decoder doubles it back: a bilinear resize then a convolution, or a transposed convolution."""
+
+    BILINEAR = "bilinear"
+    TRANSPOSE = "transpose"
+
+
+UPSAMPLING_NAMES = {Upsampling.BILINEAR: "Bilinear + conv", Upsampling.TRANSPOSE: "Transposed conv"}
+
+ACTIVATIONS, POOLINGS, UPSAMPLINGS = tuple(Activation), tuple(Pooling), tuple(Upsampling)
 DROPOUT_PLACEMENTS = ("bottleneck", "every_block")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 

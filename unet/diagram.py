@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from html import escape
 
-from unet.config import Config
+from unet.config import ACTIVATION_NAMES, Activation, Config, Pooling, Upsampling
 
 WIDTH = 720
 MARGIN = 16
@@ -100,9 +100,10 @@ def _block(kind: str, level: int, x: float, y: float, colour: str, title: str, f
 def _caption(cfg: Config, y: float) -> str:
     m = cfg.model
     norm = " + batch norm" if m.batch_norm else ""
-    activation = {"relu": "ReLU", "elu": "ELU", "leaky_relu": f"LeakyReLU({m.leaky_alpha:g})"}[m.activation]
-    down = "max-pool" if m.pooling == "max" else "average-pool"
-    up = "transposed conv" if m.upsampling == "transpose" else "bilinear resize + conv"
+    activation = ACTIVATION_NAMES[m.activation] + (f"({m.leaky_alpha:g})" if m.activation == Activation.LEAKY_RELU
+                                                   else "")
+    down = "max-pool" if m.pooling == Pooling.MAX else "average-pool"
+    up = "transposed conv" if m.upsampling == Upsampling.TRANSPOSE else "bilinear resize + conv"
     dropout = ""
     if m.dropout > 0:
         where = "bottleneck" if m.dropout_placement == "bottleneck" else "every block"

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import keras
 from keras import layers
 
-from unet.config import Config, ModelConfig
+from unet.config import Activation, Config, ModelConfig, Pooling, Upsampling
 from unet.errors import UserError
 
 KerasTensor = keras.KerasTensor
@@ -49,9 +49,9 @@ TRAIN_FLOPS_FACTOR = 3  # a training step costs about 3 forward passes (forward 
 
 def activation_layer(m: ModelConfig, name: str) -> layers.Layer:
     """The configured non-linearity as its own named layer (so the LeakyReLU slope is visible in the model)."""
-    if m.activation == "leaky_relu":
+    if m.activation == Activation.LEAKY_RELU:
         return layers.LeakyReLU(negative_slope=m.leaky_alpha, name=name)
-    if m.activation == "elu":
+    if m.activation == Activation.ELU:
         return layers.ELU(name=name)
     return layers.ReLU(name=name)
 
@@ -89,7 +89,7 @@ def double_conv(filters: int, m: ModelConfig, prefix: str, dropout: bool) -> Blo
 
 
 def down_sample(m: ModelConfig, prefix: str) -> layers.Layer:
-    if m.pooling == "average":
+    if m.pooling == Pooling.AVERAGE:
         return layers.AveragePooling2D(POOL_SIZE, name=f"{prefix}_pool")
     return layers.MaxPooling2D(POOL_SIZE, name=f"{prefix}_pool")
 
@@ -102,7 +102,7 @@ def up_sample(filters: int, m: ModelConfig, prefix: str) -> Block:
     """
 
     def block(x: KerasTensor) -> KerasTensor:
-        if m.upsampling == "transpose":
+        if m.upsampling == Upsampling.TRANSPOSE:
             return layers.Conv2DTranspose(
                 filters, TRANSPOSE_KERNEL, strides=POOL_SIZE, padding="same", name=f"{prefix}_up"
             )(x)
@@ -196,7 +196,7 @@ def count_params(m: ModelConfig, channels: int) -> int:
     for f in filters:  # encoder levels, then the bottleneck
         total += level(c_in, f)
         c_in = f
-    up_k2 = TRANSPOSE_KERNEL**2 if m.upsampling == "transpose" else BILINEAR_CONV_KERNEL**2
+    up_k2 = TRANSPOSE_KERNEL**2 if m.upsampling == Upsampling.TRANSPOSE else BILINEAR_CONV_KERNEL**2
     for f in reversed(filters[:-1]):
         total += c_in * f * up_k2 + f
         total += level(2 * f, f)
@@ -221,7 +221,7 @@ def receptive_field(m: ModelConfig) -> int:
         jump *= POOL_SIZE
     field += conv_growth * jump  # bottleneck
     for _ in range(m.depth):
-        if m.upsampling == "bilinear":
+        if m.upsampling == Upsampling.BILINEAR:
             field += (POOL_SIZE - 1) * jump
             jump //= POOL_SIZE
             field += (BILINEAR_CONV_KERNEL - 1) * jump

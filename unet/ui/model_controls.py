@@ -10,11 +10,22 @@ import dataclasses
 
 import streamlit as st
 
-from unet.config import ACTIVATIONS, DROPOUT_PLACEMENTS, NORMALISATIONS, POOLINGS, RESIZE_MODES, UPSAMPLINGS, Config
+from unet.config import (
+    ACTIVATION_NAMES,
+    ACTIVATIONS,
+    DROPOUT_PLACEMENTS,
+    NORMALISATIONS,
+    POOLING_NAMES,
+    POOLINGS,
+    RESIZE_MODES,
+    UPSAMPLING_NAMES,
+    UPSAMPLINGS,
+    Activation,
+    Config,
+)
 
 FILTER_CHOICES = (4, 8, 12, 16, 24, 32, 48, 64, 96, 128)
 SIZE_CHOICES = (32, 48, 64, 96, 128, 160, 192, 224, 256, 320, 384, 448, 512, 640, 768, 1024)
-ACTIVATION_NAMES = {"relu": "ReLU", "leaky_relu": "LeakyReLU", "elu": "ELU"}
 
 # widget key -> (config section, field)
 FIELDS = {
@@ -76,7 +87,7 @@ def model_controls(config: Config) -> Config:
             POOLINGS,
             key="m_pooling",
             horizontal=True,
-            format_func={"max": "Max pooling", "average": "Average pooling"}.get,
+            format_func=POOLING_NAMES.get,
             help="How the image is halved between levels: max keeps the strongest response (usual choice), "
             "average smooths.",
         )
@@ -85,7 +96,7 @@ def model_controls(config: Config) -> Config:
             UPSAMPLINGS,
             key="m_upsampling",
             horizontal=True,
-            format_func={"bilinear": "Bilinear + conv", "transpose": "Transposed conv"}.get,
+            format_func=UPSAMPLING_NAMES.get,
             help="How the decoder doubles the image back: bilinear resizing then a convolution (smooth, no "
             "checkerboard artefacts) or a learned transposed convolution (the 2015 paper's choice).",
         )
@@ -111,7 +122,7 @@ def model_controls(config: Config) -> Config:
             0.5,
             step=0.01,
             key="m_leaky_alpha",
-            disabled=activation != "leaky_relu",
+            disabled=activation != Activation.LEAKY_RELU,
             help="How much of a negative signal LeakyReLU lets through (0.1 = 10%). 0 is plain ReLU.",
         )
         dropout = st.slider(
