@@ -17,8 +17,27 @@ from typing import Any, get_type_hints
 from unet.errors import UserError
 
 # Named choices, so the strings live in one place.
-NORMALISATIONS = ("unit", "standard")  # 0..1, or per-dataset mean/std
-RESIZE_MODES = ("resize", "crop")  # resize whole images, or random crops of large ones
+
+
+class Normalisation(StrEnum):
+    """After the dataset's intensity rule: keep 0..1, or subtract the dataset's mean and divide by its std."""
+
+    UNIT = "unit"
+    STANDARD = "standard"
+
+
+NORMALISATION_NAMES = {Normalisation.UNIT: "0 to 1", Normalisation.STANDARD: "Dataset mean/std"}
+
+
+class ResizeMode(StrEnum):
+    """How images larger than the input size reach the network: resized whole, or random crops."""
+
+    RESIZE = "resize"
+    CROP = "crop"
+
+
+RESIZE_NAMES = {ResizeMode.RESIZE: "Resizing", ResizeMode.CROP: "Random crops"}
+NORMALISATIONS, RESIZE_MODES = tuple(Normalisation), tuple(ResizeMode)
 
 
 class Activation(StrEnum):
@@ -53,6 +72,7 @@ UPSAMPLING_NAMES = {Upsampling.BILINEAR: "Bilinear + conv", Upsampling.TRANSPOSE
 
 ACTIVATIONS, POOLINGS, UPSAMPLINGS = tuple(Activation), tuple(Pooling), tuple(Upsampling)
 DROPOUT_PLACEMENTS = ("bottleneck", "every_block")
+DROPOUT_PLACEMENT_NAMES = {"bottleneck": "Bottleneck only", "every_block": "Every block"}
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 
 

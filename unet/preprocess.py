@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-RESIZE = "resize"
-CROP = "crop"
-UNIT = "unit"
-STANDARD = "standard"
+from unet.config import Normalisation, ResizeMode
+
+RESIZE, CROP = ResizeMode.RESIZE, ResizeMode.CROP
+UNIT, STANDARD = Normalisation.UNIT, Normalisation.STANDARD
 
 _PIXEL_MAX = 255.0
 _MIN_STD = 1e-6  # guards against a constant dataset, whose std is 0

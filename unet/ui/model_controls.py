@@ -13,11 +13,14 @@ import streamlit as st
 from unet.config import (
     ACTIVATION_NAMES,
     ACTIVATIONS,
+    DROPOUT_PLACEMENT_NAMES,
     DROPOUT_PLACEMENTS,
+    NORMALISATION_NAMES,
     NORMALISATIONS,
     POOLING_NAMES,
     POOLINGS,
     RESIZE_MODES,
+    RESIZE_NAMES,
     UPSAMPLING_NAMES,
     UPSAMPLINGS,
     Activation,
@@ -140,7 +143,7 @@ def model_controls(config: Config) -> Config:
             key="m_dropout_placement",
             horizontal=True,
             disabled=dropout == 0,
-            format_func={"bottleneck": "Bottleneck only", "every_block": "Every block"}.get,
+            format_func=DROPOUT_PLACEMENT_NAMES.get,
             help="Only at the deepest level (the 2015 paper's choice) or after every block (stronger).",
         )
     with st.container(border=True):
@@ -157,7 +160,7 @@ def model_controls(config: Config) -> Config:
             RESIZE_MODES,
             key="m_resize",
             horizontal=True,
-            format_func={"resize": "Resizing", "crop": "Random crops"}.get,
+            format_func=RESIZE_NAMES.get,
             help="Resizing shows whole images (fine detail shrinks); random crops keep full detail of large "
             "images and show a different part each time.",
         )
@@ -166,7 +169,7 @@ def model_controls(config: Config) -> Config:
             NORMALISATIONS,
             key="m_normalisation",
             horizontal=True,
-            format_func={"unit": "0 to 1", "standard": "Dataset mean/std"}.get,
+            format_func=NORMALISATION_NAMES.get,
             help="How pixel values are scaled before the network sees them.",
         )
         batch_size = st.select_slider(
