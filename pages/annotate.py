@@ -62,6 +62,8 @@ chosen = st.selectbox(
 dataset = next(d for d in datasets if d.name == chosen)
 if current is None or current.name != dataset.name:
     set_current_dataset(dataset.name)
+if left_out := st.session_state.pop(view.LEFT_OUT, None):
+    st.warning(left_out, icon=":material/warning:")
 progress_line = st.empty()  # filled at the end, so it counts the stroke saved during this run
 st.caption(f"Version {dataset.version} of '{annotation.lineage(dataset)}'." if dataset.version > 1 else
            "Version 1: the images as uploaded; the first stroke makes version 2.")  # always drawn: a layout that

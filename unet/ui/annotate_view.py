@@ -27,6 +27,7 @@ PENDING = "annotate_pending"  # {(lineage, stem): predicted drawing, not saved u
 VERSIONS = "annotate_mask_versions"  # {(lineage, stem): n}, raised when the page replaces the drawing
 ORDER = "annotate_uncertain"  # (lineage, run id, [(stem, uncertainty)])
 SAVED = "annotate_saved"  # the last save, in words
+LEFT_OUT = "annotate_left_out"  # files an upload left out, with why: shown once under the dataset picker
 JUMP = "annotate_jump"  # an image to show on the next run (the picker cannot change once drawn)
 
 
@@ -40,7 +41,9 @@ def create_from_uploads(uploads: list, name: str, classes: list[str], instances:
             progress=lambda f, text: bar.progress(min(max(f, 0.0), 1.0), text=text))
     set_current_dataset(dataset.name)
     if problems:
-        st.session_state[SAVED] = "Left out: " + "; ".join(f"{file}: {why}" for file, why in problems[:5])
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        st.session_state[LEFT_OUT] = (f"{len(problems)} file(s) left out, the others were kept: "
+                                      + "; ".join(f"{file}: {why}" for file, why in problems[:5]) + more)
     return dataset
 
 
