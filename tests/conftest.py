@@ -19,6 +19,25 @@ TINY_CONFIG = {
 TINY_RUN = "20260101-000000-tiny"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _scan_installed_components_once() -> None:
+    """Streamlit's AppTest scans every installed package's metadata for custom components on each new app
+    (about 0.3 s, 700 packages here); the packages do not change during a test session, so scan once."""
+    import functools
+
+    from streamlit.components.v2 import manifest_scanner
+
+    manifest_scanner.scan_component_manifests = functools.cache(manifest_scanner.scan_component_manifests)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _reruns_as_served() -> None:
+    """Page tests run the app as `unet.ui.serve` serves it: without Streamlit's full garbage collections per run."""
+    from unet.ui.serve import lighten_reruns
+
+    lighten_reruns()
+
+
 @pytest.fixture(scope="session")
 def trained_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A workspace with runs/TINY_RUN: two epochs on 8 demo cells at 32x32, through `python -m unet train`."""

@@ -4,6 +4,12 @@ Streamlit decides once per server process whether an app uses its legacy `pages/
 that mode until some session runs `st.navigation`. A first visit straight to `/train` after a restart would then
 run `pages/train.py` alone, without app.py's navigation and sidebar. Starting the server in navigation mode
 means every request goes through app.py from the first one.
+
+Streamlit also runs two full garbage collections after every script run: `runner.postScriptGC` and, once Keras
+is imported, `keras.backend.clear_session()` (which ends in `gc.collect()`). With TensorFlow loaded (about
+300,000 Python objects) each takes 0.15 s on the 2-core development machine, so every click, slider move and
+brush stroke waited 0.3 s for them. The app keeps no Keras state that needs clearing between runs (models live
+in caches on purpose), and Python's own generational collector still runs, so `lighten_reruns` turns both off.
 """
 
 from __future__ import annotations
@@ -12,9 +18,26 @@ import sys
 from pathlib import Path
 
 from streamlit.runtime.pages_manager import PagesManager
+from streamlit.runtime.scriptrunner import script_runner
 from streamlit.web import cli
 
 APP = Path(__file__).resolve().parents[2] / "app.py"
+
+
+def _keep_keras_state() -> None:
+    """Replaces Streamlit's per-run clean-up of Keras and matplotlib: neither needs it in this app."""
+
+
+def lighten_reruns() -> None:
+    """Skip Streamlit's two full garbage collections after every script run (see the module's docstring).
+
+    The server calls this before it starts; the page tests call it too, so they run the app as served.
+    `runner.postScriptGC = false` is also in `.streamlit/config.toml`, for a server started with `streamlit run`.
+    """
+    from streamlit import config
+
+    config.set_option("runner.postScriptGC", False)
+    script_runner._clean_problem_modules = _keep_keras_state
 
 
 def main() -> None:
@@ -22,6 +45,7 @@ def main() -> None:
 
     remove_stale_uploads()  # uploads abandoned by a closed browser tab
     PagesManager.uses_pages_directory = False
+    lighten_reruns()
     cli.main(args=["run", str(APP), *sys.argv[1:]], prog_name="streamlit")
 
 
