@@ -7,9 +7,10 @@ import streamlit as st
 
 from unet import runs, workspace
 from unet.charts import compare_figure
-from unet.run_summary import config_table, summary_row, train_command
+from unet.run_summary import config_table, train_command
 from unet.ui.feedback import user_errors
 from unet.ui.model_controls import load_into_widgets
+from unet.ui.run_table import run_table
 from unet.ui.run_tools import run_tools
 from unet.ui.state import set_config
 
@@ -23,41 +24,7 @@ if not all_runs:
     st.stop()
 
 by_id = {r.id: r for r in all_runs}
-rows = [summary_row(r) for r in all_runs]
-table = pd.DataFrame(rows).drop(columns=["id"])
-for column in ("best_val_dice", "best_val_iou", "held_back_dice", "baseline_dice", "best_epoch"):
-    table[column] = pd.to_numeric(table[column], errors="coerce")  # a queued run shows an empty cell, not "None"
-st.dataframe(
-    table,
-    hide_index=True,
-    width="stretch",
-    column_config={
-        "name": "Run",
-        "dataset": st.column_config.TextColumn(
-            "Dataset", help="The dataset (version) the run trained on: annotating makes NAME-v2, -v3…"),
-        "started_from": st.column_config.TextColumn(
-            "Started from", help="Fine-tuned runs: the run or model file whose weights they started from."),
-        "state": "State",
-        "best_val_dice": st.column_config.NumberColumn(
-            "Val Dice (training view)", format="%.4f",
-            help="The live check during training, on centre crops or shrunk images: it picks the best model."),
-        "best_val_iou": None,
-        "held_back_dice": st.column_config.NumberColumn(
-            "Held-back Dice", format="%.4f",
-            help="The best model on the whole validation images at the end of training (mean over the classes in "
-                 "the next column)."),
-        "baseline_dice": st.column_config.NumberColumn(
-            "Baseline Dice", format="%.4f",
-            help="What painting every pixel the most common class scores on the same images."),
-        "averaged_over": "Averaged over",
-        "near_baseline": st.column_config.CheckboxColumn(
-            "Near baseline", help="Ticked when the model is barely better than the baseline: it learned little."),
-        "best_epoch": "Best epoch",
-        "epochs": "Epochs",
-        "duration": "Duration",
-        "started": "Started",
-    },
-)
+run_table(all_runs)
 st.caption("Click a column header to sort.")
 
 # --- Compare ------------------------------------------------------------------------------------------------------

@@ -6,11 +6,11 @@ import streamlit as st
 
 from unet import runs, workspace
 from unet.model import model_facts
-from unet.run_summary import summary_row
 from unet.splits import training_count
 from unet.ui.feedback import user_errors
 from unet.ui.finetune_view import start_from
 from unet.ui.model_facts_view import machine_gflops
+from unet.ui.run_table import SHORT, run_table
 from unet.ui.state import align_config_with_dataset, current_dataset, get_config, set_config
 from unet.ui.train_view import resume, run_view, start, train_settings
 from unet.units import duration_text
@@ -86,20 +86,7 @@ if shown is not None:
 # --- Earlier runs ---------------------------------------------------------------------------------------------------
 if all_runs:
     st.subheader("Runs", divider="gray")
-    rows = [summary_row(run) for run in all_runs]
-    st.dataframe(
-        [{"Run": r["name"], "State": r["state"] + (" (near baseline)" if r["near_baseline"] else ""),
-          "Held-back Dice": r["held_back_dice"] if r["held_back_dice"] is not None else float("nan"),
-          "Baseline Dice": r["baseline_dice"] if r["baseline_dice"] is not None else float("nan"),
-          "Epochs": r["epochs"], "Duration": r["duration"], "Started": r["started"]} for r in rows],
-        hide_index=True, width="stretch",
-        column_config={
-            "Held-back Dice": st.column_config.NumberColumn(
-                format="%.4f", help="The best model on the whole validation images, scored at the end of training."),
-            "Baseline Dice": st.column_config.NumberColumn(
-                format="%.4f", help="Painting every pixel the most common class, on the same images."),
-        },
-    )
+    run_table(all_runs, SHORT)
     ids = [r.id for r in all_runs]
     pick = st.selectbox("Open a run", ids, index=ids.index(shown.id) if shown else 0,
                         format_func=lambda i: next(r.name for r in all_runs if r.id == i))

@@ -39,8 +39,8 @@ def test_a_finished_run_shows_every_class_on_its_held_back_images_beside_the_bas
 
 def test_the_run_list_shows_every_run(trained_workspace, monkeypatch):
     at = _page(trained_workspace, monkeypatch)
-    table = next(d.value for d in at.dataframe if "State" in d.value.columns)
-    assert any(state.startswith("completed") for state in table["State"])
+    table = next(d.value for d in at.dataframe if "state" in d.value.columns)
+    assert any(state.startswith("completed") for state in table["state"])
 
 
 def test_without_a_dataset_the_page_says_where_to_get_one(trained_workspace, monkeypatch):
