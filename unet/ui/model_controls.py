@@ -59,6 +59,18 @@ def load_into_widgets(config: Config, overwrite: bool = True) -> None:
 def model_controls(config: Config) -> Config:
     """Draw the controls; return the config they describe (may raise UserError for impossible combinations)."""
     load_into_widgets(config, overwrite=False)
+    model = {**_architecture_panel(), **_regularisation_panel()}
+    data, batch_size = _input_panel(model["depth"])
+    return Config(
+        data=dataclasses.replace(config.data, **data),
+        augment=config.augment,
+        model=dataclasses.replace(config.model, **model),
+        train=dataclasses.replace(config.train, batch_size=batch_size),
+    )
+
+
+def _architecture_panel() -> dict:
+    """Depth, filters, kernel, down- and up-sampling: the `model` fields they set."""
     with st.container(border=True):
         st.markdown("**Architecture**")
         depth = st.slider(
@@ -103,6 +115,12 @@ def model_controls(config: Config) -> Config:
             help="How the decoder doubles the image back: bilinear resizing then a convolution (smooth, no "
             "checkerboard artefacts) or a learned transposed convolution (the 2015 paper's choice).",
         )
+    return {"depth": depth, "base_filters": base_filters, "kernel_size": kernel_size, "pooling": pooling,
+            "upsampling": upsampling}
+
+
+def _regularisation_panel() -> dict:
+    """Batch normalisation, activation and dropout: the `model` fields they set."""
     with st.container(border=True):
         st.markdown("**Regularisation**")
         batch_norm = st.toggle(
@@ -146,6 +164,12 @@ def model_controls(config: Config) -> Config:
             format_func=DROPOUT_PLACEMENT_NAMES.get,
             help="Only at the deepest level (the 2015 paper's choice) or after every block (stronger).",
         )
+    return {"batch_norm": batch_norm, "activation": activation, "leaky_alpha": float(leaky_alpha),
+            "dropout": float(dropout), "dropout_placement": dropout_placement}
+
+
+def _input_panel(depth: int) -> tuple[dict, int]:
+    """Input size, resize or crop, brightness scaling and batch size: the `data` fields they set, and the batch."""
     with st.container(border=True):
         st.markdown("**Input**")
         input_size = st.select_slider(
@@ -178,21 +202,4 @@ def model_controls(config: Config) -> Config:
             key="m_batch_size",
             help="Images per training step. Larger batches use more memory; 4-16 suits most CPUs.",
         )
-    return Config(
-        data=dataclasses.replace(config.data, input_size=input_size, resize=resize, normalisation=normalisation),
-        augment=config.augment,
-        model=dataclasses.replace(
-            config.model,
-            depth=depth,
-            base_filters=base_filters,
-            kernel_size=kernel_size,
-            pooling=pooling,
-            upsampling=upsampling,
-            batch_norm=batch_norm,
-            activation=activation,
-            leaky_alpha=float(leaky_alpha),
-            dropout=float(dropout),
-            dropout_placement=dropout_placement,
-        ),
-        train=dataclasses.replace(config.train, batch_size=batch_size),
-    )
+    return {"input_size": input_size, "resize": resize, "normalisation": normalisation}, batch_size
