@@ -243,14 +243,63 @@ def _initialise(model: keras.Model, source: finetune.Source, config: Config, run
 # ---------------------------------------------------------------------------------------------------------------
 
 
+@dataclasses.dataclass
+class _Prepared:
+    """What the first step settles: the data, the config fitted to it, the split and where training resumes."""
+
+    dataset: Dataset
+    config: Config
+    split: splits.Split
+    history: list[dict]
+    done: int  # epochs finished before this start
+    source: finetune.Source | None  # the weights a fine-tuning starts from
+
+
+@dataclasses.dataclass
+class _Inputs:
+    """What the second step builds: the input pipelines, the class weights and the sample images for pictures."""
+
+    dataset: Dataset  # the task's view: the instance task trains on its 3-class targets
+    train: pipeline.InputPipeline
+    val: pipeline.InputPipeline
+    steps: int
+    weights: list[float] | None
+    samples: tuple
+
+
 def _fit(run_dir: Path, data: Path, config: Config, resume: bool, status: StatusWriter,
          extra_callbacks: Sequence[keras.callbacks.Callback] = (), test_split: float = 0.0,
          stacks: str | None = None, task_given: bool = True) -> tuple[str, str]:
-    """Fit and return (final state, message). Raises UserError for things the user can fix."""
+    """Fit and return (final state, message), in four steps: prepare, inputs, callbacks, outcome.
+
+    Raises UserError for things the user can fix.
+    """
+    prepared = _prepare(run_dir, data, config, resume, status, test_split, stacks, task_given)
+    config, done = prepared.config, prepared.done
+    if done >= config.train.epochs:
+        return runs.COMPLETED, f"already trained for {done} epochs; raise the number of epochs to continue"
+    inputs = _inputs(prepared, status)
+
+    status.write(message="building the model")
+    with strategy().scope():
+        model = build_model(config, inputs.weights, run_dir / runs.LAST_MODEL if resume else None)
+        if prepared.source is not None:
+            _initialise(model, prepared.source, config, run_dir, status)
+    callbacks, recorder, early = _callbacks(run_dir, prepared, inputs, status, extra_callbacks)
+
+    fine_tuning = f" ({status.data['init_from']})" if prepared.source is not None else ""
+    status.write(message=f"training from epoch {done + 1}{fine_tuning}")
+    model.fit(inputs.train.dataset, epochs=config.train.epochs, initial_epoch=done, steps_per_epoch=inputs.steps,
+              validation_data=inputs.val.dataset, callbacks=callbacks, verbose=2, shuffle=False)
+    return _outcome(recorder, early, config)
+
+
+def _prepare(run_dir: Path, data: Path, config: Config, resume: bool, status: StatusWriter, test_split: float,
+             stacks: str | None, task_given: bool) -> _Prepared:
+    """Step 1: read the data, fit the config to it, split, and record config, data and versions in the run."""
     run = runs.Run(run_dir)
-    last = run_dir / runs.LAST_MODEL
     history = run.read_history() if resume else []
-    if resume and not last.exists():
+    if resume and not (run_dir / runs.LAST_MODEL).exists():
         raise UserError("cannot resume: this run has no checkpoint (last.keras); start a new run instead")
     done = max((int(h.get("epoch", 0)) for h in history), default=0)
     init_from = None if resume else config.train.init_from  # a resume continues from last.keras instead
@@ -270,11 +319,15 @@ def _fit(run_dir: Path, data: Path, config: Config, resume: bool, status: Status
     atomic.write_text(run_dir / runs.CONFIG, config.to_json())
     record_dataset(run_dir, dataset, split, config)
     runs.write_json_atomic(run_dir / runs.VERSIONS, versions())
-    if done >= config.train.epochs:
-        return runs.COMPLETED, f"already trained for {done} epochs; raise the number of epochs to continue"
+    return _Prepared(dataset, config, split, history, done, source)
+
+
+def _inputs(prepared: _Prepared, status: StatusWriter) -> _Inputs:
+    """Step 2: the task's view of the data, the training and validation pipelines, and the class weights."""
+    config, split, done = prepared.config, prepared.split, prepared.done
     if config.data.task == task.INSTANCES:
         status.write(message="drawing each object's interior and boundary (the instance task's targets)")
-    dataset = task.training_view(dataset, config.data.task)  # the instance task learns its 3-class targets
+    dataset = task.training_view(prepared.dataset, config.data.task)  # the instance task learns 3-class targets
 
     train_bytes = pipeline.decoded_bytes(dataset, split.train, config.data.channels)
     val_bytes = pipeline.decoded_bytes(dataset, split.val, config.data.channels)
@@ -291,21 +344,22 @@ def _fit(run_dir: Path, data: Path, config: Config, resume: bool, status: Status
         counts = pipeline.class_pixel_counts(dataset, split.train, config.model.num_classes)
         weights = pipeline.class_weights(counts)
         log.info("class weights from training pixel counts %s: %s", counts.tolist(), weights)
-
-    status.write(message="building the model")
-    with strategy().scope():
-        model = build_model(config, weights, last if resume else None)
-        if source is not None:
-            _initialise(model, source, config, run_dir, status)
-
     samples = next(iter(pipeline.eval_pipeline(dataset, split.val[:4], config, cache=False, batch_size=4).dataset))
-    recorder = RunRecorder(run_dir, status, config, dataset, samples, history, steps)
+    return _Inputs(dataset, train_in, val_in, steps, weights, samples)
+
+
+def _callbacks(run_dir: Path, prepared: _Prepared, inputs: _Inputs, status: StatusWriter,
+               extra: Sequence[keras.callbacks.Callback]
+               ) -> tuple[list[keras.callbacks.Callback], RunRecorder, ResumableEarlyStopping | None]:
+    """Step 3: the run recorder (files, stop requests), the schedule, early stopping, TensorBoard, then `extra`."""
+    config, done = prepared.config, prepared.done
+    recorder = RunRecorder(run_dir, status, config, inputs.dataset, inputs.samples, prepared.history, inputs.steps)
     callbacks: list[keras.callbacks.Callback] = [recorder]
     if config.train.lr_schedule == schedule.COSINE:
-        callbacks.insert(0, CosineSchedule(config, steps, done))
+        callbacks.insert(0, CosineSchedule(config, inputs.steps, done))
     early = None
     if config.train.early_stopping_patience:
-        early = ResumableEarlyStopping(config.train.early_stopping_patience, history)
+        early = ResumableEarlyStopping(config.train.early_stopping_patience, prepared.history)
         callbacks.append(early)
     if config.train.lr_schedule == schedule.PLATEAU and config.train.reduce_lr_patience:
         callbacks.append(keras.callbacks.ReduceLROnPlateau(
@@ -315,14 +369,12 @@ def _fit(run_dir: Path, data: Path, config: Config, resume: bool, status: Status
             str(run_dir / runs.TENSORBOARD), histogram_freq=0, write_graph=False, update_freq="epoch", profile_batch=0))
     else:
         log.info("tensorboard is not installed: no TensorBoard logs (pip install tensorboard to get them)")
+    callbacks.extend(extra)  # last, so their on_epoch_end sees the epoch's files written
+    return callbacks, recorder, early
 
-    callbacks.extend(extra_callbacks)  # last, so their on_epoch_end sees the epoch's files written
 
-    fine_tuning = f" ({status.data['init_from']})" if source is not None else ""
-    status.write(message=f"training from epoch {done + 1}{fine_tuning}")
-    model.fit(train_in.dataset, epochs=config.train.epochs, initial_epoch=done, steps_per_epoch=steps,
-              validation_data=val_in.dataset, callbacks=callbacks, verbose=2, shuffle=False)
-
+def _outcome(recorder: RunRecorder, early: ResumableEarlyStopping | None, config: Config) -> tuple[str, str]:
+    """Step 4: the final state and the sentence that says why training ended."""
     last_epoch = recorder.last_epoch
     if recorder.stop_reason == "stop":
         return runs.STOPPED, (f"stopped on request after epoch {last_epoch} of {config.train.epochs} (the epoch under "
@@ -394,7 +446,7 @@ def train(run_dir: Path, data: Path, config: Config, resume: bool = False,
     run_dir.mkdir(parents=True, exist_ok=True)
     handlers = _setup_log(run_dir)
     if not (run_dir / runs.CONFIG).exists():
-        (run_dir / runs.CONFIG).write_text(config.to_json(), encoding="utf-8")
+        atomic.write_text(run_dir / runs.CONFIG, config.to_json())
     previous = runs.Run(run_dir).read_status() if resume else {}
     status = StatusWriter(run_dir, {
         "state": runs.QUEUED, "pid": os.getpid(), "started": runs.now_iso(), "ended": None,
