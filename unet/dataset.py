@@ -25,11 +25,11 @@ from unet import atomic, intensity
 from unet import images as image_io
 from unet import stacks as stacks_module
 from unet.classmap import IGNORE_INDEX, ClassMap
+from unet.dataset_check import DatasetReport, Problem
 from unet.errors import UserError
 from unet.intensity import Intensity
 from unet.masks import MaskHistogram, histogram, instance_objects, plan_classes, too_many_values
 from unet.pairing import Pair, find_layout, mask_base, pair_files, stored_stem
-from unet.report import DatasetReport, Problem
 from unet.stacks import StackRule
 from unet.workspace import child, safe_name
 from unet.zipsafe import MAX_MEMBERS, extract_zip, is_junk

@@ -17,9 +17,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from unet.dataset_check import DatasetReport
 from unet.errors import UserError
 from unet.images import IMAGE_EXTENSIONS
-from unet.report import DatasetReport
 from unet.workspace import safe_name
 from unet.zipsafe import is_junk
 

@@ -14,9 +14,9 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
+from unet.dataset_check import Problem
 from unet.errors import UserError
 from unet.images import MAX_FILE_BYTES
-from unet.report import Problem
 
 MAX_MEMBERS = 10_000
 MAX_TOTAL_BYTES = 2 * 1024**3  # uncompressed, the whole zip
