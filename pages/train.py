@@ -73,7 +73,7 @@ with st.expander("New training", expanded=shown is None or not shown.is_active, 
                 st.rerun()
 
 if shown is not None:
-    recorded = runs.read_json(shown.file(runs.DATASET), {}) or {}  # the run's own classes, not the current dataset's
+    recorded = shown.training_data()  # the run's own classes, not the current dataset's
     class_names = [c.get("name", "") for c in recorded.get("classes", [])] or (
         [c.name for c in dataset.classes] if dataset else [])
     run_view(shown, class_names)

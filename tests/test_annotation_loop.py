@@ -85,7 +85,7 @@ def test_draw_train_correct_and_fine_tune_gives_a_better_model(tmp_path):
     assert not (fresh / "init_from.json").exists()
     assert _first_loss(second) < _first_loss(fresh)  # it starts from the first run's weights
 
-    recorded = json.loads((second / runs.DATASET).read_text())
+    recorded = json.loads((second / runs.TRAINING_DATA).read_text())
     assert recorded["name"] == "plates-v3"  # the run records the version it used
     held_images, held_truths = [images[s] for s in held_back], [truths[s] for s in held_back]
     before, after = _dice(first, held_images, held_truths), _dice(second, held_images, held_truths)

@@ -292,7 +292,7 @@ def test_a_test_set_is_left_out_of_training_and_scored_first(tmp_path):
     raw["train"]["epochs"] = 1
     run = tmp_path / "run"
     assert train(run, dataset.root, Config.from_dict(raw)) == 0
-    recorded = json.loads((run / runs.DATASET).read_text())
+    recorded = json.loads((run / runs.TRAINING_DATA).read_text())
     assert recorded["test"] == test and not set(recorded["train"] + recorded["val"]) & set(test)
     result = evaluate(run)
     assert result["split"] == "test" and sorted(r["image"] for r in result["per_image"]) == sorted(test)
@@ -334,7 +334,7 @@ def test_a_voc_style_255_border_is_not_labelled_and_left_out_of_scores_and_train
     labelled = sum(int((m != 255).sum()) for m in masks)
     assert sum(row["support_pixels"] for row in result["per_class"]) == labelled
     assert "255 = not labelled" in ClassMap.from_records(
-        json.loads((run / runs.DATASET).read_text())["classes"], ignore=255).describe()
+        json.loads((run / runs.TRAINING_DATA).read_text())["classes"], ignore=255).describe()
 
 
 def test_unlabelled_pixels_count_for_no_class_in_the_loss_and_the_epoch_metrics():

@@ -118,7 +118,7 @@ def test_evaluate_keeps_the_json_contract(run_dir, data, binary):
 
 
 def test_the_run_s_own_data_is_scored_on_its_held_back_images_by_default(run_dir, data):
-    recorded = json.loads((run_dir / runs.DATASET).read_text())
+    recorded = json.loads((run_dir / runs.TRAINING_DATA).read_text())
     result = evaluate(run_dir, data)
     assert result["split"] == "val" and sorted(r["image"] for r in result["per_image"]) == sorted(recorded["val"])
     assert evaluate(run_dir)["split"] == "val"
@@ -141,7 +141,7 @@ def shapes_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     run = root / "run"
     run.mkdir()
     (run / runs.CONFIG).write_text(config.to_json())
-    runs.write_json_atomic(run / runs.DATASET, {
+    runs.write_json_atomic(run / runs.TRAINING_DATA, {
         "name": dataset.name, "path": str(dataset.root), "channels": dataset.channels, "mean": dataset.mean,
         "std": dataset.std, "classes": [{"index": c.index, "name": c.name, "color": list(c.color)}
                                         for c in dataset.classes],

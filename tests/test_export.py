@@ -78,9 +78,9 @@ def test_unknown_format_and_missing_model_are_refused(run_dir, tmp_path):
 def test_the_check_uses_random_inputs_when_the_dataset_is_gone(run_dir, tmp_path):
     copy = tmp_path / "run"
     copy.mkdir()
-    recorded = json.loads((run_dir / runs.DATASET).read_text())
+    recorded = json.loads((run_dir / runs.TRAINING_DATA).read_text())
     recorded["path"] = str(tmp_path / "gone")
-    (copy / runs.DATASET).write_text(json.dumps(recorded))
+    (copy / runs.TRAINING_DATA).write_text(json.dumps(recorded))
     config = runs.Run(run_dir).config()
     x, what = sample_inputs(copy, config)
     size, channels = config.data.input_size, config.data.channels

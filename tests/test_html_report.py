@@ -24,9 +24,9 @@ def report(trained_workspace: Path, tmp_path_factory: pytest.TempPathFactory) ->
     run = tmp_path_factory.mktemp("report") / TINY_RUN
     shutil.copytree(source, run, ignore=shutil.ignore_patterns("tensorboard", runs.DATA))
     runs.write_json_atomic(run / runs.RUN_INFO, {"name": RUN_NAME})
-    recorded = json.loads((run / runs.DATASET).read_text())
+    recorded = json.loads((run / runs.TRAINING_DATA).read_text())
     recorded["classes"][1]["name"] = EVIL
-    runs.write_json_atomic(run / runs.DATASET, recorded)
+    runs.write_json_atomic(run / runs.TRAINING_DATA, recorded)
     path = write_report(run, run.parent / "out" / "report.html", data=source / runs.DATA)
     return path, path.read_text(encoding="utf-8")
 

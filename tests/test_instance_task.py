@@ -120,7 +120,7 @@ def instance_workspace(instance_source, tmp_path_factory) -> Path:
 def test_an_instance_run_trains_predicts_labels_and_scores_objects(instance_source, instance_workspace, tmp_path):
     run = instance_workspace / "runs" / "20260101-000000-nuclei"
     assert json.loads((run / "config.json").read_text())["data"]["task"] == "instances"
-    recorded = json.loads((run / "dataset.json").read_text())
+    recorded = json.loads((run / "training_data.json").read_text())
     assert recorded["task"] == "instances" and recorded["objects_from"] == "instance masks"
 
     predictor = Predictor.from_run(run)

@@ -184,7 +184,7 @@ def test_the_2_channel_16_bit_stack_trains_and_predicts_every_plane(stored_stack
                            "--config", str(tmp_path / "tiny.json")], cwd=ROOT, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    recorded = json.loads((run / "dataset.json").read_text())
+    recorded = json.loads((run / "training_data.json").read_text())
     assert recorded["channels"] == CHANNELS and recorded["intensity"]["kind"] == PERCENTILE
     predictor = Predictor.from_run(run)
     assert predictor.channels == CHANNELS

@@ -24,7 +24,7 @@ from unet.config import Config  # noqa: E402
 from unet.errors import UserError  # noqa: E402
 from unet.intensity import Intensity  # noqa: E402
 
-RUN_FILES = (runs.CONFIG, runs.DATASET, runs.BEST_MODEL, runs.HELD_BACK, runs.STATUS, runs.HISTORY)
+RUN_FILES = (runs.CONFIG, runs.TRAINING_DATA, runs.BEST_MODEL, runs.HELD_BACK, runs.STATUS, runs.HISTORY)
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +57,9 @@ def _copy_run(run_dir: Path, target: Path, config_changes: dict | None = None, d
     for section, values in (config_changes or {}).items():
         config[section].update(values)
     (target / runs.CONFIG).write_text(json.dumps(config))
-    recorded = json.loads((target / runs.DATASET).read_text())
+    recorded = json.loads((target / runs.TRAINING_DATA).read_text())
     recorded.update(dataset_changes or {})
-    (target / runs.DATASET).write_text(json.dumps(recorded))
+    (target / runs.TRAINING_DATA).write_text(json.dumps(recorded))
     return target
 
 
@@ -117,7 +117,7 @@ def test_the_package_passes_the_spec_and_the_model_test(package, run_dir, tmp_pa
 
 
 def test_the_preprocessing_is_the_apps_rule_on_the_real_package(package, run_dir):
-    recorded = json.loads((run_dir / runs.DATASET).read_text())
+    recorded = json.loads((run_dir / runs.TRAINING_DATA).read_text())
     config = runs.Run(run_dir).config()
     values = np.random.default_rng(1).uniform(0, 255, (1000, 1))
     got = _rdf_scaling(_rdf(package.path), values)
@@ -157,7 +157,7 @@ def test_a_16_bit_standard_run_packages_with_its_own_numbers(run_dir, tmp_path):
     rdf = _rdf(result.path)
     assert rdf["authors"] == [{"name": "U-Net Studio user"}] and rdf["license"] == "CC-BY-4.0"
     assert rdf["inputs"][0]["axes"][3]["channel_names"] == ["channel0"]
-    recorded = json.loads((copy / runs.DATASET).read_text())
+    recorded = json.loads((copy / runs.TRAINING_DATA).read_text())
     values = np.random.default_rng(3).uniform(0, 12000, (1000, 1))
     got = _rdf_scaling(rdf, values)
     assert np.max(np.abs(got - _apps_rule(values, runs.Run(copy).config(), recorded))) < 1e-5

@@ -92,7 +92,7 @@ def test_the_command_line_prints_the_suggestion_and_trains_from_a_preset_with_a_
     used = json.loads((run / "config.json").read_text())
     assert used["model"]["base_filters"] == 16 and used["model"]["depth"] == 3  # the preset's
     assert used["train"]["epochs"] == 1 and used["data"]["input_size"] == 32  # the file's keys on top
-    recorded = json.loads((run / "dataset.json").read_text())
+    recorded = json.loads((run / "training_data.json").read_text())
     assert len(recorded["test"]) == 2 and not set(recorded["test"]) & set(recorded["train"] + recorded["val"])
 
 

@@ -30,7 +30,8 @@ TINY = {"data": {"input_size": 32}, "model": {"depth": 2, "base_filters": 4},
 LONG = {**TINY, "train": {**TINY["train"], "epochs": 1000}}
 HISTORY_KEYS = {"epoch", "seconds", "lr", "loss", "dice", "iou", "val_loss", "val_dice", "val_iou", "pixel_accuracy",
                 "val_pixel_accuracy", "dice_1", "val_dice_1", "iou_1", "val_iou_1"}
-RUN_FILES = (runs.CONFIG, runs.DATASET, runs.VERSIONS, runs.STATUS, runs.HISTORY, runs.BEST_MODEL, runs.LAST_MODEL,
+RUN_FILES = (runs.CONFIG, runs.TRAINING_DATA, runs.VERSIONS, runs.STATUS, runs.HISTORY, runs.BEST_MODEL,
+             runs.LAST_MODEL,
              "samples/epoch_001.png", "samples/latest.png", runs.LOG)
 
 
@@ -100,7 +101,7 @@ def test_a_two_epoch_run_leaves_every_file_with_sane_values(trained):
     status = run.read_status()
     assert status["state"] == runs.COMPLETED and status["epoch"] == 2 and status["epochs"] == 2
     assert status["best_epoch"] in (1, 2) and status["ended"] and not status["error"]
-    recorded = json.loads((trained / runs.DATASET).read_text())
+    recorded = json.loads((trained / runs.TRAINING_DATA).read_text())
     assert len(recorded["train"]) == 8 and len(recorded["val"]) == 2 and recorded["hash"]
     assert (trained / runs.DATA / "dataset.json").exists()  # the raw folder was stored inside the run
     versions = json.loads((trained / runs.VERSIONS).read_text())

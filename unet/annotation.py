@@ -38,6 +38,7 @@ from unet.errors import UserError
 from unet.intensity import Intensity, sample_pixels
 from unet.masks import PALETTE
 from unet.pairing import stored_stem
+from unet.runs import Run
 from unet.workspace import child
 
 if TYPE_CHECKING:  # the model side is imported only by the functions that predict
@@ -215,13 +216,11 @@ def used_by_runs(dataset: Dataset, runs_root: Path) -> list[str]:
     """The runs (folder names) that trained on this exact dataset folder."""
     mine = dataset.root.resolve()
     used = []
-    for record in sorted(Path(runs_root).glob(f"*/{DATASET_FILE}")):
-        try:
-            path = json.loads(record.read_text(encoding="utf-8")).get("path")
-        except (OSError, ValueError):
-            continue
+    folders = sorted(p for p in Path(runs_root).iterdir() if p.is_dir()) if Path(runs_root).is_dir() else []
+    for folder in folders:
+        path = Run(folder).training_data().get("path")
         if path and Path(path).resolve() == mine:
-            used.append(record.parent.name)
+            used.append(folder.name)
     return used
 
 

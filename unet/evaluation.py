@@ -26,7 +26,7 @@ import numpy as np
 
 from unet import metrics, pipeline, postprocess, runs, task
 from unet.classmap import IGNORE_INDEX, ClassMap
-from unet.dataset import Dataset, ingest
+from unet.dataset import DATASET_FILE, Dataset, ingest
 from unet.errors import UserError
 from unet.inference import Predictor
 from unet.object_scores import ObjectScores, summary_sentence
@@ -249,7 +249,7 @@ def _image_row(stem: str, matrix: np.ndarray, names: list[str]) -> dict[str, Any
 
 def run_class_map(run: runs.Run) -> ClassMap | None:
     """The class map the run recorded (None for a run recorded before classes carried their values)."""
-    return ClassMap.from_record(runs.read_json(run.file(runs.DATASET), {}) or {})
+    return ClassMap.from_record(run.training_data())
 
 
 def class_index_table(data_map: ClassMap | None, run_map: ClassMap | None, dataset: Dataset, k: int) -> np.ndarray:
@@ -281,7 +281,7 @@ def _open_data(run: runs.Run, data: Path | None, scratch: Path, run_map: ClassMa
     if data is None:
         return _own_dataset(run), []
     data = Path(data)
-    if (data / "dataset.json").exists():
+    if (data / DATASET_FILE).exists():
         return Dataset.load(data), []
     if not data.exists():
         raise UserError(f"there is no dataset at '{data.name}'")
@@ -294,11 +294,11 @@ def _open_data(run: runs.Run, data: Path | None, scratch: Path, run_map: ClassMa
 def _own_dataset(run: runs.Run) -> Dataset:
     """The dataset the run trained on: its stored copy inside the run, else the stored dataset it names."""
     own = run.file(runs.DATA)
-    if (own / "dataset.json").exists():
+    if (own / DATASET_FILE).exists():
         return Dataset.load(own)
-    recorded = runs.read_json(run.file(runs.DATASET), {}) or {}
+    recorded = run.training_data()
     path = Path(recorded.get("path", ""))
-    if recorded.get("path") and (path / "dataset.json").exists():
+    if recorded.get("path") and (path / DATASET_FILE).exists():
         return Dataset.load(path)
     raise UserError(f"the dataset run '{run.name}' trained on is no longer there; choose a dataset to evaluate on")
 
@@ -306,7 +306,7 @@ def _own_dataset(run: runs.Run) -> Dataset:
 def _split_stems(run: runs.Run, dataset: Dataset, split: str | None, own: bool) -> tuple[str, list[str]]:
     """The split's name and its stems. By default, on the run's own data, its test set when it has one (never
     trained on, never used to choose the model), else its validation images (held back from training)."""
-    recorded = runs.read_json(run.file(runs.DATASET), {}) or {}
+    recorded = run.training_data()
     same = own or (bool(recorded.get("hash")) and recorded.get("hash") == dataset.hash)
     if split is None:
         split = "test" if same and recorded.get("test") else ("val" if same and recorded.get("val") else "all")
@@ -338,7 +338,7 @@ def evaluate_detailed(
     """Score the run's best model on the pairs of `data` (default: the run's own dataset).
 
     Args:
-        run_dir: a run folder with config.json, dataset.json and model.keras.
+        run_dir: a run folder with config.json, training_data.json and model.keras.
         data: a stored dataset, or a raw folder/zip (read with the run's class map into a temporary folder inside
             the run, then removed); None for the dataset the run trained on.
         threshold: the foreground threshold of a binary model for the headline numbers (argmax for multi-class).

@@ -161,7 +161,7 @@ def sample_inputs(run_dir: Path, config: Config, count: int = SAMPLES) -> tuple[
     Falls back to random pixels (seeded) when the run's dataset is no longer on disk.
     """
     data, size = config.data, config.data.input_size
-    recorded = runs.read_json(Path(run_dir) / runs.DATASET, {}) or {}
+    recorded = runs.Run(Path(run_dir)).training_data()
     mean, std = float(recorded.get("mean", 0.0)), float(recorded.get("std", 1.0))
     images: list[np.ndarray] = []
     try:
@@ -358,7 +358,7 @@ def export_model(run_dir: Path, fmt: str, out: Path) -> ExportResult:
         seconds=time.perf_counter() - started, size_bytes=_size(target), samples=len(x), checked_on=checked_on,
         input_shape=(None, None, None, config.data.channels) if fmt in ANY_SIZE else
         (None, config.data.input_size, config.data.input_size, config.data.channels),
-        usage=usage_text(config, runs.read_json(run.file(runs.DATASET), {}) or {}, any_size=fmt in ANY_SIZE)
+        usage=usage_text(config, run.training_data(), any_size=fmt in ANY_SIZE)
         + ("" if fmt in ANY_SIZE else " (TensorFlow Lite's converter needs this fixed size.)"),
         sizes_checked=tuple(batch.shape[1:3] for batch in inputs),
     )

@@ -148,7 +148,7 @@ class _RunFacts:
         if not self.run.file(runs.CONFIG).exists():
             raise UserError(f"'{self.run.path.name}' is not a run folder (it has no {runs.CONFIG})")
         self.config: Config = self.run.config()
-        self.recorded: dict[str, Any] = runs.read_json(self.run.file(runs.DATASET), {}) or {}
+        self.recorded: dict[str, Any] = self.run.training_data()
         self.history = self.run.read_history()
         self.status = self.run.read_status()
         self.versions: dict[str, Any] = runs.read_json(self.run.file(runs.VERSIONS), {}) or {}

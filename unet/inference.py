@@ -355,13 +355,14 @@ class Predictor:
             raise UserError(f"run '{run.name}' has no model yet ({path.name}); train it first")
         model = load_model_file(path)
         inp, out = _shapes(model, path.name)
-        recorded = runs.read_json(run.file(runs.DATASET), {}) or {}
+        recorded = run.training_data()
         task = INSTANCES if recorded.get("task") == INSTANCES and int(out[3]) == 3 else SEMANTIC
         num_classes = 2 if task == INSTANCES else max(2, int(out[3]))  # objects or not, for every pixel score
         names, colors = _classes(recorded.get("classes", []), num_classes)
         data = config.data
         if data.normalisation == preprocess.STANDARD and not {"mean", "std"} <= set(recorded):
-            raise UserError(f"run '{run.name}' uses 'standard' normalisation but its {runs.DATASET} has no mean/std")
+            raise UserError(f"run '{run.name}' uses 'standard' normalisation but its record of the training data has "
+                            "no mean/std")
         return cls(
             model=model, channels=int(inp[3]), num_classes=num_classes, multiple=2**config.model.depth,
             class_names=names, colors=colors, normalisation=data.normalisation,

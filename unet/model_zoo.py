@@ -193,7 +193,7 @@ def scale_linear(config: Config, recorded: dict[str, Any]) -> tuple[list[float],
     mean, std = 0.0, 1.0
     if data.normalisation == preprocess.STANDARD:
         if not {"mean", "std"} <= set(recorded):
-            raise UserError(f"the run uses 'standard' normalisation but its {runs.DATASET} has no mean/std")
+            raise UserError("the run uses 'standard' normalisation but its record of the training data has no mean/std")
         mean, std = float(recorded["mean"]), max(float(recorded["std"]), _MIN_STD)
     gains, offsets = [], []
     for low, high in zip(rule.low, rule.high, strict=True):
@@ -911,7 +911,7 @@ def export_package(run_dir: Path, out: Path, authors: list[str], license: str = 
     messages: list[str] = []
     authors = _clean_authors(authors, messages)
     config = run.config()
-    recorded = runs.read_json(run.file(runs.DATASET), {}) or {}
+    recorded = run.training_data()
     held_back = runs.read_json(run.file(runs.HELD_BACK), {}) or {}
     gain, offset = scale_linear(config, recorded)
     name = model_name(run.name)

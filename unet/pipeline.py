@@ -26,7 +26,7 @@ import tensorflow as tf
 from unet import images as image_io
 from unet import preprocess
 from unet.config import Config
-from unet.dataset import Dataset, ingest
+from unet.dataset import DATASET_FILE, Dataset, ingest
 from unet.errors import UserError
 
 CACHE_BUDGET_BYTES = 1 << 30  # decoded uint8 pairs kept in memory up to this, for train and validation together
@@ -125,7 +125,7 @@ def open_dataset(data: Path, store_in: Path, stacks: str | None = None) -> Datas
     `stacks` (`unet.stacks`; automatic when None).
     """
     data = Path(data)
-    if (data / "dataset.json").exists():
+    if (data / DATASET_FILE).exists():
         return Dataset.load(data)
     if not data.exists():
         raise UserError(f"there is no dataset at '{data.name}'")

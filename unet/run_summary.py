@@ -9,7 +9,7 @@ from typing import Any
 
 from unet.config import Config
 from unet.errors import UserError
-from unet.runs import DATASET, HELD_BACK, INIT_FROM, Run, elapsed_seconds, read_json
+from unet.runs import HELD_BACK, INIT_FROM, Run, elapsed_seconds, read_json
 from unet.units import duration_text
 
 
@@ -19,7 +19,7 @@ def summary_row(run: Run) -> dict[str, Any]:
     status = run.read_status()
     history = run.read_history()
     best = max(history, key=lambda r: r.get("val_dice") or -1.0) if history else {}
-    dataset = read_json(run.file(DATASET), {}) or {}
+    dataset = run.training_data()
     ended = status.get("ended") or (status.get("updated") if status.get("state") == "running" else None)
     held_back = read_json(run.file(HELD_BACK), {}) or {}
     return {
@@ -105,7 +105,7 @@ def train_command(run: Run, private: bool = False) -> str:
     `private`: for a document that leaves the machine (the HTML report), name the dataset folder only, never the
     server's path to it.
     """
-    dataset = read_json(run.file(DATASET), {}) or {}
+    dataset = run.training_data()
     data = dataset.get("path") or run.info.get("dataset") or "DATA"
     if private and data != "DATA":
         data = Path(str(data)).name

@@ -26,7 +26,8 @@ from unet.errors import UserError
 # Run folder files.
 CONFIG = "config.json"
 RUN_INFO = "run.json"
-DATASET = "dataset.json"
+TRAINING_DATA = "training_data.json"  # what the run trained on: dataset, hash, split, class map, intensity rule
+EARLIER_TRAINING_DATA = "dataset.json"  # its name in runs made before stop 14 (it clashed with a dataset's file)
 HELD_BACK = "held_back.json"  # the best model scored on the whole validation images at the end of training
 INIT_FROM = "init_from.json"  # a fine-tuned run: where its first weights came from (unet.finetune)
 VERSIONS = "versions.json"
@@ -113,6 +114,13 @@ class Run:
 
     def file(self, name: str) -> Path:
         return self.path / name
+
+    def training_data(self) -> dict[str, Any]:
+        """The run's record of the data it trained on ({} before training has read it)."""
+        for name in (TRAINING_DATA, EARLIER_TRAINING_DATA):
+            if (self.path / name).exists():
+                return read_json(self.path / name, {}) or {}
+        return {}
 
     def config(self) -> Config:
         return Config.load(self.path / CONFIG)

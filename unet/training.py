@@ -37,7 +37,7 @@ from unet import metrics as unet_metrics
 from unet.augment import Augmenter
 from unet.callbacks import CosineSchedule, ResumableEarlyStopping, RunRecorder
 from unet.config import Config
-from unet.dataset import Dataset
+from unet.dataset import DATASET_FILE, Dataset
 from unet.errors import UserError
 from unet.model import build_unet
 from unet.runs import StatusWriter
@@ -127,8 +127,8 @@ def _training_lock(run_dir: Path, status: StatusWriter) -> Iterator[bool]:
 def load_data(data: Path, run_dir: Path, reuse: bool, stacks: str | None = None) -> Dataset:
     """The dataset to train on; a raw folder or zip is stored into `RUN_DIR/data` (kept, so resume needs no DATA)."""
     stored = run_dir / runs.DATA
-    if not (Path(data) / "dataset.json").exists():
-        if reuse and (stored / "dataset.json").exists():
+    if not (Path(data) / DATASET_FILE).exists():
+        if reuse and (stored / DATASET_FILE).exists():
             return Dataset.load(stored)
         if stored.exists():
             shutil.rmtree(stored)
@@ -146,7 +146,7 @@ def fit_config(config: Config, dataset: Dataset) -> Config:
 
 
 def _split(run_dir: Path, dataset: Dataset, config: Config, resume: bool) -> splits.Split:
-    recorded = runs.read_json(run_dir / runs.DATASET)
+    recorded = runs.Run(run_dir).training_data()
     if resume and recorded:
         split = splits.Split(train=recorded["train"], val=recorded["val"])
         missing = sorted(set(split.train + split.val) - set(dataset.stems))
@@ -172,7 +172,7 @@ def typical_size(dataset: Dataset) -> tuple[int, int]:
 def record_dataset(run_dir: Path, dataset: Dataset, split: splits.Split, config: Config) -> None:
     """The run's record of its data: the class map (values included), normalisation and the split."""
     class_map = dataset.class_map
-    runs.write_json_atomic(run_dir / runs.DATASET, {
+    runs.write_json_atomic(run_dir / runs.TRAINING_DATA, {
         "name": dataset.name,
         "version": dataset.version,  # annotating makes versions (unet.annotation); a run names the one it used
         "path": str(dataset.root),

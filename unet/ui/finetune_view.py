@@ -42,7 +42,7 @@ def _saved_upload(upload) -> Path:
 
 
 def _run_problem(run: runs.Run, dataset: Dataset) -> str | None:
-    recorded = runs.read_json(run.file(runs.DATASET), {}) or {}
+    recorded = run.training_data()
     channels = recorded.get("channels")
     if channels is not None and int(channels) != dataset.channels:
         return (f"{run.name} was trained on {channels}-channel images but “{dataset.name}” has {dataset.channels}; "

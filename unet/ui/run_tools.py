@@ -9,12 +9,12 @@ import streamlit as st
 
 from unet import workspace
 from unet.charts import confusion_figure, object_ap_figure, threshold_sweep_figure
-from unet.dataset import list_datasets
+from unet.dataset import DATASET_FILE, list_datasets
 from unet.evaluation import Evaluation, evaluate_detailed
 from unet.export import FORMATS, LABELS, export_model, unsupported_reason
 from unet.html_report import build_report
 from unet.model_zoo import export_package
-from unet.runs import Run, read_json
+from unet.runs import Run
 from unet.ui.feedback import user_errors
 from unet.ui.score_view import scores_panel
 
@@ -70,12 +70,13 @@ def _show_objects(objects: dict) -> None:
 def _evaluation_section(run: Run) -> None:
     stored = list_datasets(workspace.datasets_dir())
     own = run.path / "data"  # a run trained from the command line on raw data keeps its stored copy here
-    if (own / "dataset.json").exists():
+    if (own / DATASET_FILE).exists():
         stored += [d for d in list_datasets(run.path) if d.root == own]
     if not stored:
         st.info("Evaluation needs a labelled dataset saved on the Dataset page.")
         return
-    recorded = (read_json(run.file("dataset.json"), {}) or {}).get("name")
+    training_data = run.training_data()
+    recorded = training_data.get("name")
     names = [d.name for d in stored]
     name = st.selectbox(
         "Labelled dataset", names, index=names.index(recorded) if recorded in names else 0, key=f"eval_data_{run.id}",
@@ -83,10 +84,9 @@ def _evaluation_section(run: Run) -> None:
         "tells more.",
     )
     dataset = next(d for d in stored if d.name == name)
-    recorded_hash = (read_json(run.file("dataset.json"), {}) or {}).get("hash")
+    recorded_hash = training_data.get("hash")
     own_data = dataset.root == own or (bool(recorded_hash) and recorded_hash == dataset.hash)
-    recorded = read_json(run.file("dataset.json"), {}) or {}
-    choices = [s for s in SPLIT_NAMES if s == "all" or recorded.get(s)] if own_data else ["all"]
+    choices = [s for s in SPLIT_NAMES if s == "all" or training_data.get(s)] if own_data else ["all"]
     split = st.radio(
         "Images to score", choices, format_func=SPLIT_NAMES.get,
         horizontal=True, key=f"eval_split_{run.id}_{name}",
