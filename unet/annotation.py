@@ -33,6 +33,7 @@ import numpy as np
 from unet import atomic
 from unet import images as image_io
 from unet import stacks as stacks_module
+from unet.config import Task
 from unet.dataset import DATASET_FILE, UNLABELLED, Dataset, image_suffix, stored_pixels
 from unet.errors import UserError
 from unet.intensity import Intensity, sample_pixels
@@ -472,7 +473,7 @@ def check_run_fits(predictor: Predictor, dataset: Dataset) -> str | None:
     if predictor.channels != dataset.channels:
         return (f"the model takes {predictor.channels}-channel images but this dataset's have {dataset.channels}; "
                 "choose a run trained on images like these")
-    classes = 2 if predictor.task == "instances" else predictor.num_classes
+    classes = 2 if predictor.task == Task.INSTANCES else predictor.num_classes
     if not dataset.instances and classes != dataset.num_classes:
         return (f"the model predicts {classes} classes but this dataset has {dataset.num_classes}; choose a run "
                 "trained with the same classes")

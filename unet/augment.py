@@ -18,13 +18,13 @@ from enum import IntEnum
 import numpy as np
 import tensorflow as tf
 
-from unet.config import AugmentConfig, DataConfig
+from unet.config import AugmentConfig, DataConfig, FillMode
 from unet.images import convertible, display_rgb
 from unet.preprocess import Scale, reflect_index, resize_pair
 
 BILINEAR = "BILINEAR"
 NEAREST = "NEAREST"
-_FILL_MODES = {"reflect": "REFLECT", "constant": "CONSTANT", "nearest": "NEAREST"}
+_FILL_MODES = {FillMode.REFLECT: "REFLECT", FillMode.CONSTANT: "CONSTANT", FillMode.NEAREST: "NEAREST"}
 _MASK_FILL = 0.0  # constant fill for masks: background
 _IMAGE_FILL = 0.0  # constant fill for images: black
 
@@ -102,9 +102,9 @@ def _gather(images: tf.Tensor, rows: tf.Tensor, cols: tf.Tensor, fill_mode: str)
     """
     shape = tf.shape(images)
     height, width = shape[1], shape[2]
-    if fill_mode == "reflect":
+    if fill_mode == FillMode.REFLECT:
         rows, cols = reflect_index(rows, height), reflect_index(cols, width)
-    elif fill_mode == "nearest":
+    elif fill_mode == FillMode.NEAREST:
         rows, cols = tf.clip_by_value(rows, 0, height - 1), tf.clip_by_value(cols, 0, width - 1)
     else:
         images = tf.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]])

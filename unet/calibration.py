@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from unet import atomic, workspace
-from unet.config import Config, DataConfig, ModelConfig, TrainConfig
+from unet.config import Config, DataConfig, Loss, ModelConfig, Optimizer, TrainConfig
 from unet.metrics import make_loss
 from unet.model import TRAIN_FLOPS_FACTOR, ModelFacts, build_unet, model_facts
 from unet.units import bytes_text
@@ -81,7 +81,7 @@ def measure_gflops() -> tuple[float, float]:
     images = rng.random((batch, size, size, cfg.data.channels), dtype=np.float32)
     masks = (images > 0.5).astype(np.int32)
     model = build_unet(cfg)
-    model.compile(optimizer="adam", loss=make_loss("dice_ce", cfg.model.num_classes))
+    model.compile(optimizer=Optimizer.ADAM, loss=make_loss(Loss.DICE_CE, cfg.model.num_classes))
     for _ in range(WARMUP_STEPS):
         model.train_on_batch(images, masks)
     steps, timed_start = 0, time.perf_counter()

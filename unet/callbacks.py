@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from unet import atomic, runs, schedule
 from unet.classmap import IGNORE_INDEX
-from unet.config import Config
+from unet.config import Config, Task
 from unet.dataset import Dataset
 from unet.images import display_rgb
 from unet.overlay import class_colors, overlay
@@ -176,7 +176,7 @@ class RunRecorder(keras.callbacks.Callback):
         atomic.write_png(folder / f"epoch_{epoch:03d}.png", picture)
         atomic.link(folder / f"epoch_{epoch:03d}.png", folder / "latest.png")
         self.sampled_at, self.sampled_epoch = time.monotonic(), epoch
-        if self.config.data.task != "instances":
+        if self.config.data.task != Task.INSTANCES:
             return None
         from unet.instances import labels_from_classes
         from unet.object_scores import ObjectScores

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from unet.config import TASKS
 from unet.errors import UserError
 
 if TYPE_CHECKING:
@@ -279,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fine-tune: start from a run's best model (its model settings are used) or from a .keras "
                         "file built with the same settings; sets a tenth of the learning rate and at most 20 "
                         "epochs (--epochs still wins). A new output layer is learned when the classes differ")
-    p.add_argument("--task", choices=("semantic", "instances"),
+    p.add_argument("--task", choices=TASKS,
                    help="semantic: a class per pixel; instances: also separate touching objects (one id each). "
                         "Default: instances for instance label masks, else semantic (or the config's data.task)")
     p.add_argument("--stacks", default="auto", help=STACKS_HELP + " (for raw data)")

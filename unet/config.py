@@ -71,9 +71,29 @@ class Upsampling(StrEnum):
 UPSAMPLING_NAMES = {Upsampling.BILINEAR: "Bilinear + conv", Upsampling.TRANSPOSE: "Transposed conv"}
 
 ACTIVATIONS, POOLINGS, UPSAMPLINGS = tuple(Activation), tuple(Pooling), tuple(Upsampling)
-DROPOUT_PLACEMENTS = ("bottleneck", "every_block")
-DROPOUT_PLACEMENT_NAMES = {"bottleneck": "Bottleneck only", "every_block": "Every block"}
-OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+
+
+class DropoutPlacement(StrEnum):
+    """Where dropout acts: only at the deepest level (the 2015 paper), or after every block."""
+
+    BOTTLENECK = "bottleneck"
+    EVERY_BLOCK = "every_block"
+
+
+DROPOUT_PLACEMENT_NAMES = {DropoutPlacement.BOTTLENECK: "Bottleneck only", DropoutPlacement.EVERY_BLOCK: "Every block"}
+DROPOUT_PLACEMENTS = tuple(DropoutPlacement)
+
+
+class Optimizer(StrEnum):
+    """The optimizer (`unet.training.build_model`); the values are config.json's strings."""
+
+    ADAM = "adam"
+    ADAMW = "adamw"
+    SGD = "sgd"
+    RMSPROP = "rmsprop"
+
+
+OPTIMIZERS = tuple(Optimizer)
 
 
 class Loss(StrEnum):
@@ -109,9 +129,28 @@ SCHEDULE_NAMES = {  # what the pages show for each choice
 
 LOSSES = tuple(Loss)  # the choices in the order the pages offer them
 LR_SCHEDULES = tuple(Schedule)
-FILL_MODES = ("reflect", "constant", "nearest")
+
+
+class FillMode(StrEnum):
+    """What fills the corners that augmentation's rotations and shifts expose (`unet.augment`)."""
+
+    REFLECT = "reflect"
+    CONSTANT = "constant"
+    NEAREST = "nearest"
+
+
+FILL_MODES = tuple(FillMode)
+
+
+class Task(StrEnum):
+    """A class per pixel, or also one id per object with touching objects separated (`unet.task`)."""
+
+    SEMANTIC = "semantic"
+    INSTANCES = "instances"
+
+
+TASKS = tuple(Task)
 MAX_CHANNELS = 16  # input channels a dataset may have (unet.tiff refuses more)
-TASKS = ("semantic", "instances")  # a class per pixel, or also one id per object (touching objects separated)
 
 
 def _check(ok: bool, key: str, message: str) -> None:
@@ -135,7 +174,7 @@ class DataConfig:
     channels: int = 1  # 1 grayscale, 3 RGB, or any count up to 16 (microscopy stains); the data decides
     normalisation: str = "unit"
     resize: str = "resize"
-    task: str = "semantic"  # "instances": learn object interiors and boundaries and separate touching objects
+    task: str = Task.SEMANTIC  # "instances": learn object interiors and boundaries and separate touching objects
 
     def __post_init__(self) -> None:
         _between(self.input_size, 16, 2048, "data.input_size")
@@ -172,7 +211,7 @@ class AugmentConfig:
     gamma: float = 0.0  # gamma in [1 - g, 1 + g]
     noise: float = 0.0  # Gaussian noise standard deviation (images in 0..1)
     blur: float = 0.0  # Gaussian blur sigma up to this many pixels
-    fill_mode: str = "reflect"  # what fills the corners that rotations and shifts expose
+    fill_mode: str = FillMode.REFLECT  # what fills the corners that rotations and shifts expose
 
     def __post_init__(self) -> None:
         _between(self.rotate, 0, 180, "augment.rotate")
@@ -199,7 +238,7 @@ class ModelConfig:
     activation: str = "relu"
     leaky_alpha: float = 0.1  # slope of LeakyReLU for negative inputs
     dropout: float = 0.0
-    dropout_placement: str = "bottleneck"
+    dropout_placement: str = DropoutPlacement.BOTTLENECK
     pooling: str = "max"
     upsampling: str = "bilinear"
     num_classes: int = 2
@@ -224,7 +263,7 @@ class TrainConfig:
     epochs: int = 30
     batch_size: int = 8
     learning_rate: float = 1e-3
-    optimizer: str = "adam"
+    optimizer: str = Optimizer.ADAM
     loss: str = "dice_ce"
     class_weights: bool = False
     validation_split: float = 0.2

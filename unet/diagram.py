@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from html import escape
 
-from unet.config import ACTIVATION_NAMES, Activation, Config, Pooling, Upsampling
+from unet.config import ACTIVATION_NAMES, Activation, Config, DropoutPlacement, Pooling, Upsampling
 
 WIDTH = 720
 MARGIN = 16
@@ -106,7 +106,7 @@ def _caption(cfg: Config, y: float) -> str:
     up = "transposed conv" if m.upsampling == Upsampling.TRANSPOSE else "bilinear resize + conv"
     dropout = ""
     if m.dropout > 0:
-        where = "bottleneck" if m.dropout_placement == "bottleneck" else "every block"
+        where = "bottleneck" if m.dropout_placement == DropoutPlacement.BOTTLENECK else "every block"
         dropout = f"; dropout {m.dropout:g} in {where}"
     line1 = f"each block: 2 x ({m.kernel_size}x{m.kernel_size} conv{norm} + {activation}){dropout}"
     line2 = f"down: {down} 2x2; up: {up}; dashed arrows: skip connections (concatenated)"

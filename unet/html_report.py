@@ -26,7 +26,7 @@ import plotly.io as pio
 from unet import evaluation, postprocess, runs
 from unet.augment import preview_pairs
 from unet.charts import history_figure, object_ap_figure, threshold_sweep_figure
-from unet.config import Config
+from unet.config import Config, Task
 from unet.dataset import Dataset
 from unet.diagram import architecture_svg
 from unet.errors import UserError
@@ -223,7 +223,7 @@ def _dataset_section(facts: _RunFacts) -> str:
         ("Intensity", Intensity.from_record(r.get("intensity"), cfg.data.channels, r.get("source_bits")).describe()),
         ("Task", "separate touching objects (background, object interior and boundary learned; one id per object "
                  f"by a watershed; objects from {r.get('objects_from') or 'the masks'})"
-         if cfg.data.task == "instances" else "segment classes (one class per pixel)"),
+         if cfg.data.task == Task.INSTANCES else "segment classes (one class per pixel)"),
         ("Image sizes", size_text or "unknown"),
         ("Training input", f"{cfg.data.input_size}x{cfg.data.input_size} pixels ({cfg.data.resize}), "
                            f"normalisation '{cfg.data.normalisation}'"),

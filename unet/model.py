@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import keras
 from keras import layers
 
-from unet.config import Activation, Config, ModelConfig, Pooling, Upsampling
+from unet.config import Activation, Config, DropoutPlacement, ModelConfig, Pooling, Upsampling
 from unet.errors import UserError
 
 KerasTensor = keras.KerasTensor
@@ -150,7 +150,7 @@ def _assemble(m: ModelConfig, channels: int, size: int | None) -> keras.Model:
             f"can be trained here); lower the base filters ({m.base_filters}) or the depth ({m.depth})"
         )
     filters = level_filters(m)
-    dropout_everywhere = m.dropout_placement == "every_block"
+    dropout_everywhere = m.dropout_placement == DropoutPlacement.EVERY_BLOCK
     inputs = keras.Input(shape=(size, size, channels), dtype="float32", name="image")
 
     x = inputs

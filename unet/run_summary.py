@@ -9,7 +9,7 @@ from typing import Any
 
 from unet.config import Config
 from unet.errors import UserError
-from unet.runs import HELD_BACK, INIT_FROM, Run, elapsed_seconds, read_json
+from unet.runs import HELD_BACK, INIT_FROM, RUNNING, Run, elapsed_seconds, read_json
 from unet.units import duration_text
 
 
@@ -20,7 +20,7 @@ def summary_row(run: Run) -> dict[str, Any]:
     history = run.read_history()
     best = max(history, key=lambda r: r.get("val_dice") or -1.0) if history else {}
     dataset = run.training_data()
-    ended = status.get("ended") or (status.get("updated") if status.get("state") == "running" else None)
+    ended = status.get("ended") or (status.get("updated") if status.get("state") == RUNNING else None)
     held_back = read_json(run.file(HELD_BACK), {}) or {}
     return {
         "id": run.id,

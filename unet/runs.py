@@ -16,6 +16,7 @@ import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +43,20 @@ TENSORBOARD = "tensorboard"
 DATA = "data"  # a raw (unstored) dataset given to `train` is ingested here, inside the run
 LOCK = ".training.lock"  # in the runs root: one training at a time on this machine
 
-# Run states.
-QUEUED, RUNNING, COMPLETED, STOPPED, FAILED, INTERRUPTED = (
-    "queued", "running", "completed", "stopped", "failed", "interrupted",
-)
+
+
+class RunState(StrEnum):
+    """A run's `state` in status.json: waiting for the training lock, training, or one of four ends."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    STOPPED = "stopped"  # on request or at the time limit; resumable
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"  # the trainer died without a word (killed, machine restarted); resumable
+
+
+QUEUED, RUNNING, COMPLETED, STOPPED, FAILED, INTERRUPTED = tuple(RunState)
 ACTIVE_STATES = (QUEUED, RUNNING)
 RESUMABLE_STATES = (STOPPED, INTERRUPTED, FAILED)
 

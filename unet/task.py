@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from unet import images as image_io
-from unet.config import Config
+from unet.config import Config, Task
 from unet.dataset import ClassInfo, Dataset
 from unet.errors import UserError
 
-SEMANTIC, INSTANCES = "semantic", "instances"
+SEMANTIC, INSTANCES = Task.SEMANTIC, Task.INSTANCES
 LABELS = {SEMANTIC: "Segment classes (one class per pixel)",
           INSTANCES: "Separate touching objects (one id per object)"}
 TARGETS = "targets"

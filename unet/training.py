@@ -36,7 +36,7 @@ from unet import atomic, finetune, pipeline, runs, schedule, splits, task
 from unet import metrics as unet_metrics
 from unet.augment import Augmenter
 from unet.callbacks import CosineSchedule, ResumableEarlyStopping, RunRecorder
-from unet.config import Config
+from unet.config import Config, Optimizer
 from unet.dataset import DATASET_FILE, Dataset
 from unet.errors import UserError
 from unet.model import build_unet
@@ -206,10 +206,10 @@ def record_dataset(run_dir: Path, dataset: Dataset, split: splits.Split, config:
 def _optimizer(config: Config) -> keras.optimizers.Optimizer:
     lr = config.train.learning_rate
     return {
-        "adam": lambda: keras.optimizers.Adam(lr),
-        "adamw": lambda: keras.optimizers.AdamW(lr),
-        "sgd": lambda: keras.optimizers.SGD(lr, momentum=0.9, nesterov=True),
-        "rmsprop": lambda: keras.optimizers.RMSprop(lr),
+        Optimizer.ADAM: lambda: keras.optimizers.Adam(lr),
+        Optimizer.ADAMW: lambda: keras.optimizers.AdamW(lr),
+        Optimizer.SGD: lambda: keras.optimizers.SGD(lr, momentum=0.9, nesterov=True),
+        Optimizer.RMSPROP: lambda: keras.optimizers.RMSprop(lr),
     }[config.train.optimizer]()
 
 

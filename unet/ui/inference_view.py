@@ -20,7 +20,7 @@ from unet.images import IMAGE_EXTENSIONS, is_lossy, read_images, read_mask_raw
 from unet.inference import Prediction, Predictor
 from unet.instances import object_table, objects_of_mask
 from unet.postprocess import baseline_scores, error_overlay, headline
-from unet.runs import BEST_MODEL, HELD_BACK, Run, read_json
+from unet.runs import BEST_MODEL, COMPLETED, HELD_BACK, Run, read_json
 from unet.zipsafe import extract_zip
 
 _PREDICTOR = "inference_predictor"
@@ -98,7 +98,7 @@ def rank_runs(finished: list[Run]) -> list[tuple[Run, str]]:
         marks = []
         if held_back.get("near_baseline"):
             marks.append("barely better than the baseline")
-        if status.get("state", "?") != "completed":
+        if status.get("state", "?") != COMPLETED:
             marks.append(status.get("state", "?"))
         shown = f"Dice {score:.3f}" if isinstance(score, (int, float)) else "no score yet"
         label = f"{run.name} ({shown}" + (f"; {', '.join(marks)})" if marks else ")")

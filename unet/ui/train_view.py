@@ -21,12 +21,12 @@ from unet.units import clock_text
 
 REFRESH_SECONDS = 1.5
 STATE_BADGES = {
-    "queued": ("Queued", "gray", ":material/schedule:"),
-    "running": ("Training", "blue", ":material/play_circle:"),
-    "completed": ("Completed", "green", ":material/check_circle:"),
-    "stopped": ("Stopped", "orange", ":material/stop_circle:"),
-    "failed": ("Failed", "red", ":material/error:"),
-    "interrupted": ("Interrupted", "violet", ":material/pause_circle:"),
+    runs.QUEUED: ("Queued", "gray", ":material/schedule:"),
+    runs.RUNNING: ("Training", "blue", ":material/play_circle:"),
+    runs.COMPLETED: ("Completed", "green", ":material/check_circle:"),
+    runs.STOPPED: ("Stopped", "orange", ":material/stop_circle:"),
+    runs.FAILED: ("Failed", "red", ":material/error:"),
+    runs.INTERRUPTED: ("Interrupted", "violet", ":material/pause_circle:"),
 }
 LIMITS = {  # the typed boxes: no min/max on the widget, so what the user typed is what the page checks and shows
     "Epochs": (1, 10000),
@@ -141,7 +141,7 @@ def _progress(status: dict, history: list[dict]) -> tuple[float, str, float | No
     done_epochs = len(history)
     batches = max(1, int(status.get("batches") or 1))
     batch = int(status.get("batch") or 0)
-    in_epoch = 0.0 if status.get("state") != "running" else min(batch / batches, 1.0)
+    in_epoch = 0.0 if status.get("state") != runs.RUNNING else min(batch / batches, 1.0)
     fraction = min(1.0, (done_epochs + in_epoch) / epochs)
     label = f"Epoch {min(done_epochs + 1, epochs)} of {epochs} · batch {batch} of {batches}"
     left = None
@@ -163,20 +163,20 @@ def run_view(run: runs.Run, class_names: list[str]) -> None:
     def live() -> None:
         status = run.read_status()
         history = run.read_history()
-        state = status.get("state", "queued")
+        state = status.get("state", runs.QUEUED)
         if state in runs.ACTIVE_STATES and not run.is_active:
             runs.mark_interrupted_runs(workspace.runs_dir())
             status = run.read_status()
             state = status.get("state", state)
         label, color, icon = STATE_BADGES.get(state, (state, "gray", ":material/help:"))
-        if state == "completed" and status.get("near_baseline"):
+        if state == runs.COMPLETED and status.get("near_baseline"):
             label, color, icon = "Completed, barely better than the baseline", "orange", ":material/warning:"
         head = st.columns([2, 1, 1, 1])
         head[0].markdown(f"### {run.name}  \n:{color}-badge[{icon} {label}]")
         fraction, progress_label, left = _progress(status, history)
         head[1].metric("Elapsed", clock_text(runs.elapsed_seconds(status)),
                        help="Training time over every session of this run, resumes included.")
-        head[2].metric("Time left", clock_text(left) if left is not None and state == "running" else "–",
+        head[2].metric("Time left", clock_text(left) if left is not None and state == runs.RUNNING else "–",
                        help="Estimated from the last epochs; early stopping may end sooner.")
         best = status.get("best_val_dice")
         head[3].metric("Best val Dice (crops)" if crop_proxy else "Best val Dice (shrunk)",
@@ -193,12 +193,12 @@ def run_view(run: runs.Run, class_names: list[str]) -> None:
                        f"{status['object_ap50']:.2f} (found / (found + extra + missed), at IoU 0.5; updated with "
                        "the sample pictures). The held-back images are scored object by object at the end.")
         if state in runs.ACTIVE_STATES:
-            st.progress(fraction, text=progress_label if state == "running" else status.get("message", "Waiting…"))
+            st.progress(fraction, text=progress_label if state == runs.RUNNING else status.get("message", "Waiting…"))
             if st.button("Stop", icon=":material/stop:", type="secondary", key=f"stop_{run.id}",
                          help="Stops after the current batch and keeps the best model so far; you can resume later."):
                 run.request_stop()
                 st.toast("Stopping after the current batch…")
-        if state == "failed" and status.get("error"):
+        if state == runs.FAILED and status.get("error"):
             st.error(status["error"], icon=":material/error:")
         elif status.get("message") and state not in runs.ACTIVE_STATES:
             st.caption(status["message"].split(". Warning:")[0])
