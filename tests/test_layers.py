@@ -71,3 +71,28 @@ def test_streamlit_is_imported_only_by_the_pages_and_unet_ui():
                  if "ui" not in p.relative_to(PACKAGE).parts[:1]
                  and any(m == "streamlit" or m.startswith("streamlit.") for m in _imports(p))]
     assert offenders == [], f"the core imports Streamlit: {offenders}"
+
+
+def _written_levels() -> dict[str, int]:
+    """docs/CONTRACTS.md's "Layers" list: core module name -> its level (1 = foundations)."""
+    import re
+
+    text = (ROOT / "docs" / "CONTRACTS.md").read_text(encoding="utf-8")
+    section = text.split("## Layers", 1)[1].split("\n## ", 1)[0]
+    levels: dict[str, int] = {}
+    for match in re.finditer(r"^(\d)\. (.*?)(?=^\d\. |\Z)", section, re.S | re.M):
+        for name in re.findall(r"`([a-z_]+)`", match.group(2)):
+            levels.setdefault(name, int(match.group(1)))
+    return levels
+
+
+def test_every_core_module_has_a_written_level_and_imports_only_its_level_or_below():
+    levels = _written_levels()
+    graph = _graph()
+    core = {m for m in graph if m.count(".") == 1 and m not in ("unet.__main__", "unet.ui")}
+    unplaced = sorted(m for m in core if m.split(".")[1] not in levels)
+    assert unplaced == [], f"add these to the Layers list in docs/CONTRACTS.md: {unplaced}"
+    upward = sorted(f"{m} (level {levels[m.split('.')[1]]}) imports {d}"
+                    for m in core for d in graph[m]
+                    if d.startswith("unet.ui") or levels.get(d.split(".")[1], 0) > levels[m.split(".")[1]])
+    assert upward == [], "imports that go up the layers: " + "; ".join(upward)
