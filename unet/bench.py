@@ -9,6 +9,9 @@ ISBI 2012 membrane images for five minutes and reports the Dice of the cell clas
 scored by `unet.evaluation` as the Runs page scores a run, and trains on the DSB 2018 nuclei sample ten minutes
 with the instance task and ten without it, reporting the nuclei found one by one on 12 test images (issue #15).
 It also measures 16-bit 2-channel input against 8-bit 1-channel on the same images, and the DSB ingest (#14).
+The full benchmark also measures how fast a small model trains while ten sessions use the app, against
+the same trainer idle (`python -m unet.ui.load_probe`, run in its own process: this module never imports
+Streamlit).
 
 Throughput is measured on steady-state epochs: the first epoch (graph tracing, a few seconds) is left out, and
 each figure is the median over the remaining epochs. An epoch's wall time runs from one epoch's end (after its
@@ -49,6 +52,7 @@ DSB_ENV = "UNET_DSB"
 QUALITY_MINUTES = 5.0
 LARGE_IMAGE = (3000, 4000)  # (height, width) of the tiled prediction
 RSS_FACTOR = 10  # the memory figure trains on this many times the demo data
+LOAD_PHASE_SECONDS = 22.0  # each of the idle and the busy phase of `load_while_sessions_use_the_app`
 
 # Every figure `run_bench` reports as a number (some may be None when skipped: see the *_note keys).
 NUMERIC_KEYS = (
@@ -59,6 +63,8 @@ NUMERIC_KEYS = (
     "train_images_per_s_16bit_2ch", "deep_input_ratio", "deep_ingest_s",
 )
 QUALITY_KEYS = ("isbi_dice_5min",)
+# The full benchmark's figures of training while ten sessions use the app (not measured in tiny mode).
+LOAD_KEYS = ("load_alone_images_per_s", "load_busy_images_per_s", "load_ratio", "load_requests", "load_page_views")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -322,6 +328,43 @@ def peak_rss_mb(cfg: Config, setting: Setting, work: Path) -> dict[str, Any]:
     return {"peak_rss_mb": kib / 1024, "rss_images": count, "rss_trainer_s": time.perf_counter() - start}
 
 
+def load_while_sessions_use_the_app(work: Path, phase_seconds: float = LOAD_PHASE_SECONDS,
+                                    progress: Callable[[str], None] = print) -> dict[str, Any]:
+    """Training images/s alone and while ten sessions use the app, from `python -m unet.ui.load_probe`.
+
+    The probe runs in its own process (it starts the app server and runs page scripts, so it imports Streamlit;
+    this module never does), with its own workspace under `work`. A probe that fails is reported in `load_note`
+    with its figures None, so a long benchmark keeps its other figures.
+    """
+    root = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, "-m", "unet.ui.load_probe", "--workspace", str(work / "load-workspace"),
+           "--seconds", str(phase_seconds), "--json"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
+           "PYTHONPATH": os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH")) if p)}
+    try:
+        done = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True,
+                              timeout=4 * phase_seconds + 300)
+        probe = json.loads(done.stdout) if done.returncode == 0 else None
+        problem = "" if probe else f"exit code {done.returncode}: {done.stderr[-600:]}"
+    except (subprocess.TimeoutExpired, ValueError) as exc:
+        probe, problem = None, f"{type(exc).__name__}: {exc}"
+    if probe is None:
+        message = f"the load probe failed ({problem.strip()})"
+        progress(message)
+        return {**dict.fromkeys(LOAD_KEYS), "load_failures": None, "load_note": message}
+    return {
+        "load_alone_images_per_s": probe["alone_images_per_s"],
+        "load_busy_images_per_s": probe["busy_images_per_s"],
+        "load_ratio": probe["ratio"],
+        "load_requests": probe["requests"],
+        "load_page_views": probe["page_views"],
+        "load_failures": probe["failures"],
+        "load_note": (f"the probe's small model (`unet.ui.load_probe.TRAINING`) trained alone for {phase_seconds:g} s"
+                      f", then while {probe['sessions']} HTTP tabs and one page session used the app for "
+                      f"{phase_seconds:g} s; {probe['alone_epochs']} and {probe['busy_epochs']} epochs measured"),
+    }
+
+
 def deep_two_channel_copy(raw: Path, out: Path) -> Path:
     """The demo data as a microscope would give it: 16-bit (12-bit values), 2 channels in a TIFF, same masks."""
     import tifffile
@@ -553,6 +596,11 @@ def run_bench(quality: bool = False, tiny: bool = False, progress: Callable[[str
         progress(f"trainer memory on {RSS_FACTOR}x the demo data")
         result.update(peak_rss_mb(cfg, setting, work))
 
+        if not tiny:
+            progress(f"training while ten sessions use the app: {LOAD_PHASE_SECONDS:g} s alone, "
+                     f"{LOAD_PHASE_SECONDS:g} s busy")
+            result.update(load_while_sessions_use_the_app(work, LOAD_PHASE_SECONDS, progress))
+
         if quality:
             folder = Path(isbi or os.environ.get(ISBI_ENV) or ISBI_DEFAULT)
             progress(f"quality: Balanced on ISBI for {setting.quality_minutes:g} minutes")
@@ -598,6 +646,12 @@ _ROWS = (
     ("predict_ms_512_full_resolution", "predict 512x512 at full resolution", "ms"),
     ("predict_ms_4000x3000", "predict 4000x3000 (tiled)", "ms"),
     ("peak_rss_mb", "trainer peak memory, 10x demo data", "MB"),
+    ("load_alone_images_per_s", "small model training, app idle", "images/s"),
+    ("load_busy_images_per_s", "  while 10 tabs + a page session use it", "images/s"),
+    ("load_ratio", "  busy / idle", ""),
+    ("load_requests", "  HTTP requests answered", ""),
+    ("load_page_views", "  page views", ""),
+    ("load_failures", "  failed requests and page views", ""),
     ("isbi_dice_5min", "ISBI cell Dice after 5 min (the suggested settings)", ""),
     ("isbi_dice_5min_best_threshold", "  at the evaluation's best threshold", ""),
     ("isbi_membrane_dice_5min", "ISBI membrane Dice after 5 min (the suggested settings)", ""),
@@ -629,14 +683,17 @@ def format_table(result: dict[str, Any]) -> str:
         value = result[key]
         if value is None:
             text = "skipped"
+        elif isinstance(value, list):
+            text = f"{len(value):,}"
         elif isinstance(value, int):
             text = f"{value:,}"
         else:
             text = f"{value:,.3f}" if abs(value) < 10 else f"{value:,.1f}"
         lines.append(f"  {label:<40} {text:>12} {unit}")
-    for key in ("predict_512_mode", "predict_large_mode", "dsb_note", "isbi_note", "dsb_objects_note"):
+    for key in ("predict_512_mode", "predict_large_mode", "dsb_note", "isbi_note", "dsb_objects_note", "load_note"):
         if result.get(key):
             lines.append(f"  {key}: {result[key]}")
+    lines += [f"  load failure: {failure}" for failure in (result.get("load_failures") or [])[:5]]
     return "\n".join(lines)
 
 

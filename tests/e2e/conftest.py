@@ -9,15 +9,14 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from unet.ui import load_probe
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -52,12 +51,6 @@ def _chromium_path(playwright) -> str | None:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The app's workspace for this test session (starts empty)."""
@@ -86,37 +79,10 @@ def trained_run(workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 @contextlib.contextmanager
 def streamlit_server(script: list[str], env: dict[str, str], log_path: Path) -> Iterator[str]:
-    """`python -m <script...>` serving on a free port (headless, no file watcher); yields its URL once healthy,
-    and stops it afterwards. Used for the app itself and for the component harness."""
-    port = _free_port()
-    log = log_path.open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", *script, "--server.port", str(port), "--server.headless", "true",
-         "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://localhost:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        server.kill()
-        log.close()
-        pytest.fail(f"{' '.join(script)} did not start within 60 s; see {log_path}")
-    try:
-        yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
+    """`python -m <script...>` serving on a free port (`unet.ui.load_probe.app_server`); yields its URL once
+    healthy, and stops it afterwards. Used for the app itself and for the component harness."""
+    with load_probe.app_server(None, command=tuple(script), env=env, log_path=log_path) as server:
+        yield server.url
 
 
 @pytest.fixture(scope="session")
