@@ -29,9 +29,9 @@ test: $(VENV)/.dev-installed
 	$(PY) -m ruff check .
 	$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
 
-## Everything except the browser tests
+## Everything except the browser tests and the Ray cluster tests
 test-fast: $(VENV)/.dev-installed
-	$(PY) -m pytest -m "not e2e"; rc=$$?; [ $$rc -eq 5 ] && exit 0; exit $$rc
+	$(PY) -m pytest -m "not e2e and not ray"; rc=$$?; [ $$rc -eq 5 ] && exit 0; exit $$rc
 
 lint: $(VENV)/.dev-installed
 	$(PY) -m ruff check .

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from unet import runs, workspace
+from unet import backend, runs, workspace
 from unet.charts import compare_figure
 from unet.run_summary import config_table, train_command
 from unet.ui.feedback import user_errors
@@ -17,6 +17,8 @@ from unet.ui.state import set_config
 st.title("Runs")
 runs_root = workspace.runs_dir()
 runs.mark_interrupted_runs(runs_root)
+for problem in backend.check_runs(runs_root):  # runs on a Ray cluster: their jobs' states (nothing for local runs)
+    st.warning(problem, icon=":material/cloud_off:")
 all_runs = runs.list_runs(runs_root)
 if not all_runs:
     st.info("No runs yet. Start one on the **Train** page.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from unet import runs, workspace
+from unet import backend, runs, workspace
 from unet.model import model_facts
 from unet.splits import training_count
 from unet.ui.feedback import user_errors
@@ -12,12 +12,14 @@ from unet.ui.finetune_view import start_from
 from unet.ui.model_facts_view import machine_gflops
 from unet.ui.run_table import SHORT, run_table
 from unet.ui.state import align_config_with_dataset, current_dataset, get_config, set_config
-from unet.ui.train_view import resume, run_view, start, train_settings
+from unet.ui.train_view import resume, run_view, start, train_settings, where_trainings_run
 from unet.units import duration_text
 
 st.title("Train")
 runs_root = workspace.runs_dir()
 runs.mark_interrupted_runs(runs_root)
+for problem in backend.check_runs(runs_root):  # runs on a Ray cluster: their jobs' states (nothing for local runs)
+    st.warning(problem, icon=":material/cloud_off:")
 all_runs = runs.list_runs(runs_root)
 
 # The run on screen is kept in the URL, so a refresh or a second tab shows the same one.
@@ -62,8 +64,9 @@ with st.expander("New training", expanded=shown is None or not shown.is_active, 
             st.error(problem, icon=":material/block:")
         name = st.text_input("Run name", value=f"{dataset.name}-d{config.model.depth}f{config.model.base_filters}",
                              help="How this run is listed on the Runs page.")
+        st.caption(where_trainings_run())
         busy = next((r for r in all_runs if r.is_active), None)
-        if busy:
+        if busy and backend.ray_address() is None:
             st.caption(f"“{busy.name}” is training now; a new run waits in the queue until it finishes.")
         if st.button("Start training", type="primary", icon=":material/play_arrow:", disabled=bool(problems),
                      help="Fix the values marked above first." if problems else None):

@@ -136,6 +136,32 @@ def _train(args: argparse.Namespace) -> int:
                  stacks=args.stacks, task_given=bool(said))
 
 
+def _submit(args: argparse.Namespace) -> int:
+    """Start a training through the configured backend (this machine, or the Ray cluster in UNET_RAY_ADDRESS)
+    and return at once; the run folder tells how it goes, as for `train`."""
+    from unet import backend, runs
+
+    data, out = Path(args.data), Path(args.out)
+    if not data.exists():
+        raise UserError(f"there is no dataset at '{data}'")
+    address = backend.ray_address()
+    cluster = backend.Cluster(address) if address else None  # an unreachable cluster starts nothing
+    if args.resume:
+        if not (out / runs.CONFIG).exists():
+            raise UserError(f"cannot resume '{out}': it has no {runs.CONFIG}; submit it without --resume first")
+    else:
+        config = _load_config(args)
+        out.mkdir(parents=True, exist_ok=True)
+        runs.write_text_atomic(out / runs.CONFIG, config.to_json())
+        if not (out / runs.RUN_INFO).exists():
+            runs.write_json_atomic(out / runs.RUN_INFO, {"name": out.name, "created": runs.now_iso(),
+                                                          "dataset": str(data.resolve())})
+    placement = backend.start(out, data, resume=args.resume, epochs=args.epochs if args.resume else None,
+                              max_minutes=args.max_minutes if args.resume else None, cluster=cluster)
+    print(f"started {out.name} {placement.describe()}; its progress is in {out / runs.STATUS}")
+    return 0
+
+
 def _init_source(args: argparse.Namespace) -> Source | None:
     """The `--init-from` source, or None."""
     if not args.init_from:
@@ -287,6 +313,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-split", type=float, default=0.0, metavar="SHARE",
                    help="set this share of the images (0 to 0.5) aside as a test set, never trained on nor used to "
                         "choose the model; `evaluate` scores it first")
+
+    p = command("submit", _submit, "start a training through the configured backend (this machine, or the Ray "
+                                   "cluster in $UNET_RAY_ADDRESS) and return at once")
+    p.add_argument("--data", required=True, help="folder or zip holding images/ and masks/, or a stored dataset")
+    p.add_argument("--out", required=True, help="run folder to write")
+    p.add_argument("--config", help="config.json (missing keys take defaults)")
+    p.add_argument("--epochs", type=int, help="override train.epochs")
+    p.add_argument("--max-minutes", type=float, help="override train.max_minutes")
+    p.add_argument("--resume", action="store_true", help="continue a stopped or interrupted run from last.keras")
 
     p = command("evaluate", _evaluate, "Dice, IoU and pixel accuracy of a run's best model on a labelled dataset")
     p.add_argument("--run", required=True, help="run folder")

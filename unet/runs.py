@@ -42,6 +42,8 @@ STOP = "STOP"
 TENSORBOARD = "tensorboard"
 DATA = "data"  # a raw (unstored) dataset given to `train` is ingested here, inside the run
 LOCK = ".training.lock"  # in the runs root: one training at a time on this machine
+LOCK_ENV = "UNET_TRAINING_LOCK"  # "off": the trainer skips that lock (a Ray cluster schedules trainings itself)
+BACKEND = "backend.json"  # where the trainer was started: this machine or a Ray job (`unet.backend`)
 
 
 
@@ -167,8 +169,17 @@ class Run:
 
     @property
     def is_active(self) -> bool:
+        """Queued or training, with a trainer alive: its process here, or a Ray job (`unet.backend.check_runs`
+        ends the state of a job that ended, since its pid is on another machine)."""
         status = self.read_status()
-        return status.get("state") in ACTIVE_STATES and pid_is_trainer(status.get("pid"))
+        if status.get("state") not in ACTIVE_STATES:
+            return False
+        return self.on_ray or pid_is_trainer(status.get("pid"))
+
+    @property
+    def on_ray(self) -> bool:
+        """Started as a Ray job (`unet.backend`), not as a process of this machine."""
+        return (read_json(self.path / BACKEND, {}) or {}).get("backend") == "ray"
 
     @property
     def has_model(self) -> bool:
@@ -264,6 +275,8 @@ def mark_interrupted_runs(root: Path) -> list[Run]:
     """
     marked = []
     for run in list_runs(root):
+        if run.on_ray:
+            continue  # its pid is on a cluster node: `unet.backend.check_runs` asks the cluster instead
         status = run.read_status()
         if status.get("state") in ACTIVE_STATES and status.get("pid") and not pid_is_trainer(status["pid"]):
             status.update(state=INTERRUPTED, ended=status.get("ended") or now_iso(),
@@ -281,6 +294,20 @@ def lock_holder(root: Path) -> str | None:
         return None
 
 
+def trainer_command(run_dir: Path, data: Path, resume: bool = False, epochs: int | None = None,
+                    max_minutes: float | None = None, python: str = sys.executable) -> list[str]:
+    """`python -m unet train` for a run, as this machine and a Ray job alike start it."""
+    cmd = [python, "-m", "unet", "train", "--data", str(Path(data).resolve()), "--out", str(Path(run_dir).resolve()),
+           "--config", str(Path(run_dir).resolve() / CONFIG)]
+    if epochs is not None:
+        cmd += ["--epochs", str(epochs)]
+    if max_minutes is not None:
+        cmd += ["--max-minutes", str(max_minutes)]
+    if resume:
+        cmd.append("--resume")
+    return cmd
+
+
 def start_training(
     run_dir: Path,
     data: Path,
@@ -294,14 +321,7 @@ def start_training(
     to status.json at once, so the run counts as active before TensorFlow has even been imported.
     """
     run_dir = Path(run_dir).resolve()
-    cmd = [sys.executable, "-m", "unet", "train", "--data", str(Path(data).resolve()), "--out", str(run_dir),
-           "--config", str(run_dir / CONFIG)]
-    if epochs is not None:
-        cmd += ["--epochs", str(epochs)]
-    if max_minutes is not None:
-        cmd += ["--max-minutes", str(max_minutes)]
-    if resume:
-        cmd.append("--resume")
+    cmd = trainer_command(run_dir, data, resume, epochs, max_minutes)
     (run_dir / STOP).unlink(missing_ok=True)
     env = dict(os.environ)
     package_parent = str(Path(__file__).resolve().parent.parent)

@@ -99,8 +99,12 @@ def _setup_log(run_dir: Path) -> list[logging.Handler]:
 def _training_lock(run_dir: Path, status: StatusWriter) -> Iterator[bool]:
     """Hold `runs/.training.lock` for the whole training; while another trainer holds it, wait as `queued`.
 
-    Yields False if a stop was requested while waiting. The kernel drops the lock when the process dies.
+    Yields False if a stop was requested while waiting. The kernel drops the lock when the process dies. With
+    `UNET_TRAINING_LOCK=off` (a Ray job: the cluster's scheduler decides what trains at once) there is no lock.
     """
+    if os.environ.get(runs.LOCK_ENV, "").lower() == "off":
+        yield True
+        return
     lock_path = run_dir.parent / runs.LOCK
     with open(lock_path, "a+") as lock:
         while True:
@@ -449,7 +453,7 @@ def train(run_dir: Path, data: Path, config: Config, resume: bool = False,
         atomic.write_text(run_dir / runs.CONFIG, config.to_json())
     previous = runs.Run(run_dir).read_status() if resume else {}
     status = StatusWriter(run_dir, {
-        "state": runs.QUEUED, "pid": os.getpid(), "started": runs.now_iso(), "ended": None,
+        "state": runs.QUEUED, "pid": os.getpid(), "node": platform.node(), "started": runs.now_iso(), "ended": None,
         "previous_seconds": runs.earlier_seconds(previous),
         "epoch": previous.get("epoch", 0), "epochs": config.train.epochs, "batch": 0, "batches": 0,
         "best_val_dice": previous.get("best_val_dice"), "best_epoch": previous.get("best_epoch"),

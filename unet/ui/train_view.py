@@ -7,11 +7,10 @@ stops polling (`run_every=None`) once it has ended, so an idle page costs nothin
 from __future__ import annotations
 
 import dataclasses
-import threading
 
 import streamlit as st
 
-from unet import runs, workspace
+from unet import backend, runs, workspace
 from unet.charts import history_figure
 from unet.config import LOSS_NAMES, LOSSES, LR_SCHEDULES, OPTIMIZERS, SCHEDULE_NAMES, Config, TrainConfig
 from unet.dataset import Dataset
@@ -121,18 +120,25 @@ def train_settings(current: TrainConfig) -> tuple[TrainConfig, list[str]]:
     return chosen, problems
 
 
+@st.cache_data(ttl=15, show_spinner=False)
+def where_trainings_run() -> str:
+    """`unet.backend.describe()`, asked of the cluster at most every 15 s (each rerun would ask it)."""
+    return backend.describe()
+
+
 def start(config: Config, dataset: Dataset, name: str) -> runs.Run:
-    """Create a run folder and start its trainer process; the process is reaped in a thread (no zombies)."""
+    """Create a run folder and start its trainer through the configured backend (`unet.backend`). A cluster that
+    does not answer raises UserError before the folder is made: nothing is started."""
+    address = backend.ray_address()
+    cluster = backend.connect(address) if address else None
     run = runs.create_run(workspace.runs_dir(), name or dataset.name, config, dataset.root)
-    process = runs.start_training(run.path, dataset.root)
-    threading.Thread(target=process.wait, daemon=True).start()
+    backend.start(run.path, dataset.root, cluster=cluster)
     return run
 
 
 def resume(run: runs.Run) -> None:
     data = run.info.get("dataset")
-    process = runs.start_training(run.path, data, resume=True)
-    threading.Thread(target=process.wait, daemon=True).start()
+    backend.start(run.path, data, resume=True)
 
 
 def _progress(status: dict, history: list[dict]) -> tuple[float, str, float | None]:
@@ -164,7 +170,11 @@ def run_view(run: runs.Run, class_names: list[str]) -> None:
         status = run.read_status()
         history = run.read_history()
         state = status.get("state", runs.QUEUED)
-        if state in runs.ACTIVE_STATES and not run.is_active:
+        if state in runs.ACTIVE_STATES and run.on_ray:
+            backend.check_runs(workspace.runs_dir())  # a Ray job that ended, or a Stop it ignored
+            status = run.read_status()
+            state = status.get("state", state)
+        elif state in runs.ACTIVE_STATES and not run.is_active:
             runs.mark_interrupted_runs(workspace.runs_dir())
             status = run.read_status()
             state = status.get("state", state)
@@ -188,6 +198,11 @@ def run_view(run: runs.Run, class_names: list[str]) -> None:
                               "model is scored on the whole validation images, beside the trivial baseline.")
         if status.get("init_from"):
             st.caption(f"{status['init_from'][0].upper()}{status['init_from'][1:]}.")
+        placed = backend.read_placement(run)
+        if placed.get("backend") == backend.RAY:
+            job, node = placed.get("job_id"), status.get("node") or placed.get("node") or placed.get("address")
+            st.caption(f"Ray job `{job}` on {node} ({placed.get('address')}) · "
+                       f"[the job's log]({placed.get('dashboard')}/#/jobs/{job})")
         if isinstance(status.get("object_ap50"), (int, float)):
             st.caption("Objects found on the sample validation crops: AP@0.5 "
                        f"{status['object_ap50']:.2f} (found / (found + extra + missed), at IoU 0.5; updated with "
@@ -196,7 +211,7 @@ def run_view(run: runs.Run, class_names: list[str]) -> None:
             st.progress(fraction, text=progress_label if state == runs.RUNNING else status.get("message", "Waiting…"))
             if st.button("Stop", icon=":material/stop:", type="secondary", key=f"stop_{run.id}",
                          help="Stops after the current batch and keeps the best model so far; you can resume later."):
-                run.request_stop()
+                backend.stop(run)
                 st.toast("Stopping after the current batch…")
         if state == runs.FAILED and status.get("error"):
             st.error(status["error"], icon=":material/error:")
