@@ -25,7 +25,6 @@ from unet.demo import write_demo_dataset
 pytestmark = pytest.mark.ray
 
 ROOT = Path(__file__).resolve().parents[1]
-RAY = str(Path(sys.executable).with_name("ray"))
 TINY = {"data": {"input_size": 32}, "augment": {"enabled": False}, "model": {"depth": 2, "base_filters": 4},
         "train": {"batch_size": 4, "early_stopping_patience": 0}}
 
@@ -38,17 +37,9 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[str]:
-    """A Ray head with 2 CPUs on 127.0.0.1; yields its address; `ray stop` afterwards."""
-    port, dashboard = _free_port(), _free_port()
-    started = subprocess.run(
-        [RAY, "start", "--head", "--node-ip-address", "127.0.0.1", "--num-cpus", "2", "--port", str(port),
-         "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard), "--include-dashboard", "true",
-         "--disable-usage-stats"], capture_output=True, text=True, timeout=180)
-    assert started.returncode == 0, started.stderr[-2000:]
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        subprocess.run([RAY, "stop", "--force"], capture_output=True, timeout=120)
+    """A Ray head with 2 CPUs on 127.0.0.1 for this module (`unet.backend.local_head`); yields its address."""
+    with backend.local_head(cpus=2) as address:
+        yield address
 
 
 @pytest.fixture()

@@ -18,15 +18,19 @@ imported only when an address is set, so the app needs no Ray to run locally.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import shlex
+import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -260,3 +264,50 @@ def check_runs(root: Path) -> list[str]:
                           message=f"the Ray job ended ({state}) while training; resume continues from the last epoch")
         runs.write_json_atomic(run.file(runs.STATUS), status)
     return problems
+
+
+# --- a cluster on this machine, for the tests and the benchmark ----------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def local_head(cpus: int = 2, start_seconds: float = 120.0) -> Iterator[str]:
+    """A one-machine Ray cluster on 127.0.0.1 (`ray start --head --block`) for as long as the block runs; yields
+    its address. Only this head's processes are ended afterwards (`ray stop` would end every Ray on the machine).
+    """
+    ray = Path(sys.executable).with_name("ray")
+    if not ray.exists():
+        raise UserError("Ray is not installed here: pip install 'ray[default]'")
+    port, dashboard = _free_port(), _free_port()
+    head = subprocess.Popen(
+        [str(ray), "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--num-cpus", str(cpus),
+         "--port", str(port), "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard),
+         "--include-dashboard", "true", "--disable-usage-stats"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, start_new_session=True)
+    address = f"127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + start_seconds
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{dashboard}/api/cluster_status", timeout=2):
+                    break
+            except OSError:
+                if head.poll() is not None or time.monotonic() > deadline:
+                    raise UserError(f"the Ray head did not start within {start_seconds:g} s") from None
+                time.sleep(0.5)
+        yield address
+    finally:
+        _connected.pop(address, None)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(head.pid, signal.SIGTERM)  # `--block` ends the head's processes when it is told to stop
+        try:
+            head.wait(timeout=8)  # a graceful stop takes 30 s and more; the head's work is done by then
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(head.pid, signal.SIGKILL)
+            head.wait()
