@@ -293,13 +293,16 @@ def local_head(cpus: int = 2, start_seconds: float = 120.0) -> Iterator[str]:
     try:
         deadline = time.monotonic() + start_seconds
         while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{dashboard}/api/cluster_status", timeout=2):
-                    break
-            except OSError:
-                if head.poll() is not None or time.monotonic() > deadline:
-                    raise UserError(f"the Ray head did not start within {start_seconds:g} s") from None
-                time.sleep(0.5)
+            try:  # up once the dashboard reports the head's CPUs
+                url = f"http://127.0.0.1:{dashboard}/api/cluster_status"
+                with urllib.request.urlopen(url, timeout=2) as answer:
+                    if "CPU" in json.loads(answer.read())["data"]["clusterStatus"]["loadMetricsReport"]["usage"]:
+                        break
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
+            if head.poll() is not None or time.monotonic() > deadline:
+                raise UserError(f"the Ray head did not start within {start_seconds:g} s")
+            time.sleep(0.5)
         yield address
     finally:
         _connected.pop(address, None)

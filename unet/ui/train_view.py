@@ -133,6 +133,7 @@ def start(config: Config, dataset: Dataset, name: str) -> runs.Run:
     cluster = backend.connect(address) if address else None
     run = runs.create_run(workspace.runs_dir(), name or dataset.name, config, dataset.root)
     backend.start(run.path, dataset.root, cluster=cluster)
+    where_trainings_run.clear()  # what is free changed
     return run
 
 
