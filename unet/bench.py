@@ -64,6 +64,9 @@ NUMERIC_KEYS = (
 )
 QUALITY_KEYS = ("isbi_dice_5min",)
 # The full benchmark's figures of training while ten sessions use the app (not measured in tiny mode).
+CLUSTER_KEYS = ("cluster_one_images_per_s", "cluster_two_images_per_s", "cluster_two_ratio")
+CLUSTER_TRAINING = {"data": {"input_size": 64}, "augment": {"enabled": False}, "model": {"depth": 3, "base_filters": 8},
+                    "train": {"epochs": 8, "batch_size": 4, "early_stopping_patience": 0, "validation_split": 0.2}}
 LOAD_KEYS = ("load_alone_images_per_s", "load_busy_images_per_s", "load_ratio", "load_requests", "load_page_views")
 
 
@@ -365,6 +368,56 @@ def load_while_sessions_use_the_app(work: Path, phase_seconds: float = LOAD_PHAS
     }
 
 
+def trainings_on_a_cluster(work: Path, progress: Callable[[str], None] = print) -> dict[str, Any]:
+    """Training images/s of one small training alone on a one-machine Ray head, then of two at once (#19).
+
+    Each run's figure is the median over its epochs after the first (graph tracing); the pair's is the sum of
+    the two runs' figures. Skipped, with a note, where Ray is not installed.
+    """
+    from unet import backend, runs
+    from unet.demo import write_demo_dataset
+    from unet.errors import UserError
+
+    raw = write_demo_dataset(work / "cluster-data", kind="cells", count=30, size=64)
+    config = Config.from_dict(CLUSTER_TRAINING)
+    train_images = 30 - round(30 * config.train.validation_split)
+
+    def train(names: list[str]) -> list[float]:
+        started = [runs.create_run(work / "cluster-runs", name, config, raw) for name in names]
+        for run in started:
+            backend.start(run.path, raw)
+        deadline = time.monotonic() + 900
+        while any(run.read_status().get("state") in runs.ACTIVE_STATES for run in started):
+            if time.monotonic() > deadline:
+                raise UserError("the cluster's trainings took over 15 minutes")
+            backend.check_runs(work / "cluster-runs")
+            time.sleep(0.5)
+        return [train_images / _median([h["seconds"] for h in run.read_history()[1:]]) for run in started]
+
+    previous = os.environ.get(backend.RAY_ADDRESS_ENV)
+    try:
+        with backend.local_head(cpus=os.cpu_count() or 2) as address:
+            os.environ[backend.RAY_ADDRESS_ENV] = address
+            progress("cluster: one training alone")
+            alone = train(["alone"])[0]
+            progress("cluster: two trainings at once")
+            pair = train(["first", "second"])
+    except (UserError, OSError, ValueError, ZeroDivisionError) as exc:
+        return {**dict.fromkeys(CLUSTER_KEYS), "cluster_note": f"skipped: {exc}"}
+    finally:
+        if previous is None:
+            os.environ.pop(backend.RAY_ADDRESS_ENV, None)
+        else:
+            os.environ[backend.RAY_ADDRESS_ENV] = previous
+    return {
+        "cluster_one_images_per_s": alone, "cluster_two_images_per_s": sum(pair),
+        "cluster_two_ratio": sum(pair) / alone,
+        "cluster_note": (f"a one-machine Ray head with {os.cpu_count()} CPUs, each training reserving 1; small "
+                         f"model (bench.CLUSTER_TRAINING), {config.train.epochs} epochs of {train_images} images; "
+                         f"the two ran at {pair[0]:.1f} and {pair[1]:.1f} images/s"),
+    }
+
+
 def deep_two_channel_copy(raw: Path, out: Path) -> Path:
     """The demo data as a microscope would give it: 16-bit (12-bit values), 2 channels in a TIFF, same masks."""
     import tifffile
@@ -597,6 +650,8 @@ def run_bench(quality: bool = False, tiny: bool = False, progress: Callable[[str
         result.update(peak_rss_mb(cfg, setting, work))
 
         if not tiny:
+            progress("two trainings at once on a one-machine Ray cluster, against one alone")
+            result.update(trainings_on_a_cluster(work, progress))
             progress(f"training while ten sessions use the app: {LOAD_PHASE_SECONDS:g} s alone, "
                      f"{LOAD_PHASE_SECONDS:g} s busy")
             result.update(load_while_sessions_use_the_app(work, LOAD_PHASE_SECONDS, progress))
@@ -652,6 +707,9 @@ _ROWS = (
     ("load_requests", "  HTTP requests answered", ""),
     ("load_page_views", "  page views", ""),
     ("load_failures", "  failed requests and page views", ""),
+    ("cluster_one_images_per_s", "one small training on a Ray head", "images/s"),
+    ("cluster_two_images_per_s", "  two at once, together", "images/s"),
+    ("cluster_two_ratio", "  two together / one alone", ""),
     ("isbi_dice_5min", "ISBI cell Dice after 5 min (the suggested settings)", ""),
     ("isbi_dice_5min_best_threshold", "  at the evaluation's best threshold", ""),
     ("isbi_membrane_dice_5min", "ISBI membrane Dice after 5 min (the suggested settings)", ""),
@@ -690,7 +748,8 @@ def format_table(result: dict[str, Any]) -> str:
         else:
             text = f"{value:,.3f}" if abs(value) < 10 else f"{value:,.1f}"
         lines.append(f"  {label:<40} {text:>12} {unit}")
-    for key in ("predict_512_mode", "predict_large_mode", "dsb_note", "isbi_note", "dsb_objects_note", "load_note"):
+    for key in ("predict_512_mode", "predict_large_mode", "dsb_note", "isbi_note", "dsb_objects_note", "load_note",
+                "cluster_note"):
         if result.get(key):
             lines.append(f"  {key}: {result[key]}")
     lines += [f"  load failure: {failure}" for failure in (result.get("load_failures") or [])[:5]]
