@@ -143,3 +143,28 @@ def test_an_unreachable_cluster_starts_nothing_and_says_so(tmp_path, monkeypatch
     assert "cannot reach the Ray cluster" in done.stderr and "UNET_RAY_ADDRESS" in done.stderr
     assert "Traceback" not in done.stderr
     assert not run_dir.exists()
+
+
+def test_a_node_that_cannot_read_the_run_folder_fails_the_run_with_the_reason(on_cluster, tmp_path):
+    run = runs.Run(tmp_path / "workspace" / "runs" / "unseen")
+    run.path.mkdir(parents=True)
+    run.file(runs.CONFIG).write_text("{ not what was written")  # what a node without the shared workspace reads
+    backend.start(run.path, on_cluster)
+    status = _wait(run, lambda s: s.get("state") not in runs.ACTIVE_STATES, seconds=90)
+    assert status["state"] == runs.FAILED, status
+    assert "before training started" in status["error"] and "every node mounts" in status["error"]
+
+
+def test_a_trainer_that_ignores_stop_has_its_job_stopped_through_ray(on_cluster, tmp_path, monkeypatch):
+    run = runs.Run(tmp_path / "workspace" / "runs" / "deaf")
+    run.path.mkdir(parents=True)
+    run.file(runs.CONFIG).write_text("{}")
+    address = os.environ[backend.RAY_ADDRESS_ENV]
+    job = backend.connect(address).submit(run.path, [sys.executable, "-c", "import time; time.sleep(600)"])
+    runs.write_json_atomic(run.file(runs.BACKEND), {"backend": backend.RAY, "address": address, "job_id": job})
+    runs.write_json_atomic(run.file(runs.STATUS), {"state": runs.RUNNING, "pid": 1, "started": runs.now_iso()})
+    monkeypatch.setattr(backend, "STOP_GRACE_SECONDS", 0.0)
+    backend.stop(run)
+    status = _wait(run, lambda s: s.get("state") not in runs.ACTIVE_STATES, seconds=90)
+    assert status["state"] == runs.STOPPED and "did not react" in status["message"], status
+    assert _job_end(run) == "STOPPED"

@@ -255,7 +255,11 @@ def check_runs(root: Path) -> list[str]:
         status = run.read_status()  # the trainer may have finished writing it since
         if status.get("state") not in runs.ACTIVE_STATES:
             continue
-        if not status.get("started") or status.get("pid") is None:
+        if run.file(runs.STOP).exists():
+            status.update(state=runs.STOPPED, ended=status.get("ended") or runs.now_iso(), message=(
+                f"stopped through the cluster: the trainer did not react to Stop within {STOP_GRACE_SECONDS:g} s "
+                "(the epoch under way was not finished); resume continues from the last finished epoch"))
+        elif not status.get("started") or status.get("pid") is None:
             status.update(state=runs.FAILED, ended=runs.now_iso(), error=(
                 f"the Ray job ended ({state}) before training started: {message or 'no message'}. Is the workspace "
                 f"on storage every node mounts at the same path ({run.path.parent})?"), message="failed")
