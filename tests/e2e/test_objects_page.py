@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -48,15 +49,25 @@ def objects_run(workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
         image, labels = _touching_cells(i)
         image_io.write_png(data / "images" / f"t{i}.png", image)
         image_io.write_png(data / "masks" / f"t{i}.png", labels)
-    config = data / "config.json"
-    config.write_text(json.dumps({"data": {"input_size": SIDE}, "augment": {"enabled": False},
-                                  "model": {"depth": 2, "base_filters": 8},
-                                  "train": {"epochs": 60, "batch_size": 4, "learning_rate": 0.01,
-                                            "early_stopping_patience": 0}}))
     run_dir = workspace / "runs" / "20260101-000000-touching-cells"
-    done = subprocess.run([sys.executable, "-m", "unet", "train", "--data", str(data), "--out", str(run_dir),
-                           "--config", str(config)], cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
+    # A tiny network trained for seconds is not deterministic on a multi-core CPU: once in about ten runs it found
+    # no confident interior at all. The page is what this test checks, so a model that separates the held-back
+    # objects (AP@0.5 of at least 0.5, from its own held_back.json) is trained first, with a new seed if need be.
+    ap50 = None
+    for seed in (0, 1, 2):
+        config = data / f"config-{seed}.json"
+        config.write_text(json.dumps({"data": {"input_size": SIDE}, "augment": {"enabled": False},
+                                      "model": {"depth": 2, "base_filters": 8},
+                                      "train": {"epochs": 60, "batch_size": 4, "learning_rate": 0.01, "seed": seed,
+                                                "early_stopping_patience": 0}}))
+        shutil.rmtree(run_dir, ignore_errors=True)
+        done = subprocess.run([sys.executable, "-m", "unet", "train", "--data", str(data), "--out", str(run_dir),
+                               "--config", str(config)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        ap50 = (json.loads((run_dir / "held_back.json").read_text()).get("objects") or {}).get("ap50")
+        if ap50 is not None and ap50 >= 0.5:
+            break
+    assert ap50 is not None and ap50 >= 0.5, f"three tiny trainings separated too few objects (AP@0.5 {ap50})"
     return run_dir
 
 
