@@ -8,8 +8,10 @@ means every request goes through app.py from the first one.
 Streamlit also runs two full garbage collections after every script run: `runner.postScriptGC` and, once Keras
 is imported, `keras.backend.clear_session()` (which ends in `gc.collect()`). With TensorFlow loaded (about
 300,000 Python objects) each takes 0.15 s on the 2-core development machine, so every click, slider move and
-brush stroke waited 0.3 s for them. The app keeps no Keras state that needs clearing between runs (models live
-in caches on purpose), and Python's own generational collector still runs, so `lighten_reruns` turns both off.
+brush stroke waited 0.3 s for them. `lighten_reruns` turns the first off and keeps the second's reset of
+Keras' global state (`clear_session(free_memory=False)`, 0.1 ms), which predictions rely on: without it, a
+prediction after other page runs in the same process came out wrong (found in the suite: 0 objects instead of
+2, an ONNX export of another shape). Python's own generational collector still runs.
 """
 
 from __future__ import annotations
@@ -24,12 +26,16 @@ from streamlit.web import cli
 APP = Path(__file__).resolve().parents[2] / "app.py"
 
 
-def _keep_keras_state() -> None:
-    """Replaces Streamlit's per-run clean-up of Keras and matplotlib: neither needs it in this app."""
+def _reset_keras_state() -> None:
+    """Streamlit's per-run clean-up of Keras, without its full garbage collection (the app draws no matplotlib)."""
+    keras = sys.modules.get("keras")
+    if keras is not None:
+        keras.backend.clear_session(free_memory=False)
 
 
 def lighten_reruns() -> None:
-    """Skip Streamlit's two full garbage collections after every script run (see the module's docstring).
+    """Skip Streamlit's two full garbage collections after every script run, keeping its reset of Keras' state
+    (see the module's docstring).
 
     The server calls this before it starts; the page tests call it too, so they run the app as served.
     `runner.postScriptGC = false` is also in `.streamlit/config.toml`, for a server started with `streamlit run`.
@@ -37,7 +43,7 @@ def lighten_reruns() -> None:
     from streamlit import config
 
     config.set_option("runner.postScriptGC", False)
-    script_runner._clean_problem_modules = _keep_keras_state
+    script_runner._clean_problem_modules = _reset_keras_state
 
 
 def main() -> None:
