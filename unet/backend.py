@@ -43,7 +43,7 @@ RAY_ADDRESS_ENV = "UNET_RAY_ADDRESS"  # e.g. 127.0.0.1:6379, ray://host:10001 or
 RAY_CPUS_ENV = "UNET_RAY_CPUS"  # CPUs reserved per training (default 1)
 RAY_GPUS_ENV = "UNET_RAY_GPUS"  # GPUs per training (default: 1 when the cluster has any, else 0)
 RAY_PYTHON_ENV = "UNET_RAY_PYTHON"  # the Python the nodes run (default: this one, same path on every node)
-LOCAL, RAY = "local", "ray"
+LOCAL, RAY = "local", runs.RAY_BACKEND
 STOP_GRACE_SECONDS = 30.0  # after a Stop, how long the trainer has to finish its batch before Ray stops the job
 CONNECT_SECONDS = 3.0
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,7 +161,7 @@ def describe() -> str:
     try:
         cluster = connect(address)
     except UserError as exc:
-        return f"Trainings go to the Ray cluster at {address}, which does not answer now: {exc}"
+        return f"Trainings go to a Ray cluster that does not answer now: {exc}"
     free = cluster.resources()
     parts = [f"{free[k][0]:g} of {free[k][1]:g} {k}s free" for k in ("CPU", "GPU") if k in free]
     return (f"Trainings run on the Ray cluster at {address} ({', '.join(parts) or 'resources unknown'}); several "

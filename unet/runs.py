@@ -44,6 +44,7 @@ DATA = "data"  # a raw (unstored) dataset given to `train` is ingested here, ins
 LOCK = ".training.lock"  # in the runs root: one training at a time on this machine
 LOCK_ENV = "UNET_TRAINING_LOCK"  # "off": the trainer skips that lock (a Ray cluster schedules trainings itself)
 BACKEND = "backend.json"  # where the trainer was started: this machine or a Ray job (`unet.backend`)
+RAY_BACKEND = "ray"  # backend.json's "backend" for a Ray job
 
 
 
@@ -179,7 +180,7 @@ class Run:
     @property
     def on_ray(self) -> bool:
         """Started as a Ray job (`unet.backend`), not as a process of this machine."""
-        return (read_json(self.path / BACKEND, {}) or {}).get("backend") == "ray"
+        return (read_json(self.path / BACKEND, {}) or {}).get("backend") == RAY_BACKEND
 
     @property
     def has_model(self) -> bool:
