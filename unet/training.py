@@ -261,14 +261,13 @@ class _Prepared:
 
 @dataclasses.dataclass
 class _Inputs:
-    """What the second step builds: the input pipelines, the class weights and the sample images for pictures."""
+    """What the second step builds: the input pipelines and the class weights."""
 
     dataset: Dataset  # the task's view: the instance task trains on its 3-class targets
     train: pipeline.InputPipeline
     val: pipeline.InputPipeline
     steps: int
     weights: list[float] | None
-    samples: tuple
 
 
 def _fit(run_dir: Path, data: Path, config: Config, resume: bool, status: StatusWriter,
@@ -348,8 +347,7 @@ def _inputs(prepared: _Prepared, status: StatusWriter) -> _Inputs:
         counts = pipeline.class_pixel_counts(dataset, split.train, config.model.num_classes)
         weights = pipeline.class_weights(counts)
         log.info("class weights from training pixel counts %s: %s", counts.tolist(), weights)
-    samples = next(iter(pipeline.eval_pipeline(dataset, split.val[:4], config, cache=False, batch_size=4).dataset))
-    return _Inputs(dataset, train_in, val_in, steps, weights, samples)
+    return _Inputs(dataset, train_in, val_in, steps, weights)
 
 
 def _callbacks(run_dir: Path, prepared: _Prepared, inputs: _Inputs, status: StatusWriter,
@@ -357,7 +355,9 @@ def _callbacks(run_dir: Path, prepared: _Prepared, inputs: _Inputs, status: Stat
                ) -> tuple[list[keras.callbacks.Callback], RunRecorder, ResumableEarlyStopping | None]:
     """Step 3: the run recorder (files, stop requests), the schedule, early stopping, TensorBoard, then `extra`."""
     config, done = prepared.config, prepared.done
-    recorder = RunRecorder(run_dir, status, config, inputs.dataset, inputs.samples, prepared.history, inputs.steps)
+    samples = next(iter(pipeline.eval_pipeline(inputs.dataset, prepared.split.val[:4], config, cache=False,
+                                               batch_size=4).dataset))  # after the model is built, as before
+    recorder = RunRecorder(run_dir, status, config, inputs.dataset, samples, prepared.history, inputs.steps)
     callbacks: list[keras.callbacks.Callback] = [recorder]
     if config.train.lr_schedule == schedule.COSINE:
         callbacks.insert(0, CosineSchedule(config, inputs.steps, done))
