@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8501
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: run test test-fast lint bench demo clean
+.PHONY: run test test-fast browser lint bench demo clean
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed: install python3.11 (or run make PYTHON=/path/to/python3.11)"; exit 1; }
@@ -24,8 +24,15 @@ $(VENV)/.dev-installed: requirements-dev.txt requirements.txt $(VENV)/.app-insta
 run: $(VENV)/.app-installed
 	$(PY) -m unet.ui.serve --server.port $(PORT)
 
+## A Chromium for the browser tests: Playwright's own or the system one when it starts, else installed
+## (Playwright's download, else `apt-get install chromium` as root or with sudo -n; UNET_BROWSER_INSTALL=0: never);
+## with none, one line says what to install and the browser tests are skipped (UNET_REQUIRE_BROWSER=1: fail).
+## UNET_CHROMIUM=/path uses that browser only. See tests/e2e/browser.py.
+browser: $(VENV)/.dev-installed
+	$(PY) -m tests.e2e.browser
+
 ## The whole suite: unit, page (AppTest) and browser (Playwright + Chromium) tests
-test: $(VENV)/.dev-installed
+test: $(VENV)/.dev-installed browser
 	$(PY) -m ruff check .
 	$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
 

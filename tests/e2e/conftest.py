@@ -1,14 +1,15 @@
 """Browser tests: the real app served by `streamlit run`, driven in Chromium through Playwright.
 
-Playwright cannot download its own browser here, so a system Chromium (Debian's `chromium`) is used when
-Playwright's is absent. The app gets its own empty workspace per test session.
+The Chromium is Playwright's own when it starts, else the system one (`tests/e2e/browser.py`, which `make test`
+runs first to install one when none is found); with none, every browser test is skipped with one line saying what
+to install (failed instead where UNET_REQUIRE_BROWSER=1, as in CI). The app gets its own empty workspace per test
+session.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,19 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e import browser as browser_finder
 from unet.ui import load_probe
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -37,18 +30,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.e2e)
 
 
-def _chromium_path(playwright) -> str | None:
-    """Playwright's own Chromium if installed, else the system one; None when neither exists."""
-    own = playwright.chromium.executable_path
-    if own and Path(own).exists():
-        return None  # Playwright finds it itself
-    for candidate in ("/usr/bin/chromium", "/usr/bin/chromium-browser", shutil.which("chromium") or ""):
-        if candidate and Path(candidate).exists():
-            return candidate
-    pytest.fail(
-        "No Chromium for the browser tests. Install one with `sudo apt-get install -y chromium` "
-        "(Debian/Ubuntu), or `python -m playwright install chromium` where downloads are allowed."
-    )
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """Browser tests skipped for want of a Chromium are reported at one place, so `-ra` folds them into one line."""
+    report = yield
+    reason = report.longrepr[2] if report.skipped and isinstance(report.longrepr, tuple) else ""
+    if browser_finder.NO_BROWSER in reason:
+        report.longrepr = (browser_finder.__file__, browser_finder.no_browser.__code__.co_firstlineno, reason)
+    return report
 
 
 @pytest.fixture(scope="session")
@@ -93,14 +82,16 @@ def app_url(workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         yield url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def browser() -> Iterator[object]:
+    """The Chromium of every browser test; set up first (autouse), so that without one each test is skipped
+    before a server starts or a model trains."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=_chromium_path(playwright), headless=True, args=CHROMIUM_FLAGS
-        )
+        chromium, _ = browser_finder.launch(playwright)
+        if chromium is None:
+            (pytest.fail if browser_finder.required() else pytest.skip)(browser_finder.no_browser())
         yield chromium
         chromium.close()
 
