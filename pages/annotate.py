@@ -8,6 +8,7 @@ from unet import annotation, workspace
 from unet.dataset import list_datasets
 from unet.images import IMAGE_EXTENSIONS
 from unet.ui import annotate_view as view
+from unet.ui.dataset_save import ask_about_taken_name, save_under
 from unet.ui.feedback import user_errors
 from unet.ui.mask_canvas import mask_canvas
 from unet.ui.state import current_dataset, set_current_dataset
@@ -37,13 +38,22 @@ with st.expander("Start from images without masks", expanded=not datasets):
         class_names = st.text_input(
             "Classes", value="background, cell",
             help="Comma-separated; the first is the background (what is left unpainted). Up to 16.")
-    if st.button("Save the images to annotate", type="primary", disabled=not uploads):
+    classes = [c.strip() for c in class_names.split(",")]
+
+    def save(into=None, under: str = name) -> None:
         bar = st.progress(0.0, text="Reading the images…")
+        try:
+            view.create_from_uploads(uploads, under, classes, task == "objects", bar, into=into)
+        finally:
+            bar.empty()
+
+    if uploads:  # a name that was taken: add to that dataset (a new version) or save under a free name
+        ask_about_taken_name("annotate_upload", lambda free: save(under=free), lambda existing: save(into=existing),
+                             "images")
+    if st.button("Save the images to annotate", type="primary", disabled=not uploads):
         with user_errors("saving the images"):
-            view.create_from_uploads(uploads, name, [c.strip() for c in class_names.split(",")],
-                                     task == "objects", bar)
+            save_under("annotate_upload", name, lambda under: save(under=under))
             st.rerun()
-        bar.empty()
 
 datasets = list_datasets(workspace.datasets_dir())
 if not datasets:

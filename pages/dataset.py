@@ -7,11 +7,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from unet import workspace
-from unet.dataset import Dataset, ingest, list_datasets, stage_uploads
+from unet import annotation, workspace
+from unet.dataset import Dataset, NameTaken, ingest, list_datasets, stage_uploads
 from unet.demo import CLASS_NAMES, write_demo_dataset
 from unet.ui.annotate_view import create_from_uploads
 from unet.ui.augment_controls import augment_controls, preview_grid
+from unet.ui.dataset_save import add_pairs, ask_about_taken_name, save_under
 from unet.ui.dataset_view import channel_words, found_caption, stack_choice
 from unet.ui.feedback import user_errors
 from unet.ui.state import align_config_with_dataset, current_dataset, set_config, set_current_dataset
@@ -23,28 +24,36 @@ st.write(
 )
 
 
-def _store(source: Path, name: str, label: str | None = None, stacks: str | None = None) -> None:
+def _store(source: Path, name: str, label: str | None = None, stacks: str | None = None,
+           into: Dataset | None = None) -> None:
+    """Check and store `source` under `name`, or add it to `into` as that dataset's next version."""
     bar = st.progress(0.0, text="Checking files…")
+    progress = lambda f, text: bar.progress(min(max(f, 0.0), 1.0), text=text)  # noqa: E731
     try:
-        dataset, report = ingest(
-            source,
-            name,
-            workspace.datasets_dir(),
-            progress=lambda f, text: bar.progress(min(max(f, 0.0), 1.0), text=text),
-            label=label,
-            stacks=stacks,
-        )
+        if into is None:
+            dataset, report = ingest(source, name, workspace.datasets_dir(), progress=progress, label=label,
+                                     stacks=stacks)
+            summary = report.summary()
+        else:
+            dataset, left_out = add_pairs(into, source, progress, label=label, stacks=stacks)
+            added = len(dataset.stems) - len(into.stems)
+            summary = (f"{added} pair(s) added to '{into.name}' as a new version, '{dataset.name}' "
+                       f"({len(dataset.stems)} pairs); '{into.name}' is kept as it was"
+                       + (f"; {len(left_out)} left out (see below)" if left_out else ""))
     finally:  # also when the data is refused: the message replaces the bar
         bar.empty()
     set_current_dataset(dataset.name)
-    st.session_state["ingest_summary"] = report.summary()
+    st.session_state["ingest_summary"] = summary
 
 
 def _load_demo(kind: str) -> None:
     with workspace.staging() as staging:
         with st.spinner("Generating demo images…"):
             write_demo_dataset(staging / "demo", kind=kind)
-        _store(staging / "demo", f"demo-{kind}")
+        try:  # the same demo again is the stored one; never replace a dataset that only shares the name
+            _store(staging / "demo", f"demo-{kind}")
+        except NameTaken as taken:
+            _store(staging / "demo", taken.free)
         dataset = current_dataset()
         if dataset is not None:
             names = list(CLASS_NAMES[kind])
@@ -54,18 +63,21 @@ def _load_demo(kind: str) -> None:
             )
 
 
-def _store_zip(upload, name: str, stacks: str) -> None:
+def _store_zip(upload, name: str, stacks: str, into: Dataset | None = None) -> None:
     with workspace.staging() as staging:
         target = staging / "upload.zip"
+        upload.seek(0)
         with target.open("wb") as out:
             shutil.copyfileobj(upload, out, length=1 << 20)
-        _store(target, name, label=upload.name, stacks=stacks)
+        _store(target, name, label=upload.name, stacks=stacks, into=into)
 
 
-def _store_files(images, masks, name: str, stacks: str) -> None:
+def _store_files(images, masks, name: str, stacks: str, into: Dataset | None = None) -> None:
+    for upload in [*images, *masks]:
+        upload.seek(0)
     with workspace.staging() as staging:
         folder = stage_uploads([(f.name, f) for f in images], [(f.name, f) for f in masks], staging / "files")
-        _store(folder, name, stacks=stacks)
+        _store(folder, name, stacks=stacks, into=into)
 
 
 # --- 1. Choose the data -------------------------------------------------------------------------------------------
@@ -102,9 +114,13 @@ with zip_tab:
         help="How this dataset is listed later. Letters, digits, '-' and '_' are kept.",
     )
     zip_stacks = stack_choice("zip")
+    if archive is not None:
+        ask_about_taken_name("zip", lambda free: _store_zip(archive, free, zip_stacks),
+                             lambda existing: _store_zip(archive, "", zip_stacks, into=existing), "pairs of the zip")
     if st.button("Check and save", disabled=archive is None, key="save_zip", icon=":material/upload:"):
         with user_errors(f"reading '{archive.name}'"):
-            _store_zip(archive, zip_name or Path(archive.name).stem, zip_stacks)
+            save_under("zip", zip_name or Path(archive.name).stem,
+                       lambda name: _store_zip(archive, name, zip_stacks))
             st.rerun()
 
 with files_tab:
@@ -129,19 +145,32 @@ with files_tab:
                    "what should be found). No masks yet? Save the images as they are and draw the masks on the "
                    "**Annotate** page.")
     files_stacks = stack_choice("files")
-    if image_files and not mask_files and st.button(
-            "Save the images to annotate", key="save_unlabelled", icon=":material/brush:",
-            help="Keeps the images without masks (classes 'background' and 'cell', which the Annotate page can "
-                 "rename); then draw their masks on the Annotate page."):
+
+    def _to_annotate(name: str = files_name, into: Dataset | None = None) -> None:
         bar = st.progress(0.0, text="Reading the images…")
-        with user_errors("saving the images"):
-            create_from_uploads(image_files, files_name, ["background", "cell"], False, bar)
-            st.switch_page("pages/annotate.py")
-        bar.empty()
+        try:
+            for upload in image_files:
+                upload.seek(0)
+            create_from_uploads(image_files, name, ["background", "cell"], False, bar, into=into)
+        finally:
+            bar.empty()
+        st.switch_page("pages/annotate.py")
+
+    if image_files and not mask_files:
+        ask_about_taken_name("unlabelled", _to_annotate, lambda existing: _to_annotate(into=existing), "images")
+        if st.button("Save the images to annotate", key="save_unlabelled", icon=":material/brush:",
+                     help="Keeps the images without masks (classes 'background' and 'cell', which the Annotate page "
+                          "can rename); then draw their masks on the Annotate page."):
+            with user_errors("saving the images"):
+                save_under("unlabelled", files_name, _to_annotate)
+    if ready:
+        ask_about_taken_name("files", lambda free: _store_files(image_files, mask_files, free, files_stacks),
+                             lambda existing: _store_files(image_files, mask_files, "", files_stacks, into=existing),
+                             "pairs")
     if st.button("Check and save", disabled=not ready, key="save_files", icon=":material/upload:",
                  help=None if ready else "Needs images and their masks."):
         with user_errors("reading the uploaded files"):
-            _store_files(image_files, mask_files, files_name, files_stacks)
+            save_under("files", files_name, lambda name: _store_files(image_files, mask_files, name, files_stacks))
             st.rerun()
 
 with saved_tab:
@@ -157,9 +186,27 @@ with saved_tab:
             index=names.index(chosen_now.name) if chosen_now and chosen_now.name in names else 0,
             help="Datasets stored in this workspace; they stay after a refresh or a restart.",
         )
-        if st.button("Use this dataset", key="use_saved"):
+        use, remove = st.columns([1, 1])
+        if use.button("Use this dataset", key="use_saved", icon=":material/check:"):
             set_current_dataset(pick)
             st.rerun()
+        if remove.toggle("Delete it…", key=f"delete_open_{pick}",
+                         help="Deleting is never done by a save: only here, after you confirm."):
+            doomed = next(d for d in stored if d.name == pick)
+            used = annotation.used_by_runs(doomed, workspace.runs_dir())
+            st.warning(f"Delete **{pick}** ({len(doomed.stems)} pairs, {len(doomed.unlabelled)} images without "
+                       "masks) from the workspace? "
+                       + (f"Runs trained on it keep their models and scores, but cannot be evaluated on it again: "
+                          f"{', '.join(used)}." if used else "No run has trained on it."),
+                       icon=":material/delete:")
+            if st.button(f"Delete “{pick}” for good", key=f"delete_{pick}", type="primary",
+                         icon=":material/delete_forever:"):
+                with user_errors(f"deleting '{pick}'"):
+                    annotation.delete_dataset(doomed, workspace.runs_dir())
+                    if chosen_now and chosen_now.name == pick:
+                        set_current_dataset(None)
+                    st.session_state["ingest_summary"] = f"'{pick}' was deleted."
+                    st.rerun()
 
 dataset: Dataset | None = current_dataset()
 if dataset is None:
@@ -203,13 +250,17 @@ if dataset.problems:
 else:
     st.caption("Every file was read and paired without problems.")
 
-with st.expander("Classes: names and colours", icon=":material/palette:"), st.form("classes"):
+# Keyed by the dataset (and its classes as saved), so the boxes are filled from the dataset on screen, never left
+# over from the one shown before.
+owner = f"{dataset.name}:{dataset.hash[:12]}:" + "|".join(f"{c.name}{c.color}" for c in dataset.classes)
+with st.expander("Classes: names and colours", icon=":material/palette:"), st.form(f"classes_{owner}"):
     names, colors = [], []
     for info in dataset.classes:
         name_col, color_col, pixels_col = st.columns([3, 1, 2])
-        names.append(name_col.text_input(f"Class {info.index}", value=info.name, key=f"class_name_{info.index}"))
+        names.append(name_col.text_input(f"Class {info.index}", value=info.name,
+                                         key=f"class_name_{owner}_{info.index}"))
         hex_color = "#{:02x}{:02x}{:02x}".format(*info.color)
-        colors.append(color_col.color_picker("Colour", value=hex_color, key=f"class_color_{info.index}"))
+        colors.append(color_col.color_picker("Colour", value=hex_color, key=f"class_color_{owner}_{info.index}"))
         pixels_col.metric("Pixels", f"{info.pixels:,}",
                           help="How many mask pixels have this class"
                                + (f"; it is painted as {info.value} in your masks." if info.value is not None else "."))

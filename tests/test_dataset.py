@@ -458,12 +458,15 @@ def test_stored_dataset_follows_the_contract(tmp_path):
     assert [d.name for d in ds.list_datasets(tmp_path / "ws")] == ["stored"]
 
 
-def test_ingest_reports_progress_and_replaces_a_dataset_of_the_same_name(tmp_path):
+def test_ingest_reports_progress_and_never_replaces_a_dataset_of_the_same_name(tmp_path):
     calls = []
     ds.ingest(make_pairs(tmp_path / "one"), "same", tmp_path / "ws")
     two = make_pairs(tmp_path / "two", count=5)
-    dataset, _ = ds.ingest(two, "same", tmp_path / "ws", progress=lambda fraction, _: calls.append(fraction))
-    assert len(dataset.stems) == 5 and [p.name for p in (tmp_path / "ws").iterdir()] == ["same"]
+    with pytest.raises(ds.NameTaken):
+        ds.ingest(two, "same", tmp_path / "ws")
+    assert len(ds.Dataset.load(tmp_path / "ws" / "same").stems) == 4
+    dataset, _ = ds.ingest(two, "same-2", tmp_path / "ws", progress=lambda fraction, _: calls.append(fraction))
+    assert len(dataset.stems) == 5 and sorted(p.name for p in (tmp_path / "ws").iterdir()) == ["same", "same-2"]
     assert calls == sorted(calls) and calls[-1] == 1.0 and len(calls) > 5
 
 

@@ -34,7 +34,7 @@ from unet import atomic
 from unet import images as image_io
 from unet import stacks as stacks_module
 from unet.config import Task
-from unet.dataset import DATASET_FILE, UNLABELLED, Dataset, image_suffix, stored_pixels
+from unet.dataset import DATASET_FILE, UNLABELLED, Dataset, NameTaken, free_name, image_suffix, stored_pixels
 from unet.errors import UserError
 from unet.intensity import Intensity, sample_pixels
 from unet.masks import PALETTE
@@ -171,6 +171,8 @@ def new_image_dataset(files: Sequence[tuple[Path, str]], name: str, root: Path, 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     target = child(root, name)
+    if target.exists():  # never replaced: add to it as a new version (`add_as_version`) or pick another name
+        raise NameTaken(target.name, free_name(root, target.name))
     work = Path(tempfile.mkdtemp(prefix=".annotate-", dir=root))
     try:
         folder = work / "dataset"
@@ -197,8 +199,8 @@ def new_image_dataset(files: Sequence[tuple[Path, str]], name: str, root: Path, 
             "version": 1, "parent": "", "draft": False, "annotated": [],
         }  # fmt: skip
         atomic.write_json(folder / DATASET_FILE, info)
-        if target.exists():
-            target.rename(work / "replaced")
+        if target.exists():  # checked again at the end: another tab may have taken the name meanwhile
+            raise NameTaken(target.name, free_name(root, target.name))
         folder.rename(target)
         progress(1.0, f"Saved {len(reads)} images to annotate")
     finally:
@@ -277,6 +279,119 @@ def editable_version(dataset: Dataset, runs_root: Path) -> Dataset:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return Dataset.load(target)
+
+
+def add_as_version(existing: Dataset, addition: Dataset) -> tuple[Dataset, list[tuple[str, str]]]:
+    """A new version of `existing` that holds its images and masks (drawn ones included) and those of `addition`
+    (a dataset stored in a staging folder: images with masks read with `existing`'s class map, or images without
+    masks). `existing` stays as it is. Returns the version and the images left out, with why.
+
+    Why a version and not an edit: a run may have trained on `existing`, and the user's drawings are in it.
+    """
+    _check_joinable(existing, addition)
+    number, base = _next_version(existing), lineage(existing)
+    target = child(existing.root.parent, f"{base}-v{number}")
+    work = Path(tempfile.mkdtemp(prefix=".version-", dir=existing.root.parent))
+    try:
+        folder = work / "dataset"
+        folder.mkdir()
+        _copy_tree(existing.root, folder, ("images", "masks", "instances", UNLABELLED))
+        added, left_out = _add_files(existing, addition, folder)
+        if not added:
+            raise UserError("no new image could be added: " + "; ".join(f"{f}: {p}" for f, p in left_out[:3]))
+        info = _merged_info(existing, addition, added, left_out, folder)
+        info.update(name=target.name, version=number, parent=base, made_from=existing.name, draft=True, added=added)
+        atomic.write_json(folder / DATASET_FILE, info)
+        if target.exists():
+            raise UserError(f"a dataset named '{target.name}' is in the way; rename or delete it first")
+        folder.rename(target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return Dataset.load(target), left_out
+
+
+def _check_joinable(existing: Dataset, addition: Dataset) -> None:
+    """The new images must be stored like the old ones, or one intensity rule and one network cannot take both."""
+    def kind(ds: Dataset) -> str:
+        depth = "32-bit float" if ds.image_dtype == "float32" else f"{ds.source_bits}-bit"
+        return f"{depth}, {ds.channels} channel{'s' if ds.channels != 1 else ''}"
+
+    if (existing.channels, existing.image_dtype, existing.image_format) != (
+            addition.channels, addition.image_dtype, addition.image_format) or (
+            existing.image_dtype == "uint16" and existing.source_bits != addition.source_bits):
+        raise UserError(f"the new images are {kind(addition)} but '{existing.name}' holds {kind(existing)}; "
+                        "save them under a new name instead")
+    if addition.stems and existing.instances != addition.instances:
+        raise UserError(f"'{existing.name}' holds {'object ids' if existing.instances else 'classes'} and the new "
+                        f"masks hold {'object ids' if addition.instances else 'classes'}; save them under a new name")
+    if addition.stems and [c.value for c in existing.classes] != [c.value for c in addition.classes]:
+        raise UserError(f"the new masks do not use the classes of '{existing.name}'; save them under a new name")
+
+
+def _add_files(existing: Dataset, addition: Dataset, folder: Path) -> tuple[list[str], list[tuple[str, str]]]:
+    """Link the addition's images (and copy its masks) into `folder`; a name already taken is left out."""
+    taken = set(existing.all_images)
+    added: list[str] = []
+    left_out: list[tuple[str, str]] = []
+    for stem in addition.all_images:
+        if stem in taken:
+            left_out.append((stem, f"'{existing.name}' already has an image named '{stem}'; rename the file to add "
+                                   "it"))
+            continue
+        labelled = stem in addition.stems
+        image = addition.image_path(stem)
+        (folder / ("images" if labelled else UNLABELLED)).mkdir(exist_ok=True)
+        atomic.link(image, folder / ("images" if labelled else UNLABELLED) / image.name)
+        for sub in ("masks", "instances") if labelled else ():
+            if (addition.root / sub / f"{stem}.png").exists():
+                (folder / sub).mkdir(exist_ok=True)
+                shutil.copyfile(addition.root / sub / f"{stem}.png", folder / sub / f"{stem}.png")
+        added.append(stem)
+    return added, left_out
+
+
+def _merged_info(existing: Dataset, addition: Dataset, added: list[str], left_out: list[tuple[str, str]],
+                 folder: Path) -> dict:
+    """dataset.json of the joined version: counts, sizes, pixels per class, statistics and hash of both."""
+    info, extra = _info(existing), _info(addition)
+    fmt = info.get("image_format", "png")
+    pairs = sorted(p.stem for p in (folder / "images").glob(f"*.{fmt}"))
+    waiting = sorted(p.stem for p in (folder / UNLABELLED).glob(f"*.{fmt}"))
+    sizes = dict(info.get("sizes", {}))
+    for stem in set(pairs + waiting) - set(sizes):
+        where = folder / ("images" if stem in pairs else UNLABELLED) / f"{stem}.{fmt}"
+        sizes[stem] = list(image_io.image_size(where))
+    if addition.stems:
+        for record, more in zip(info["classes"], extra["classes"], strict=True):
+            record["pixels"] = int(record.get("pixels", 0)) + int(more.get("pixels", 0))
+    old_n, new_n = len(existing.all_images), len(added)
+    mean = (existing.mean * old_n + addition.mean * new_n) / (old_n + new_n)
+    variance = sum(n * (s**2 + (m - mean) ** 2) for n, s, m in
+                   ((old_n, existing.std, existing.mean), (new_n, addition.std, addition.mean))) / (old_n + new_n)
+    objects = {**info.get("objects_per_image", {}),
+               **{s: n for s, n in extra.get("objects_per_image", {}).items() if s in added}}
+    groups = {**info.get("groups", {}), **{s: g for s, g in extra.get("groups", {}).items() if s in added}}
+    problems = info.get("problems", []) + extra.get("problems", []) + [
+        {"file": f, "problem": p} for f, p in left_out]
+    digest = hashlib.sha256(f"{info.get('hash', '')}+{extra.get('hash', '')}+{','.join(added)}".encode())
+    info.update(pairs=len(pairs), unlabelled=len(waiting), sizes=sizes, objects_per_image=objects, groups=groups,
+                mean=mean, std=float(np.sqrt(variance)), problems=problems, hash=digest.hexdigest(),
+                found=f"{info.get('found', '')}; {new_n} image{'s' if new_n != 1 else ''} added".lstrip("; "))
+    labelled_sizes = [sizes[s] for s in pairs if s in sizes]
+    if labelled_sizes:
+        info["image_sizes"] = _size_summary(labelled_sizes)
+    return info
+
+
+def delete_dataset(dataset: Dataset, runs_root: Path) -> list[str]:
+    """Delete a stored dataset (an explicit action of the user's); returns the runs that had trained on it, whose
+    models, scores and records stay. Refused while one of them is training on it."""
+    used = used_by_runs(dataset, runs_root)
+    busy = [name for name in used if Run(Path(runs_root) / name).is_active]
+    if busy:
+        raise UserError(f"'{dataset.name}' is being trained on by run {busy[0]}; stop it first")
+    shutil.rmtree(dataset.root)
+    return used
 
 
 # --- reading and saving drawings ---------------------------------------------------------------------------------

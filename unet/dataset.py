@@ -414,6 +414,7 @@ def _write(checked: _Checked, out: Path, name: str, progress: Progress) -> None:
     total, total_sq, count = 0.0, 0.0, 0
     digest = hashlib.sha256()
     wanted = {unit.stem for unit in checked.units}
+    from_8_bit = sorted(u.stem for u in checked.units if u.dtype == "uint8" and checked.dtype != "uint8")
     pairs = checked.pairs
     for i, pair in enumerate(pairs):
         progress(0.55 + 0.45 * i / len(pairs), f"Saving {pair.image.name}")
@@ -451,6 +452,7 @@ def _write(checked: _Checked, out: Path, name: str, progress: Progress) -> None:
         "source_bits": checked.source_bits,
         "image_dtype": checked.dtype,
         "image_format": suffix.lstrip("."),
+        "from_8_bit": from_8_bit,
         "intensity": checked.intensity.record(),
         "stacks": str(rule),
         "groups": groups,
@@ -472,6 +474,36 @@ def image_suffix(dtype: str, channels: int) -> str:
     return ".png" if dtype == "uint8" and channels in (1, 3) else ".tif"
 
 
+class NameTaken(UserError):
+    """A dataset of that name is stored already. Nothing is replaced: the caller adds to it (a new version,
+    `unet.annotation.add_as_version`) or saves under `free` (`free_name`)."""
+
+    def __init__(self, name: str, free: str) -> None:
+        super().__init__(f"a dataset named '{name}' exists already and is kept as it is; add the new images to it "
+                         f"(a new version) or save them under another name, such as '{free}'")
+        self.name, self.free = name, free
+
+
+def name_taken(root: str | Path, name: str) -> bool:
+    """Whether `name` (as stored, after `safe_name`) is the name of a folder in the datasets root."""
+    return (Path(root) / safe_name(name)).exists()
+
+
+def free_name(root: str | Path, name: str) -> str:
+    """`name` as stored, or `name-2`, `name-3`… when that is taken (the first free one)."""
+    base = safe_name(name)
+    if not name_taken(root, base):
+        return base
+    return next(f"{base}-{i}" for i in range(2, 100_000) if not name_taken(root, f"{base}-{i}"))
+
+
+def _stored_hash(folder: Path) -> str | None:
+    try:
+        return json.loads((folder / DATASET_FILE).read_text(encoding="utf-8")).get("hash")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def ingest(
     source: str | Path, name: str, root: str | Path, progress: Progress | None = None, label: str | None = None,
     class_map: ClassMap | None = None, stacks: str | StackRule | None = None,
@@ -484,7 +516,9 @@ def ingest(
     `stacks` says how multi-plane TIFFs become 2D images (`unet.stacks`: slices, a projection or one plane).
 
     Everything is built in a hidden folder inside `root` and renamed into place at the end, so a failed ingest
-    leaves nothing half-written; a dataset of the same name is replaced. Raises UserError when no pair is usable.
+    leaves nothing half-written. A stored dataset is never replaced: the same name with the same content returns
+    the stored one, with other content raises `NameTaken` (the caller offers a new version or `free_name`).
+    Raises UserError when no pair is usable.
     """
     progress = progress or _quiet
     root = Path(root)
@@ -499,7 +533,9 @@ def ingest(
             raise UserError(f"no usable image/mask pairs: {report.reasons() or 'no files found'}")
         _write(checked, work / "dataset", target.name, progress)
         if target.exists():
-            target.rename(work / "replaced")
+            if _stored_hash(target) == _stored_hash(work / "dataset"):
+                return Dataset.load(target), report  # the same files again: nothing to store twice
+            raise NameTaken(target.name, free_name(root, target.name))
         (work / "dataset").rename(target)
         progress(1.0, f"Saved {report.pairs} pairs")
     finally:
@@ -587,6 +623,7 @@ class Dataset:
     unlabelled: list[str] = field(default_factory=list)  # images without masks yet (`unlabelled/`, see annotation)
     version: int = 1  # 1 for what the user uploaded; annotating makes versions 2, 3, ... (`unet.annotation`)
     parent: str = ""  # the dataset a version was made from
+    from_8_bit: list[str] = field(default_factory=list)  # 8-bit files stored in a deeper dataset (`as_given`)
 
     def __post_init__(self) -> None:
         if self.intensity is None:  # stored before the rule was kept: 8-bit images, value / 255
@@ -645,6 +682,7 @@ class Dataset:
                 groups=dict(info.get("groups", {})), found=str(info.get("found", "")),
                 objects={str(k): int(v) for k, v in info.get("objects_per_image", {}).items()},
                 unlabelled=unlabelled, version=int(info.get("version", 1)), parent=str(info.get("parent", "")),
+                from_8_bit=[str(s) for s in info.get("from_8_bit", [])],
             )  # fmt: skip
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise UserError(f"'{folder.name}' is not a stored dataset ({type(exc).__name__})") from None
@@ -674,6 +712,18 @@ class Dataset:
         `self.rule.to_unit(image)` puts the image on the network's scale; `unet.images.display_rgb` of that shows it.
         """
         return image_io.read_image(self.image_path(stem)), image_io.read_image(self.mask_path(stem))
+
+    def as_given(self, stem: str, image: np.ndarray) -> np.ndarray:
+        """A stored image as the user's file held it, the values `predict` reads: an 8-bit file that a deeper
+        dataset brought to its depth (x (2**bits - 1) / 255, see `stored_pixels`) or to float is 8-bit again,
+        exactly (that scaling is at least 1, so rounding it back finds every value). Any other image is returned
+        as it is. A dataset stored before this was recorded returns every image as it is."""
+        if stem not in self.from_8_bit or image.dtype == np.uint8:
+            return image
+        values = image.astype(np.float64)
+        if image.dtype == np.uint16:
+            values = values * (255.0 / (2**self.source_bits - 1))
+        return np.clip(np.rint(values), 0, 255).astype(np.uint8)
 
     @property
     def training_stems(self) -> list[str]:

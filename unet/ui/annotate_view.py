@@ -17,6 +17,7 @@ from unet import annotation, workspace
 from unet.dataset import Dataset, stage_uploads
 from unet.images import display_rgb
 from unet.runs import Run, list_runs
+from unet.ui.dataset_save import add_images
 from unet.ui.inference_view import predictor_from_run, rank_runs
 from unet.ui.state import set_current_dataset
 
@@ -31,15 +32,22 @@ LEFT_OUT = "annotate_left_out"  # files an upload left out, with why: shown once
 JUMP = "annotate_jump"  # an image to show on the next run (the picker cannot change once drawn)
 
 
-def create_from_uploads(uploads: list, name: str, classes: list[str], instances: bool, bar) -> Dataset:
-    """Store uploaded images (no masks) as a dataset to draw on; problems with single files are listed."""
+def create_from_uploads(uploads: list, name: str, classes: list[str], instances: bool, bar,
+                        into: Dataset | None = None) -> Dataset:
+    """Store uploaded images (no masks) as a new dataset to draw on, or add them to `into` as its next version;
+    problems with single files are listed, and the Annotate page opens on the dataset just saved."""
     with workspace.staging() as staging:
         folder = stage_uploads([(f.name, f) for f in uploads], [], staging / "files")
         files = [(path, path.name) for path in sorted((folder / "images").iterdir())]
-        dataset, problems = annotation.new_image_dataset(
-            files, name, workspace.datasets_dir(), classes, instances,
-            progress=lambda f, text: bar.progress(min(max(f, 0.0), 1.0), text=text))
+        progress = lambda f, text: bar.progress(min(max(f, 0.0), 1.0), text=text)  # noqa: E731
+        if into is None:
+            dataset, problems = annotation.new_image_dataset(files, name, workspace.datasets_dir(), classes,
+                                                             instances, progress=progress)
+        else:
+            dataset, problems = add_images(into, files, progress)
     set_current_dataset(dataset.name)
+    st.session_state[NEXT_DATASET] = dataset.name  # the picker follows what was just saved
+    st.session_state.pop(STEM, None)
     if problems:
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
         st.session_state[LEFT_OUT] = (f"{len(problems)} file(s) left out, the others were kept: "
