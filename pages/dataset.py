@@ -39,7 +39,7 @@ def _store(source: Path, name: str, label: str | None = None, stacks: str | None
             added = len(dataset.stems) - len(into.stems)
             summary = (f"{added} pair(s) added to '{into.name}' as a new version, '{dataset.name}' "
                        f"({len(dataset.stems)} pairs); '{into.name}' is kept as it was"
-                       + (f"; {len(left_out)} left out (see below)" if left_out else ""))
+                       + (f"; {len(left_out)} file(s) to look at below" if left_out else ""))
     finally:  # also when the data is refused: the message replaces the bar
         bar.empty()
     set_current_dataset(dataset.name)

@@ -62,14 +62,17 @@ def test_adding_images_makes_a_new_version_with_every_mask_kept(tmp_path):
     staged, _ = annotation.new_image_dataset(_files(tmp_path / "more", ["d", "a"]), "staged", tmp_path / "staging")
     joined, left_out = annotation.add_as_version(drawn, staged)
     assert joined.name == "isbi-draw-v3" and joined.version == 3
-    assert joined.stems == ["a", "b"] and joined.unlabelled == ["c", "d"]
-    assert [stem for stem, _ in left_out] == ["a"]  # the new 'a' would hide the drawn one: left out, named
+    assert joined.stems == ["a", "b"] and joined.unlabelled == ["a-2", "c", "d"]
+    assert [stem for stem, _ in left_out] == ["a"]  # another image named 'a': added as 'a-2', and said
     for stem in ("a", "b"):
         assert np.array_equal(cv2.imread(str(joined.mask_path(stem)), cv2.IMREAD_UNCHANGED),
                               cv2.imread(str(drawn.mask_path(stem)), cv2.IMREAD_UNCHANGED))
     assert _tree_digest(drawn.root) == before  # the version added to is untouched
     info = json.loads((joined.root / "dataset.json").read_text())
-    assert info["pairs"] == 2 and info["unlabelled"] == 2 and info["added"] == ["d"] and info["draft"]
+    assert info["pairs"] == 2 and info["unlabelled"] == 3 and info["added"] == ["a-2", "d"] and info["draft"]
+    same, _ = annotation.new_image_dataset([(tmp_path / "raw" / "c.png", "c.png")], "again", tmp_path / "staging")
+    with pytest.raises(UserError, match="holds this image already"):
+        annotation.add_as_version(joined, same)  # the very same file is not added twice
     counted = sum(np.bincount(cv2.imread(str(f), cv2.IMREAD_UNCHANGED).ravel(), minlength=2)
                   for f in (joined.root / "masks").glob("*.png"))
     assert [c.pixels for c in joined.classes] == counted.tolist()
@@ -92,12 +95,9 @@ def test_pairs_join_a_dataset_read_with_its_class_map(tmp_path):
     first, _ = ingest(write_demo_dataset(tmp_path / "one", "cells", count=4, size=48), "cells", tmp_path / "ds")
     staged, _ = ingest(write_demo_dataset(tmp_path / "two", "cells", count=3, size=48, seed=7), "staged",
                        tmp_path / "staging", class_map=first.class_map)
-    renamed = {stem: f"new-{stem}" for stem in staged.stems}  # other names, as new files of a user would have
-    for stem, new in renamed.items():
-        staged.image_path(stem).rename(staged.image_path(stem).with_name(f"{new}.png"))
-        staged.mask_path(stem).rename(staged.mask_path(stem).with_name(f"{new}.png"))
-    joined, left_out = annotation.add_as_version(first, Dataset.load(staged.root))
-    assert not left_out and len(joined.stems) == 7 and joined.name == "cells-v2"
+    joined, renamed = annotation.add_as_version(first, staged)  # a second batch numbered from the start again
+    assert len(joined.stems) == 7 and joined.name == "cells-v2" and len(renamed) == 3
+    assert set(joined.stems) - set(first.stems) == {f"{stem}-2" for stem in staged.stems}
     assert joined.num_classes == first.num_classes
     summed = [a.pixels + b.pixels for a, b in zip(first.classes, staged.classes, strict=True)]
     assert [c.pixels for c in joined.classes] == summed

@@ -81,7 +81,8 @@ def test_runs_whose_process_is_gone_or_not_a_trainer_are_marked_interrupted(tmp_
         _set_status(reused, state=runs.QUEUED, pid=other.pid)
         _set_status(alive, state=runs.RUNNING, pid=trainer.pid)
         _set_status(done, state=runs.COMPLETED, pid=dead.pid)
-        marked = runs.mark_interrupted_runs(tmp_path)
+        assert runs.mark_interrupted_runs(tmp_path) == [], "status.json just written: a heartbeat, not yet gone"
+        marked = runs.mark_interrupted_runs(tmp_path, grace_seconds=0.0)
         assert sorted(r.id for r in marked) == sorted([gone.id, reused.id])
         assert gone.read_status()["state"] == runs.INTERRUPTED and "resume" in gone.read_status()["message"]
         assert alive.read_status()["state"] == runs.RUNNING and alive.is_active

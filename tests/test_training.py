@@ -185,7 +185,7 @@ def test_a_killed_trainer_is_marked_interrupted_and_its_checkpoint_stays(stored,
         _wait(lambda: _training(run) and (run.path / runs.LAST_MODEL).exists(), what="a first checkpoint")
         assert runs.mark_interrupted_runs(tmp_path) == []
         os.kill(proc.pid, signal.SIGKILL)
-        _wait(lambda: runs.mark_interrupted_runs(tmp_path) != [], timeout=10, what="the run to be marked")
+        _wait(lambda: runs.mark_interrupted_runs(tmp_path) != [], timeout=40, what="the run to be marked")
     finally:
         proc.kill()
         proc.wait()

@@ -329,25 +329,33 @@ def _check_joinable(existing: Dataset, addition: Dataset) -> None:
 
 
 def _add_files(existing: Dataset, addition: Dataset, folder: Path) -> tuple[list[str], list[tuple[str, str]]]:
-    """Link the addition's images (and copy its masks) into `folder`; a name already taken is left out."""
+    """Link the addition's images (and copy its masks) into `folder`. An image the dataset holds already (the same
+    file) is left out; another image under a name already taken is added as `NAME-2` (a second batch numbered
+    from 1 again), so nothing drawn is hidden and nothing new is lost."""
     taken = set(existing.all_images)
     added: list[str] = []
-    left_out: list[tuple[str, str]] = []
+    notes: list[tuple[str, str]] = []
     for stem in addition.all_images:
-        if stem in taken:
-            left_out.append((stem, f"'{existing.name}' already has an image named '{stem}'; rename the file to add "
-                                   "it"))
-            continue
-        labelled = stem in addition.stems
         image = addition.image_path(stem)
-        (folder / ("images" if labelled else UNLABELLED)).mkdir(exist_ok=True)
-        atomic.link(image, folder / ("images" if labelled else UNLABELLED) / image.name)
+        new_stem = stem
+        if stem in taken:
+            if existing.image_path(stem).read_bytes() == image.read_bytes():
+                notes.append((stem, f"'{existing.name}' holds this image already; it was not added twice"))
+                continue
+            new_stem = next(f"{stem}-{i}" for i in range(2, 100_000) if f"{stem}-{i}" not in taken)
+            notes.append((stem, f"'{existing.name}' has another image named '{stem}'; this one was added as "
+                                f"'{new_stem}'"))
+        taken.add(new_stem)
+        labelled = stem in addition.stems
+        place = folder / ("images" if labelled else UNLABELLED)
+        place.mkdir(exist_ok=True)
+        atomic.link(image, place / f"{new_stem}{image.suffix}")
         for sub in ("masks", "instances") if labelled else ():
             if (addition.root / sub / f"{stem}.png").exists():
                 (folder / sub).mkdir(exist_ok=True)
-                shutil.copyfile(addition.root / sub / f"{stem}.png", folder / sub / f"{stem}.png")
-        added.append(stem)
-    return added, left_out
+                shutil.copyfile(addition.root / sub / f"{stem}.png", folder / sub / f"{new_stem}.png")
+        added.append(new_stem)
+    return added, notes
 
 
 def _merged_info(existing: Dataset, addition: Dataset, added: list[str], left_out: list[tuple[str, str]],
@@ -371,6 +379,11 @@ def _merged_info(existing: Dataset, addition: Dataset, added: list[str], left_ou
     objects = {**info.get("objects_per_image", {}),
                **{s: n for s, n in extra.get("objects_per_image", {}).items() if s in added}}
     groups = {**info.get("groups", {}), **{s: g for s, g in extra.get("groups", {}).items() if s in added}}
+    # objects of a renamed image are counted again from its ids; its stack stays together under the new names
+    for stem in added:
+        if stem not in objects and (folder / "instances" / f"{stem}.png").exists():
+            ids = image_io.read_image(folder / "instances" / f"{stem}.png")
+            objects[stem] = int(len(np.unique(ids[ids > 0])))
     problems = info.get("problems", []) + extra.get("problems", []) + [
         {"file": f, "problem": p} for f, p in left_out]
     digest = hashlib.sha256(f"{info.get('hash', '')}+{extra.get('hash', '')}+{','.join(added)}".encode())

@@ -49,7 +49,8 @@ RAY_BACKEND = "ray"  # backend.json's "backend" for a Ray job
 
 
 class RunState(StrEnum):
-    """A run's `state` in status.json: waiting for the training lock, training, or one of four ends."""
+    """A run's `state` in status.json: its process starting, waiting for the training lock, training, or one of
+    four ends."""
 
     QUEUED = "queued"
     RUNNING = "running"
@@ -57,10 +58,12 @@ class RunState(StrEnum):
     STOPPED = "stopped"  # on request or at the time limit; resumable
     FAILED = "failed"
     INTERRUPTED = "interrupted"  # the trainer died without a word (killed, machine restarted); resumable
+    STARTING = "starting"  # the process was started and has not written its own status yet
 
 
-QUEUED, RUNNING, COMPLETED, STOPPED, FAILED, INTERRUPTED = tuple(RunState)
-ACTIVE_STATES = (QUEUED, RUNNING)
+QUEUED, RUNNING, COMPLETED, STOPPED, FAILED, INTERRUPTED, STARTING = tuple(RunState)
+ACTIVE_STATES = (STARTING, QUEUED, RUNNING)
+HEARTBEAT_GRACE_SECONDS = 15.0  # a run whose status.json changed this recently is never called interrupted
 RESUMABLE_STATES = (STOPPED, INTERRUPTED, FAILED)
 
 
@@ -269,17 +272,32 @@ def delete_run(run: Run) -> None:
     shutil.rmtree(run.path)
 
 
-def mark_interrupted_runs(root: Path) -> list[Run]:
-    """Runs that say `running`/`queued` but whose trainer is gone become `interrupted` (their checkpoints stay).
+def heartbeat_age(run: Run, now: float | None = None) -> float:
+    """Seconds since the run's status.json last changed (the trainer rewrites it at least every epoch, and every
+    half second while batches run); infinite when it has none."""
+    try:
+        changed = (run.path / STATUS).stat().st_mtime
+    except OSError:
+        return float("inf")
+    return max(0.0, (time.time() if now is None else now) - changed)
 
-    A run with no pid yet (created, never started) is left alone.
+
+def mark_interrupted_runs(root: Path, grace_seconds: float = HEARTBEAT_GRACE_SECONDS) -> list[Run]:
+    """Runs that say `starting`/`queued`/`running` but whose trainer is gone become `interrupted` (their
+    checkpoints stay).
+
+    Gone means both: no live trainer under the recorded pid, and no change to status.json for `grace_seconds`.
+    One reading of the process table is not trusted alone to call a run dead, since the word reaches the user
+    (and a run shown as interrupted while it trains is a false alarm about their work). A run with no pid yet
+    (created, never started) is left alone.
     """
     marked = []
     for run in list_runs(root):
         if run.on_ray:
             continue  # its pid is on a cluster node: `unet.backend.check_runs` asks the cluster instead
         status = run.read_status()
-        if status.get("state") in ACTIVE_STATES and status.get("pid") and not pid_is_trainer(status["pid"]):
+        if (status.get("state") in ACTIVE_STATES and status.get("pid") and not pid_is_trainer(status["pid"])
+                and heartbeat_age(run) >= grace_seconds):
             status.update(state=INTERRUPTED, ended=status.get("ended") or now_iso(),
                           message="the training process ended unexpectedly; resume continues from the last epoch")
             write_json_atomic(run.path / STATUS, status)
@@ -334,7 +352,9 @@ def start_training(
                                 start_new_session=True, env=env)
     status = Run(run_dir).read_status()
     if status.get("pid") != proc.pid:  # the trainer has not written its own status yet
-        status.update(state=QUEUED, pid=proc.pid, message="starting", ended=None, error=None)
+        previous = earlier_seconds(status) if resume else 0.0
+        status.update(state=STARTING, pid=proc.pid, message="starting the training process", ended=None, error=None,
+                      started=now_iso(), previous_seconds=previous)
         write_json_atomic(run_dir / STATUS, status)
     return proc
 

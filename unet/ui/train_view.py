@@ -20,6 +20,7 @@ from unet.units import clock_text
 
 REFRESH_SECONDS = 1.5
 STATE_BADGES = {
+    runs.STARTING: ("Starting", "gray", ":material/hourglass_top:"),
     runs.QUEUED: ("Queued", "gray", ":material/schedule:"),
     runs.RUNNING: ("Training", "blue", ":material/play_circle:"),
     runs.COMPLETED: ("Completed", "green", ":material/check_circle:"),
@@ -27,6 +28,7 @@ STATE_BADGES = {
     runs.FAILED: ("Failed", "red", ":material/error:"),
     runs.INTERRUPTED: ("Interrupted", "violet", ":material/pause_circle:"),
 }
+RECENT_SECONDS = 120.0
 LIMITS = {  # the typed boxes: no min/max on the widget, so what the user typed is what the page checks and shows
     "Epochs": (1, 10000),
     "Stop early after": (0, 1000),
@@ -160,13 +162,16 @@ def _progress(status: dict, history: list[dict]) -> tuple[float, str, float | No
 
 def run_view(run: runs.Run, class_names: list[str]) -> None:
     """Status, progress, charts and latest samples of a run; polls the folder while the run is active."""
+    # Polled while the run is active, and for a while after its status last changed: a run that ended a moment
+    # ago (or was judged gone too early) still shows what its trainer writes next.
     active = run.is_active
+    poll = active or runs.heartbeat_age(run) < RECENT_SECONDS
     try:
         crop_proxy = run.config().data.resize == "crop"
     except UserError:
         crop_proxy = True
 
-    @st.fragment(run_every=REFRESH_SECONDS if active else None)
+    @st.fragment(run_every=REFRESH_SECONDS if poll else None)
     def live() -> None:
         status = run.read_status()
         history = run.read_history()
@@ -228,7 +233,9 @@ def run_view(run: runs.Run, class_names: list[str]) -> None:
         if latest.exists():
             st.image(latest.read_bytes(), caption="Validation samples: image · truth · prediction (latest epoch, "
                                                   "what the network sees)")
-        if active and state not in runs.ACTIVE_STATES:
-            st.rerun()  # the run just ended: redraw the whole page once (Resume button, run list) and stop polling
+        seen = st.session_state.get(f"shown_state_{run.id}")
+        st.session_state[f"shown_state_{run.id}"] = state
+        if seen is not None and (seen in runs.ACTIVE_STATES) != (state in runs.ACTIVE_STATES):
+            st.rerun()  # the run just ended (or is alive after all): redraw the whole page once (Resume, run list)
 
     live()
