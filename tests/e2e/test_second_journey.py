@@ -179,3 +179,75 @@ def test_a_started_run_is_never_called_interrupted(page, app_url):
     assert any("Training" in t for t in seen)
     page.get_by_test_id("stMainBlockContainer").get_by_role("button", name="Stop").click()
     expect(page.get_by_text("Stopped", exact=False).first).to_be_visible(timeout=90_000)
+
+
+def _class_boxes(page) -> list[str]:
+    boxes = page.get_by_role("textbox", name=re.compile(r"^Class \d+$"))
+    return [boxes.nth(i).input_value() for i in range(boxes.count())]
+
+
+def _use_saved(page, name: str) -> None:
+    page.get_by_role("tab", name="Saved datasets").click()
+    page.get_by_role("combobox", name="Saved datasets").click()
+    page.get_by_role("option", name=name, exact=True).click()
+    page.get_by_role("button", name="Use this dataset").click()
+    wait_for_app(page)
+    expect(page.get_by_role("heading", name=f"2. Check: {name}")).to_be_visible()
+    _open_classes(page)
+
+
+def _open_classes(page) -> None:
+    if not page.get_by_role("textbox", name="Class 0").is_visible():
+        page.get_by_text("Classes: names and colours").click()
+    expect(page.get_by_role("textbox", name="Class 0")).to_be_visible()
+
+
+def test_switching_datasets_shows_each_ones_classes_task_and_settings(page, app_url, workspace, tmp_path):
+    from unet.dataset import Dataset, ingest
+    from unet.demo import write_demo_dataset
+
+    root = workspace / "datasets"
+    em, _ = ingest(write_demo_dataset(tmp_path / "em", "cells", count=4, size=64), "em-a", root)
+    em.save_classes(["cell", "membrane"], [[10, 20, 30], [200, 100, 50]])
+    street, _ = ingest(write_demo_dataset(tmp_path / "street", "shapes", count=4, size=64), "street-b", root)
+    street.save_classes(["sky", "building", "road", "tree"], [[1, 2, 3], [4, 5, 6], [7, 8, 9], [10, 11, 12]])
+
+    _dataset_page(page, app_url)
+    _use_saved(page, "em-a")
+    assert _class_boxes(page) == ["cell", "membrane"]
+    _use_saved(page, "street-b")
+    assert _class_boxes(page) == ["sky", "building", "road", "tree"]
+    # Saving names on B writes into B only.
+    page.get_by_role("textbox", name="Class 3").fill("vegetation")
+    page.get_by_role("button", name="Save names and colours").click()
+    expect(page.get_by_test_id("stSidebar")).to_contain_text("vegetation")
+    assert [c.name for c in Dataset.load(root / "street-b").classes] == ["sky", "building", "road", "vegetation"]
+    assert [c.name for c in Dataset.load(root / "em-a").classes] == ["cell", "membrane"]
+    assert [list(c.color) for c in Dataset.load(root / "em-a").classes] == [[10, 20, 30], [200, 100, 50]]
+
+    page.get_by_role("tab", name="Demo data").click()
+    page.get_by_role("button", name="Load demo data").click()
+    wait_for_app(page)
+    expect(page.get_by_role("heading", name=re.compile(r"2\. Check: demo-cells"))).to_be_visible()
+    _open_classes(page)
+    assert _class_boxes(page) == ["background", "cell"]
+    sidebar = page.get_by_test_id("stSidebar")
+    expect(sidebar).to_contain_text("2 classes (background, cell)")
+
+    # The Model page follows: the demo's one object class offers the task choice; B (four classes) does not, and
+    # the sliders show what the config holds.
+    page.get_by_role("link", name="Model").first.click()
+    wait_for_app(page)
+    expect(page.get_by_text("What to learn")).to_be_visible()
+    depth = page.get_by_test_id("stSlider").filter(has_text="Depth (levels)").get_by_test_id("stSliderThumbValue")
+    expect(sidebar).to_contain_text(f"depth {depth.inner_text()}")
+    page.get_by_role("link", name="Dataset").first.click()
+    wait_for_app(page)
+    _use_saved(page, "street-b")
+    assert _class_boxes(page) == ["sky", "building", "road", "vegetation"]
+    page.get_by_role("link", name="Model").first.click()
+    wait_for_app(page)
+    expect(page.get_by_text("What to learn")).to_have_count(0)
+    expect(sidebar).to_contain_text("4 classes (sky, building, road, vegetation)")
+    expect(sidebar).to_contain_text(f"depth {depth.inner_text()}")
+    screenshot(page, "second-journey-switch-datasets")

@@ -56,9 +56,22 @@ def load_into_widgets(config: Config, overwrite: bool = True) -> None:
             st.session_state[key] = getattr(getattr(config, section), field)
 
 
+_SHOWN = "m_shown_values"  # the config the controls were last drawn for
+
+
+def _values(config: Config) -> dict:
+    return {key: getattr(getattr(config, section), field) for key, (section, field) in FIELDS.items()}
+
+
 def model_controls(config: Config) -> Config:
-    """Draw the controls; return the config they describe (may raise UserError for impossible combinations)."""
-    load_into_widgets(config, overwrite=False)
+    """Draw the controls; return the config they describe (may raise UserError for impossible combinations).
+
+    When the config changed elsewhere since the widgets last described it (another dataset chosen, a suggestion
+    applied, the Train page), the widgets are filled from it again: a slider never shows a value the config has
+    not.
+    """
+    load_into_widgets(config, overwrite=st.session_state.get(_SHOWN) not in (None, _values(config)))
+    st.session_state[_SHOWN] = _values(config)
     model = {**_architecture_panel(), **_regularisation_panel()}
     data, batch_size = _input_panel(model["depth"])
     return Config(
