@@ -134,3 +134,33 @@ def test_a_run_trained_on_other_channels_cannot_be_fine_tuned_and_start_says_why
     next(s for s in at.selectbox if s.label == "Start from").set_value(TINY_RUN).run()
     assert any("1-channel" in e.value and "has 3" in e.value for e in at.error)
     assert next(b for b in at.button if b.label == "Start training").disabled
+
+
+def test_time_left_never_passes_the_time_limit(tmp_path, monkeypatch):
+    """A run of 1000 epochs at 1 s each with a 2.5-minute limit, 60 s in: 90 s are left, not 16 minutes."""
+    import json
+    import subprocess
+    import sys
+    from datetime import datetime, timedelta
+
+    from unet import runs
+    from unet.config import Config, TrainConfig
+
+    config = Config(train=TrainConfig(epochs=1000, max_minutes=2.5))
+    run = runs.create_run(tmp_path / "workspace" / "runs", "limited", config)
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)  # unet train"])
+    try:
+        started = (datetime.now().astimezone() - timedelta(seconds=60)).strftime("%Y-%m-%dT%H:%M:%S%z")
+        runs.write_json_atomic(run.path / runs.STATUS, {"state": runs.RUNNING, "pid": alive.pid, "started": started,
+                                                        "epochs": 1000, "batch": 1, "batches": 2})
+        (run.path / runs.HISTORY).write_text("".join(json.dumps({"epoch": i, "seconds": 1.0}) + "\n"
+                                                     for i in range(1, 61)))
+        at = _page(tmp_path / "workspace", monkeypatch, run=run.id)
+        left = next(m for m in at.metric if m.label == "Time left").value
+        minutes, seconds = (int(part) for part in left.split(":")[-2:])
+        # 150 s limit - 60 s spent before the page opened (and the seconds the page took): at most 90 s, where the
+        # epochs alone would say 939 s
+        assert 0 < 60 * minutes + seconds <= 90, left
+    finally:
+        alive.kill()
+        alive.wait()

@@ -144,8 +144,9 @@ def resume(run: runs.Run) -> None:
     backend.start(run.path, data, resume=True)
 
 
-def _progress(status: dict, history: list[dict]) -> tuple[float, str, float | None]:
-    """(fraction done, label, seconds left or None) from the status and the finished epochs."""
+def _progress(status: dict, history: list[dict], limit_seconds: float = 0.0) -> tuple[float, str, float | None]:
+    """(fraction done, label, seconds left or None) from the status and the finished epochs; a time limit
+    (`limit_seconds` per training session, 0 for none) caps the time left, since training stops there."""
     epochs = max(1, int(status.get("epochs") or 1))
     done_epochs = len(history)
     batches = max(1, int(status.get("batches") or 1))
@@ -157,6 +158,9 @@ def _progress(status: dict, history: list[dict]) -> tuple[float, str, float | No
     if history:
         per_epoch = sum(r.get("seconds", 0) for r in history[-3:]) / len(history[-3:])
         left = per_epoch * (epochs - done_epochs - in_epoch)
+    if limit_seconds > 0 and status.get("state") == runs.RUNNING:
+        until_limit = max(0.0, limit_seconds - runs.session_seconds(status))
+        left = until_limit if left is None else min(left, until_limit)
     return fraction, label, left
 
 
@@ -168,8 +172,9 @@ def run_view(run: runs.Run, class_names: list[str]) -> None:
     poll = active or runs.heartbeat_age(run) < RECENT_SECONDS
     try:
         crop_proxy = run.config().data.resize == "crop"
+        limit_seconds = run.config().train.max_minutes * 60
     except UserError:
-        crop_proxy = True
+        crop_proxy, limit_seconds = True, 0.0
 
     @st.fragment(run_every=REFRESH_SECONDS if poll else None)
     def live() -> None:
@@ -189,11 +194,12 @@ def run_view(run: runs.Run, class_names: list[str]) -> None:
             label, color, icon = "Completed, barely better than the baseline", "orange", ":material/warning:"
         head = st.columns([2, 1, 1, 1])
         head[0].markdown(f"### {run.name}  \n:{color}-badge[{icon} {label}]")
-        fraction, progress_label, left = _progress(status, history)
+        fraction, progress_label, left = _progress(status, history, limit_seconds)
         head[1].metric("Elapsed", clock_text(runs.elapsed_seconds(status)),
                        help="Training time over every session of this run, resumes included.")
         head[2].metric("Time left", clock_text(left) if left is not None and state == runs.RUNNING else "–",
-                       help="Estimated from the last epochs; early stopping may end sooner.")
+                       help="Estimated from the last epochs, and never past the time limit; early stopping may "
+                            "end sooner.")
         best = status.get("best_val_dice")
         head[3].metric("Best val Dice (crops)" if crop_proxy else "Best val Dice (shrunk)",
                        f"{best:.3f}" if isinstance(best, (int, float)) else "–",
