@@ -1,0 +1,188 @@
+"""Every command of `python -m unet` leaves the directory it is run from as it found it (issue #24).
+
+Each command runs as a user would, in its own process, from an empty temporary directory, with every input and
+output given as an absolute path elsewhere; afterwards that directory must still be empty. The environment has
+no UNET_WORKSPACE (a command that fell back on the default `./workspace` would show here) and no Ray address
+(`submit` starts its trainer on this machine). One tiny dataset and run serve the whole module.
+
+The two long commands run beside the others to keep the file short on two cores: `bench --tiny` starts first
+and `submit`'s trainer right after the tiny run is trained; their directories are checked last, once they ended.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from unet import runs
+from unet.cli import build_parser
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = {"data": {"input_size": 64}, "augment": {"enabled": False}, "model": {"depth": 2, "base_filters": 4},
+        "train": {"epochs": 2, "batch_size": 4}}
+ENDED = (runs.COMPLETED, runs.STOPPED, runs.FAILED, runs.INTERRUPTED)
+TIMEOUT_S = 300
+# Every command is run below; a new one must be added (test_every_command_is_run_here).
+COMMANDS = ("demo-data", "inspect", "suggest", "train", "submit", "evaluate", "predict", "export", "report", "bench")
+
+
+def _env() -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key not in ("UNET_WORKSPACE", "UNET_RAY_ADDRESS")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    return env
+
+
+def _command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "unet", *args]
+
+
+def unet(cwd: Path, *args: str, timeout: float = TIMEOUT_S, check: bool = True) -> subprocess.CompletedProcess:
+    """`python -m unet ARGS` run from `cwd`; it must succeed (when `check`)."""
+    done = subprocess.run(_command(*args), cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+    if check:
+        assert_succeeded(done)
+    return done
+
+
+def assert_succeeded(done: subprocess.CompletedProcess) -> None:
+    said = f"{done.stdout[-1500:]}\n{done.stderr[-3000:]}"
+    assert done.returncode == 0, f"`{' '.join(map(str, done.args[2:]))}` failed (exit {done.returncode}):\n{said}"
+
+
+def assert_left_empty(cwd: Path, command: str) -> None:
+    left = sorted(str(path.relative_to(cwd)) + ("/" if path.is_dir() else "") for path in cwd.rglob("*"))
+    assert not left, f"`python -m unet {command}` left {len(left)} entries in the directory it ran from: {left[:20]}"
+
+
+def empty_dir(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    return tmp_path_factory.mktemp(f"cwd-{name}")
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """`bench --tiny --json` started in the background (its output goes to files outside its directory)."""
+    cwd, logs = empty_dir(tmp_path_factory, "bench"), tmp_path_factory.mktemp("bench-output")
+    with open(logs / "stdout", "w") as stdout, open(logs / "stderr", "w") as stderr:
+        process = subprocess.Popen(_command("bench", "--tiny", "--json"), cwd=cwd, env=_env(), stdout=stdout,
+                                   stderr=stderr, stdin=subprocess.DEVNULL, text=True)
+    yield {"process": process, "cwd": cwd, "logs": logs}
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="module")
+def made(bench: dict, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """demo-data and train, each run from its own empty directory (checked by test_demo_data_and_train), then
+    `submit` of a one-epoch run (checked by test_submit_on_this_machine). Asks for `bench` first, so that the
+    benchmark runs meanwhile."""
+    out = tmp_path_factory.mktemp("outputs")
+    data, run, config = out / "cells", out / "run", out / "tiny.json"
+    config.write_text(json.dumps(TINY))
+    demo_cwd = empty_dir(tmp_path_factory, "demo-data")
+    unet(demo_cwd, "demo-data", str(data), "--kind", "cells", "--count", "8", "--size", "64")
+    train_cwd = empty_dir(tmp_path_factory, "train")
+    unet(train_cwd, "train", "--data", str(data), "--out", str(run), "--config", str(config))
+    submit_cwd, submitted = empty_dir(tmp_path_factory, "submit"), out / "submitted"
+    submit = unet(submit_cwd, "submit", "--data", str(data), "--out", str(submitted), "--config", str(config),
+                  "--epochs", "1", check=False)
+    yield {"data": data, "run": run, "config": config, "out": out, "demo_cwd": demo_cwd, "train_cwd": train_cwd,
+           "submit": submit, "submit_cwd": submit_cwd, "submitted": submitted}
+    if submitted.is_dir():
+        (submitted / runs.STOP).touch()  # a trainer nobody waited for (a test deselected) stops at its next batch
+
+
+def _subcommands() -> list[str]:
+    parser = build_parser()
+    [sub] = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
+    return list(sub.choices)
+
+
+def test_every_command_is_run_here():
+    assert sorted(_subcommands()) == sorted(COMMANDS), "a command of `python -m unet` this file does not run"
+
+
+@pytest.mark.parametrize("command", [None, *_subcommands()])
+def test_help(command: str | None, tmp_path: Path):
+    args = [command, "--help"] if command else ["--help"]
+    assert "usage:" in unet(tmp_path, *args, timeout=120).stdout
+    assert_left_empty(tmp_path, " ".join(args))
+
+
+def test_demo_data_and_train(made: dict):
+    assert (made["data"] / "images").is_dir() and (made["run"] / runs.BEST_MODEL).is_file()
+    assert_left_empty(made["demo_cwd"], "demo-data")
+    assert_left_empty(made["train_cwd"], "train")
+
+
+# Found by this file: the default workspace is ./workspace of the directory a command runs from.
+SUGGEST_WRITES_THE_WORKSPACE = pytest.mark.xfail(strict=True, reason=(
+    "suggest measures this machine once and caches it in the workspace's calibration.json (unet/calibration.py), "
+    "and the workspace defaults to ./workspace of the current directory"))
+CASES = [
+    pytest.param(["inspect", "{data}", "--json"], id="inspect"),
+    pytest.param(["suggest", "{data}", "--minutes", "1"], id="suggest", marks=SUGGEST_WRITES_THE_WORKSPACE),
+    pytest.param(["evaluate", "--run", "{run}", "--json"], id="evaluate"),
+    pytest.param(["predict", "--run", "{run}", "--images", "{data}/images", "--out", "{out}/masks"], id="predict"),
+    pytest.param(["report", "--run", "{run}", "--data", "{data}", "--out", "{out}/report.html"], id="report"),
+    pytest.param(["export", "--run", "{run}", "--format", "keras", "--out", "{out}/keras"], id="export-keras"),
+    pytest.param(["export", "--run", "{run}", "--format", "onnx", "--out", "{out}/onnx"], id="export-onnx"),
+    pytest.param(["export", "--run", "{run}", "--format", "bioimageio", "--author", "Test", "--out", "{out}/zoo"],
+                 id="export-bioimageio"),
+]
+
+
+@pytest.mark.parametrize("command", CASES)
+def test_command(command: list[str], made: dict, tmp_path_factory: pytest.TempPathFactory):
+    args = [word.format(**{key: str(value) for key, value in made.items()}) for word in command]
+    cwd = empty_dir(tmp_path_factory, command[0])
+    unet(cwd, *args)
+    assert_left_empty(cwd, " ".join(command))
+
+
+def test_bench_tiny(bench: dict):
+    process: subprocess.Popen = bench["process"]
+    try:
+        process.wait(timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"`bench --tiny` still running after {TIMEOUT_S} s (it started with this module)")
+    stderr = (bench["logs"] / "stderr").read_text()
+    assert process.returncode == 0, f"`bench --tiny --json` failed (exit {process.returncode}):\n{stderr[-3000:]}"
+    assert json.loads((bench["logs"] / "stdout").read_text())["tiny"] is True
+    assert_left_empty(bench["cwd"], "bench --tiny --json")
+
+
+def test_submit_on_this_machine(made: dict):
+    """`submit` returns at once and its trainer goes on alone: the directory is checked once the trainer is done."""
+    assert_succeeded(made["submit"])
+    run: Path = made["submitted"]
+    deadline = time.monotonic() + TIMEOUT_S
+    status: dict = {}
+    while time.monotonic() < deadline:
+        status = json.loads((run / runs.STATUS).read_text()) if (run / runs.STATUS).exists() else {}
+        if status.get("state") in ENDED:
+            break
+        time.sleep(1)
+    assert status.get("state") == runs.COMPLETED, f"{status}\n{(run / runs.LOG).read_text()[-2000:]}"
+    pid = status.get("pid")
+    while pid and time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.5)
+    assert_left_empty(made["submit_cwd"], "submit (and the trainer it started)")
+
+
+def _alive(pid: int) -> bool:
+    """The process exists and is not a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
