@@ -1,12 +1,15 @@
-"""U-Net Studio: the entry point. Builds the navigation over the pages that exist; nothing else."""
+"""U-Net Studio: the entry point. Builds the navigation over the pages that exist and runs the chosen one inside
+the page guard (an unexpected error is a plain message and a line in workspace/logs/errors.log, never a traceback)."""
 
 from pathlib import Path
 
 import streamlit as st
 
+from unet.ui import page_guard
 from unet.ui.sidebar import show_sidebar
 
 st.set_page_config(page_title="U-Net Studio", page_icon=":material/biotech:", layout="wide")
+page_guard.install()
 
 PAGES = [
     ("pages/dataset.py", "Dataset", ":material/photo_library:"),
@@ -26,8 +29,9 @@ navigation = st.navigation(
 st.sidebar.markdown("## :material/biotech: U-Net Studio")
 st.sidebar.caption("Train a segmentation model on your own images, no code.")
 sidebar = st.sidebar.empty()
-with sidebar.container():
+with sidebar.container(), page_guard.page_guard("drawing the sidebar"):
     show_sidebar()
-navigation.run()
-with sidebar.container():
+with page_guard.page_guard(f"showing the {navigation.title} page"):
+    navigation.run()
+with sidebar.container(), page_guard.page_guard("drawing the sidebar"):
     show_sidebar()

@@ -52,6 +52,13 @@ def runs_dir() -> Path:
     return path
 
 
+def logs_dir() -> Path:
+    """Where the app writes what a user should not see but a maintainer needs (`errors.log`, from the page guard)."""
+    path = root() / "logs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def safe_name(name: str, fallback: str = "untitled", max_length: int = 64) -> str:
     """A user's name reduced to letters, digits, '.', '_' and '-', never empty, never '.' or '..'.
 

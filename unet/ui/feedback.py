@@ -1,17 +1,16 @@
 """Turning failures into messages a user can act on: a `UserError` is shown as it is, anything else as a
-short apology while the traceback goes to the server log (never to the page)."""
+short apology while the traceback goes to the workspace's errors.log under an id the message names
+(`unet.ui.page_guard`), never to the page."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import streamlit as st
 
 from unet.errors import UserError
-
-log = logging.getLogger("unet.ui")
+from unet.ui.page_guard import show_error
 
 
 @contextmanager
@@ -27,10 +26,5 @@ def user_errors(action: str) -> Iterator[None]:
         st.error(str(exc), icon=":material/error:")
     except MemoryError:
         st.error(f"Not enough memory while {action}. Try fewer or smaller images.", icon=":material/memory:")
-    except Exception:  # the page must survive anything; the log keeps the details
-        log.exception("unexpected error while %s", action)
-        st.error(
-            f"Something unexpected went wrong while {action}. Nothing was lost; please try again. "
-            "If it happens again, the server log has the details.",
-            icon=":material/error:",
-        )
+    except Exception as exc:  # the page must survive anything; errors.log keeps the details
+        show_error(action, exc)
