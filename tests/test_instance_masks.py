@@ -71,15 +71,18 @@ def test_class_masks_are_not_taken_for_instance_labels():
     assert instance_objects((_labels(0, 3) > 0).astype(np.uint16) * 1000) is None  # binary 0/1000
 
 
-def test_an_instance_run_writes_label_images_that_read_back_as_the_same_objects():
+def test_an_instance_map_writes_the_class_mask_that_reads_back_as_the_same_classes():
+    """The class mask of an instance run is 0 (background) / 1 (object): object ids are `Prediction.labels`'
+    to give (`predict --labels`), not the class map's (issue #24: `--classes` wrote region ids)."""
     class_map = ClassMap.from_records([{"index": 0, "name": "background", "color": [0, 0, 0], "value": 0},
                                        {"index": 1, "name": "object", "color": [255, 0, 0], "value": None}],
                                       instances=True)
     predicted = np.zeros((40, 40), np.uint8)
     predicted[2:10, 2:10], predicted[20:30, 20:35] = 1, 1
-    labels = class_map.encode(predicted)
-    assert sorted(np.unique(labels).tolist()) == [0, 1, 2]  # one id per object
-    assert np.array_equal(class_map.decode(labels, "pred.png"), predicted)
+    written = class_map.encode(predicted)
+    assert np.array_equal(written, predicted)  # two separate objects, one class: 0 and 1 only
+    assert np.array_equal(class_map.decode(written, "pred.png"), predicted)
+    assert class_map.palette()[1] == (255, 0, 0)  # shown in the class colour
     assert class_map.describe() == "background = 0, object = every object id above 0"
 
 

@@ -165,6 +165,28 @@ class ClassMap:
         unknown = [int(k) for k in keys[missing]]
         return np.where(index < 0, 0, index).astype(np.uint8), unknown
 
+    def stand_in_notes(self, keys: np.ndarray, index: np.ndarray, subject: str, lossy: bool = False) -> list[str]:
+        """What `lookup` read as a class although it is not that class's value, one note per value, in words
+        ("`subject` has the value 128, which is not one of the model's values (...); it was read as 'foreground'
+        (255)"): the forgiving binary rule, a 0/128 mask for a 0/255 map. `subject` names the mask ("mask 'a.png'").
+        Values snapped to the nearest class in a JPEG or soft-edged mask are noise, not the user's choice, and get
+        no note; nor do instance ids."""
+        if self.instances or lossy or self.soft_edges:
+            return []
+        known = {k for k in self.keys if k is not None} | ({self.ignore} if self.ignore is not None else set())
+        if self.colour:
+            keys = _as_colour(np.asarray(keys, np.int64))
+        notes = []
+        for key, k in zip(np.asarray(keys, np.int64).tolist(), np.asarray(index).tolist(), strict=True):
+            if key in known or k >= self.num_classes:
+                continue
+            entry = self.entries[k]
+            what = "colour" if self.colour else "value"
+            notes.append(f"{subject} has the {what} {key_label(key)}, which is not one of the model's values "
+                         f"({self.describe()}); it was read as '{entry.name}'"
+                         + (f" ({entry.value})" if entry.value is not None else ""))
+        return notes
+
     def unknown_message(self, label: str, unknown: Sequence[int]) -> str:
         shown = ", ".join(key_label(k) for k in list(unknown)[:5]) + (" and more" if len(unknown) > 5 else "")
         what = "colour" if self.colour else "value"
@@ -187,15 +209,12 @@ class ClassMap:
     def encode(self, indices: np.ndarray) -> np.ndarray:
         """Class indices as the user's own mask values: HxW uint8/uint16 gray, or HxWx3 uint8 RGB colours.
 
-        A class without a value (added when every mask was background) is written with its index; "not labelled"
-        pixels (IGNORE_INDEX) with the ignore value.
+        A class without a value (added when every mask was background, or the 'object' class of instance
+        labels, which paint it in one id per object) is written with its index, so an instance map writes the
+        class mask 0 (background) / 1 (object); object ids are `Prediction.labels`' to give, not a class map's.
+        "Not labelled" pixels (IGNORE_INDEX) are written with the ignore value.
         """
         indices = np.asarray(indices)
-        if self.instances:  # one id per connected object, as the training masks were
-            from skimage.measure import label
-
-            labels = label(indices == 1, connectivity=1)
-            return labels.astype(np.uint8 if labels.max() <= 255 else np.uint16)
         if self.colour:
             table = np.zeros((IGNORE_INDEX + 1, 3), np.uint8)
             table[: self.num_classes] = [_rgb(e) for e in self.entries]
@@ -209,10 +228,7 @@ class ClassMap:
         return table[indices]
 
     def palette(self) -> list[tuple[int, int, int]]:
-        """256 display colours indexed by gray value: a palette PNG of `encode`'s output shows the class colours
-        (for instance labels, a distinct colour per object id)."""
-        if self.instances:
-            return [(0, 0, 0)] + [PALETTE[1 + i % (len(PALETTE) - 1)] for i in range(255)]
+        """256 display colours indexed by gray value: a palette PNG of `encode`'s output shows the class colours."""
         table = [(v, v, v) for v in range(256)]
         for e in self.entries:
             value = e.value if e.value is not None else e.index

@@ -8,7 +8,6 @@ in `unet.zipsafe`.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import shutil
@@ -28,7 +27,16 @@ from unet.classmap import IGNORE_INDEX, ClassMap
 from unet.dataset_check import DatasetReport, Problem
 from unet.errors import UserError
 from unet.intensity import Intensity
-from unet.masks import MaskHistogram, histogram, instance_objects, plan_classes, too_many_values
+from unet.masks import (
+    MaskHistogram,
+    MaskReading,
+    histogram,
+    mask_reading,
+    plan_classes,
+    split_ids,
+    too_many_values,
+    with_instance_counts,
+)
 from unet.pairing import Pair, find_layout, mask_base, pair_files, stored_stem
 from unet.stacks import StackRule
 from unet.workspace import child, safe_name
@@ -93,7 +101,10 @@ class _Samples:
         self.kept: dict[str, np.ndarray] = {}
         self.limit = intensity.SAMPLES_PER_IMAGE
 
-    def add(self, stem: str, image: np.ndarray) -> None:
+    def add(self, stem: str, image: np.ndarray, replaced: np.ndarray | None = None) -> None:
+        """Sample `image`; pixels `replaced` (bool [H, W]: NaN or infinite in the file) are left out."""
+        if replaced is not None and replaced.any():
+            image = image.reshape(-1, 1, image.shape[-1] if image.ndim == 3 else 1)[~replaced.ravel()]
         self.kept[stem] = intensity.sample_pixels(image, self.limit)
         if sum(s.size for s in self.kept.values()) > self.BUDGET:
             self.kept = {k: v[::2] for k, v in self.kept.items()}
@@ -103,11 +114,13 @@ class _Samples:
 # --- checking a source ----------------------------------------------------------------------------------------
 
 
-def _read_pair(pair: Pair, report: DatasetReport) -> tuple[np.ndarray, np.ndarray] | None:
-    """Every plane of the image ([P, H, W, C]) and of the mask, or None after reporting why the pair is unusable."""
+def _read_pair(pair: Pair, report: DatasetReport) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
+    """Every plane of the image ([P, H, W, C]) and of the mask, and where the image's NaN or infinite pixels
+    were made finite ([P, H, W] bool, None when none: said in the report); None after reporting why the pair is
+    unusable."""
     try:
         image_hw = image_io.check_pixels(pair.image)
-        image = image_io.read_planes(pair.image)
+        image, non_finite = image_io.read_planes_checked(pair.image)
     except UserError as exc:
         report.add(pair.image_label, str(exc))
         return None
@@ -123,16 +136,18 @@ def _read_pair(pair: Pair, report: DatasetReport) -> tuple[np.ndarray, np.ndarra
     except UserError as exc:
         report.add(pair.mask_label, str(exc))
         return None
-    return image, mask
+    if non_finite is not None:
+        report.add(pair.image_label, non_finite.describe(), False)
+    return image, mask, None if non_finite is None else non_finite.where
 
 
 def _units_of(pair: Pair, rule: StackRule, report: DatasetReport, samples: _Samples,
-              stacks: Counter) -> list[_Unit]:
+              stacks: Counter, reading: MaskReading = MaskReading.AUTO) -> list[_Unit]:
     """The 2D images one file pair gives under `rule`, with their mask histograms; problems reported."""
     found = _read_pair(pair, report)
     if found is None:
         return []
-    image, mask = found
+    image, mask, replaced = found
     try:
         mode, planes = stacks_module.resolve(image, mask, rule, pair.image.name, pair.mask.name)
     except UserError as exc:
@@ -143,29 +158,28 @@ def _units_of(pair: Pair, rule: StackRule, report: DatasetReport, samples: _Samp
     units = []
     for plane, pixels, raw in planes:
         assert raw is not None
-        hist = histogram(raw, image_io.is_lossy(pair.mask))
-        if raw.ndim == 2 and len(hist.keys) > 2:
-            hist = dataclasses.replace(hist, objects=instance_objects(raw))
+        hist = with_instance_counts(histogram(raw, image_io.is_lossy(pair.mask)), raw, reading)
         stem = stored_stem(pair.stem) + (f"-p{plane + 1:03d}" if plane is not None else "")
         label = pair.mask_label + (f" [plane {plane + 1}]" if plane is not None else "")
-        reason = too_many_values(hist)
+        reason = too_many_values(hist, reading)
         if reason:
             report.add(label, f"mask '{pair.mask.name}' {reason}")
             continue
-        samples.add(stem, pixels)
+        samples.add(stem, pixels, None if replaced is None else replaced[plane] if plane is not None else
+                    replaced.any(axis=0))  # a projection: a pixel replaced in any plane
         bits = 8 if pixels.dtype == np.uint8 else image_io.bits_of(pixels) if pixels.dtype.kind in "ui" else 32
         units.append(_Unit(pair, plane, stem, image_io.channels_of(pixels), pixels.shape[:2], hist,
                            pixels.dtype.name, bits))
     return units
 
 
-def _plan(kept: list[_Unit], report: DatasetReport) -> ClassMap | None:
+def _plan(kept: list[_Unit], report: DatasetReport, reading: MaskReading = MaskReading.AUTO) -> ClassMap | None:
     """The class map decided from the masks themselves (a new dataset), with warnings on how values were read.
 
     Palette PNG masks are read as their indices; the classes take the palette's colours for display.
     """
     try:
-        plan = plan_classes([unit.hist for unit in kept])
+        plan = plan_classes([unit.hist for unit in kept], reading)
     except UserError as exc:
         report.add("", str(exc))
         return None
@@ -181,9 +195,15 @@ def _plan(kept: list[_Unit], report: DatasetReport) -> ClassMap | None:
     if plan.extra_foreground:
         report.add("", "no mask has any foreground: every mask is all background, so there is nothing to learn", False)
     if plan.instances:
-        report.add("", "the masks are instance labels (one id per object, as Cellpose, StarDist, ilastik and QuPath "
-                       "write them): each object is learned as the class 'object', and the ids are kept to count and "
-                       "separate objects", False)
+        said = " (as you said)" if reading == MaskReading.IDS else ""
+        report.add("", f"the masks are instance labels{said} (one id per object, as Cellpose, StarDist, ilastik and "
+                       "QuPath write them): each object is learned as the class 'object', and the ids are kept to "
+                       "count and separate objects", False)
+        split, ids, regions = split_ids([unit.hist for unit in kept])
+        if split:
+            report.add("", f"in {split} mask{'s' if split != 1 else ''} some ids are painted in several separate "
+                           f"places ({regions} regions for {ids} ids); each id is still one object. If the values "
+                           "are classes, not ids, read the masks as classes", False)
     if plan.ignore is not None:
         report.add("", f"the value {plan.ignore} beside the class numbers is read as \"not labelled\" (as in "
                        "VOC-style masks): those pixels are left out of training and of every score", False)
@@ -199,8 +219,10 @@ def _plan(kept: list[_Unit], report: DatasetReport) -> ClassMap | None:
 
 
 def _check_folder(folder: Path, progress: Progress, start: float, end: float,
-                  class_map: ClassMap | None = None, rule: StackRule | None = None) -> _Checked:
-    """Check every pair; with `class_map` (a run's classes), masks must use its values, else the map is planned."""
+                  class_map: ClassMap | None = None, rule: StackRule | None = None,
+                  reading: MaskReading = MaskReading.AUTO) -> _Checked:
+    """Check every pair; with `class_map` (a run's classes), masks must use its values, else the map is planned
+    (`reading`: whether gray masks of many values are object ids, `unet.masks.MaskReading`)."""
     checked = _Checked(DatasetReport(), stack_rule=rule or StackRule())
     report = checked.report
     try:
@@ -221,14 +243,16 @@ def _check_folder(folder: Path, progress: Progress, start: float, end: float,
     samples, stacks = _Samples(), Counter()
     for i, pair in enumerate(pairs):
         progress(start + (end - start) * i / max(len(pairs), 1), f"Checking {pair.image.name}")
-        kept += _units_of(pair, checked.stack_rule, report, samples, stacks)
+        kept += _units_of(pair, checked.stack_rule, report, samples, stacks,
+                          MaskReading.AUTO if class_map is not None else reading)
     if not kept:
         return checked
     kept = _agree_on_channels(kept, report)
     checked.channels = kept[0].channels if kept else 1
     checked.source_bits = _source_bits([u.bits for u in kept if u.dtype != "float32"], report)
     checked.dtype = _stored_dtype(kept)
-    class_map = class_map or _plan(kept, report)
+    given = class_map is not None  # a run's classes: the masks are read with its values, not planned
+    class_map = class_map or _plan(kept, report, reading)
     if class_map is None:
         return checked
     totals = np.zeros(class_map.num_classes, np.int64)
@@ -239,6 +263,9 @@ def _check_folder(folder: Path, progress: Progress, start: float, end: float,
         if unknown:
             report.add(unit.label, class_map.unknown_message(unit.pair.mask.name, unknown))
             continue
+        if given:
+            for note in class_map.stand_in_notes(hist.keys, index, f"mask '{unit.pair.mask.name}'", hist.lossy):
+                report.add(unit.label, note, False)
         labelled = index != IGNORE_INDEX
         pixels = np.bincount(index[labelled], weights=hist.counts[labelled],
                              minlength=class_map.num_classes).astype(np.int64)
@@ -360,11 +387,14 @@ def _open_source(source: Path, scratch: Path, label: str) -> tuple[Path, list]:
 
 
 def _check_source(source: Path, scratch: Path, progress: Progress, end: float, label: str | None = None,
-                  class_map: ClassMap | None = None, rule: StackRule | None = None) -> _Checked:
+                  class_map: ClassMap | None = None, rule: StackRule | None = None, masks: str | None = None
+                  ) -> _Checked:
+    """Open and check a source; `masks` is 'auto' (None), 'ids' or 'classes' (`unet.masks.MaskReading`)."""
+    reading = mask_reading(masks)  # a wrong word is refused before anything is read
     label = Path(label).name if label else source.name
     progress(0.0, f"Opening {label}")
     folder, zip_problems = _open_source(source, scratch, label)
-    checked = _check_folder(folder, progress, 0.1, end, class_map, rule)
+    checked = _check_folder(folder, progress, 0.1, end, class_map, rule, reading)
     checked.report.problems[:0] = zip_problems
     checked.report.problems = [  # problems of the whole source name it, warnings about the whole dataset say so
         p if p.file else Problem(label if p.skipped else WHOLE_DATASET, p.problem, p.skipped)
@@ -374,15 +404,17 @@ def _check_source(source: Path, scratch: Path, progress: Progress, end: float, l
 
 
 def inspect_source(path: str | Path, progress: Progress | None = None, label: str | None = None,
-                   stacks: str | StackRule | None = None) -> DatasetReport:
+                   stacks: str | StackRule | None = None, masks: str | None = None) -> DatasetReport:
     """Check a folder or zip without storing anything; every problem is in the report, never raised.
 
     `label` is the name the user knows the source by (an upload's own name), used in messages; `stacks` how
-    multi-plane TIFFs become 2D images (`unet.stacks`; automatic by default).
+    multi-plane TIFFs become 2D images (`unet.stacks`; automatic by default); `masks` how gray masks of many
+    values are read: "ids" (instance labels, one id per object), "classes" (each value a class), or "auto"/None
+    (decided over the whole dataset). A word other than these raises UserError.
     """
     with tempfile.TemporaryDirectory(prefix="unet-inspect-") as scratch:
         return _check_source(Path(path), Path(scratch), progress or _quiet, 1.0, label, None,
-                             _rule(stacks)).report
+                             _rule(stacks), masks).report
 
 
 def _rule(stacks: str | StackRule | None) -> StackRule:
@@ -506,7 +538,7 @@ def _stored_hash(folder: Path) -> str | None:
 
 def ingest(
     source: str | Path, name: str, root: str | Path, progress: Progress | None = None, label: str | None = None,
-    class_map: ClassMap | None = None, stacks: str | StackRule | None = None,
+    class_map: ClassMap | None = None, stacks: str | StackRule | None = None, masks: str | None = None,
 ) -> tuple[Dataset, DatasetReport]:
     """Check `source` (folder or zip) and store its usable pairs as `root/safe_name(name)`.
 
@@ -527,7 +559,7 @@ def ingest(
     work = Path(tempfile.mkdtemp(prefix=".ingest-", dir=root))
     try:
         checked = _check_source(Path(source), work / "source", progress, 0.55, label, class_map,
-                                _rule(stacks))
+                                _rule(stacks), masks)
         report = checked.report
         if not checked.units or checked.class_map is None:
             raise UserError(f"no usable image/mask pairs: {report.reasons() or 'no files found'}")

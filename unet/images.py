@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -107,16 +108,72 @@ def is_tiff(path: Path) -> bool:
     return Path(path).suffix.lower() in tiff.TIFF_EXTENSIONS
 
 
+@dataclass(frozen=True)
+class NonFinite:
+    """The NaN and infinite pixels of a float image (instruments and other tools write them for saturated or
+    masked pixels), and the finite values `finite_planes` put in their place."""
+
+    name: str
+    nan: int  # pixels with NaN in some channel
+    infinite: int  # pixels with +inf or -inf (and no NaN) in some channel
+    pixels: int  # all pixels of the file, every plane
+    low: tuple[float, ...]  # per channel: what NaN and -inf became (the file's lowest finite value)
+    high: tuple[float, ...]  # per channel: what +inf became (its highest finite value)
+    where: np.ndarray = field(repr=False)  # bool [P, H, W]: the pixels replaced
+
+    def describe(self) -> str:
+        """The check's words: which file, how many pixels, and what they became."""
+        counts = " and ".join(f"{n} {what}" for n, what in ((self.nan, "NaN"), (self.infinite, "infinite")) if n)
+        per = " (per channel)" if len(self.low) > 1 else ""
+        low = ", ".join(f"{v:.6g}" for v in self.low)
+        high = ", ".join(f"{v:.6g}" for v in self.high)
+        return (f"'{self.name}' has {counts} pixels (of {self.pixels}): they are left out of the intensity rule "
+                f"and read as the image's lowest finite value{per} ({low}) for NaN and -inf, its highest ({high}) "
+                "for +inf")
+
+
+def finite_planes(planes: np.ndarray, name: str) -> tuple[np.ndarray, NonFinite | None]:
+    """[P, H, W, C] float planes with NaN and -inf replaced by the lowest finite value of their channel (over the
+    file) and +inf by the highest, and what was replaced (None when every value is finite or the image is of whole
+    numbers). UserError naming the file when a channel holds no finite value at all."""
+    if planes.dtype.kind != "f":
+        return planes, None
+    finite = np.isfinite(planes)
+    if finite.all():
+        return planes, None
+    channels = planes.shape[-1]
+    low, high = np.zeros(channels, planes.dtype), np.zeros(channels, planes.dtype)
+    for c in range(channels):
+        values = planes[..., c][finite[..., c]]
+        if not values.size:
+            which = f" of channel {c + 1}" if channels > 1 else ""
+            raise UserError(f"every pixel{which} of '{name}' is NaN or infinite: there is no image to read")
+        low[c], high[c] = values.min(), values.max()
+    nan = np.isnan(planes)
+    fixed = np.where(nan | np.isneginf(planes), low, np.where(np.isposinf(planes), high, planes)).astype(planes.dtype)
+    where = ~finite.all(axis=-1)
+    nan_pixels = nan.any(axis=-1)
+    report = NonFinite(name, int(nan_pixels.sum()), int((where & ~nan_pixels).sum()), int(where.size),
+                       tuple(float(v) for v in low), tuple(float(v) for v in high), where)
+    return fixed, report
+
+
+def read_planes_checked(path: Path) -> tuple[np.ndarray, NonFinite | None]:
+    """`read_planes`, and what it replaced of a float image's NaN and infinite pixels (None when nothing)."""
+    if is_tiff(path):
+        return finite_planes(tiff.read_stack(Path(path)), Path(path).name)
+    image = _decode(path)
+    return (image[:, :, None] if image.ndim == 2 else image)[None], None
+
+
 def read_planes(path: Path) -> np.ndarray:
     """Every plane of a file as [P, H, W, C], in its own dtype (uint8, uint16 or float32).
 
     A TIFF stack gives all its planes (Z, T, ... flattened in file order) and all its channels; any other image
-    gives one plane, grayscale as one channel and colour as three (RGB).
+    gives one plane, grayscale as one channel and colour as three (RGB). A float image's NaN and infinite pixels
+    become finite (`finite_planes`), so no reader ever gets a value no rule can scale.
     """
-    if is_tiff(path):
-        return tiff.read_stack(Path(path))
-    image = _decode(path)
-    return (image[:, :, None] if image.ndim == 2 else image)[None]
+    return read_planes_checked(path)[0]
 
 
 def read_images(path: Path) -> list[tuple[str, np.ndarray]]:

@@ -10,6 +10,7 @@ a class. The background is value 0 / black when present, else the most common va
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -57,7 +58,8 @@ class MaskHistogram:
     flat_counts: np.ndarray
     colour: bool
     lossy: bool
-    objects: int | None = None  # the object count when the mask is an instance label image (one id per object)
+    objects: int | None = None  # the object count when the mask may be an instance label image (one id per object)
+    regions: int | None = None  # its separate regions (4-connected), beside `objects`: ids split into several
 
 
 def _keys(raw: np.ndarray) -> np.ndarray:
@@ -141,15 +143,34 @@ def find_levels(hist: MaskHistogram) -> np.ndarray | None:
 
 INSTANCE_MIN_IDS = 4  # 8-bit masks need this many ids to be taken for instance labels (16-bit ones need 2)
 INSTANCE_REGION_SLACK = 1.25  # regions per id allowed (an object cut in two by a thin gap is still one id)
+INSTANCE_REGION_LIMIT = 3.0  # one mask whose ids average more regions than this is not read as ids on its own
 
 
-def instance_objects(raw: np.ndarray) -> int | None:
-    """The number of objects when `raw` is an instance label image, else None.
+class MaskReading(StrEnum):
+    """How gray masks with many values are read: decided over the whole dataset, or as the user says."""
 
-    Instance labels (what Cellpose, StarDist, ilastik and QuPath export) paint each object with its own id on a
-    0 background, so nearly every id is one connected region; a class-index mask paints each class in many
-    separate regions. 16-bit masks with two or more ids qualify; 8-bit ones need INSTANCE_MIN_IDS, so a 3-class
-    mask with one blob per class stays a class mask.
+    AUTO = "auto"  # object ids when the masks together look like instance labels (see `plan_classes`)
+    IDS = "ids"  # instance label images: 0 background, every other value one object of the class 'object'
+    CLASSES = "classes"  # every value is a class
+
+
+MASK_READINGS = tuple(m.value for m in MaskReading)
+
+
+def mask_reading(value: str | None) -> MaskReading:
+    """'auto' (also None), 'ids' or 'classes'; UserError naming the choices for anything else."""
+    try:
+        return MaskReading(value or MaskReading.AUTO)
+    except ValueError:
+        raise UserError(f"masks are read as 'auto', 'ids' (object ids) or 'classes', not '{value}'") from None
+
+
+def instance_counts(raw: np.ndarray, said: bool = False) -> tuple[int, int] | None:
+    """(ids, separate regions) of a mask that could be an instance label image, else None.
+
+    Candidates are gray integer masks on a 0 background: 16-bit with two or more ids, 8-bit with INSTANCE_MIN_IDS
+    or more (so a 3-class mask with one blob per class stays a class mask); any number of ids when the user `said`
+    the masks are ids.
     """
     from skimage.measure import label  # scikit-image: labels regions of equal value in one pass
 
@@ -157,23 +178,55 @@ def instance_objects(raw: np.ndarray) -> int | None:
         return None
     ids = np.unique(raw)
     ids = ids[ids != 0]
-    if len(ids) < (2 if raw.dtype == np.uint16 else INSTANCE_MIN_IDS):
+    if len(ids) < (1 if said else 2 if raw.dtype == np.uint16 else INSTANCE_MIN_IDS):
         return None
-    regions = int(label(raw, background=0, connectivity=1).max())
-    return len(ids) if regions <= INSTANCE_REGION_SLACK * len(ids) + 1 else None
+    return len(ids), int(label(raw, background=0, connectivity=1).max())
+
+
+def instance_objects(raw: np.ndarray) -> int | None:
+    """The number of objects when `raw`, on its own, is an instance label image, else None.
+
+    Instance labels (what Cellpose, StarDist, ilastik and QuPath export) paint each object with its own id on a
+    0 background, so nearly every id is one connected region; a class-index mask paints each class in many
+    separate regions. A dataset decides over all its masks at once (`plan_classes`), where one mask with split
+    ids does not outvote the rest.
+    """
+    counts = instance_counts(raw)
+    if counts is None:
+        return None
+    ids, regions = counts
+    return ids if regions <= INSTANCE_REGION_SLACK * ids + 1 else None
+
+
+def with_instance_counts(hist: MaskHistogram, raw: np.ndarray, reading: MaskReading = MaskReading.AUTO
+                         ) -> MaskHistogram:
+    """`hist` with its object and region counts when the mask may be read as object ids under `reading`:
+    any candidate when the user said 'ids', none when 'classes', and on 'auto' a candidate whose ids are not
+    split beyond INSTANCE_REGION_LIMIT regions each (a picture of noise is no label image)."""
+    if reading == MaskReading.CLASSES or raw.ndim != 2 or len(hist.keys) <= 2:
+        return hist
+    counts = instance_counts(raw, said=reading == MaskReading.IDS)
+    if counts is None:
+        return hist
+    ids, regions = counts
+    if reading == MaskReading.AUTO and regions > INSTANCE_REGION_LIMIT * ids + 1:
+        return hist
+    return dataclasses.replace(hist, objects=ids, regions=regions)
 
 
 def lossy_dtype(raw: np.ndarray) -> bool:
     return raw.dtype.kind == "f"
 
 
-def too_many_values(hist: MaskHistogram) -> str | None:
-    """A plain reason when one mask alone holds more values than a mask can have classes."""
+def too_many_values(hist: MaskHistogram, reading: MaskReading | str | None = None) -> str | None:
+    """A plain reason when one mask alone holds more values than a mask can have classes (and is not read as
+    object ids: `with_instance_counts` gave it its object count)."""
     if hist.objects is not None or find_levels(hist) is not None:
         return None
     what = "colours" if hist.colour else "values"
+    said = " and the masks are read as classes" if mask_reading(reading) == MaskReading.CLASSES else ""
     return (
-        f"has {len(hist.keys)} different {what}; a mask paints each class in one value or colour, "
+        f"has {len(hist.keys)} different {what}{said}; a mask paints each class in one value or colour, "
         f"at most {MAX_CLASSES} classes (is this an image rather than a mask?)"
     )
 
@@ -262,19 +315,53 @@ def _void_value(hists: list[MaskHistogram], keys: np.ndarray, colour: bool, loss
     return VOID if beside_a_class else None
 
 
-def _instance_dataset(hists: list[MaskHistogram]) -> bool:
-    """True when some masks are instance label images and the others fit that reading (gray, 0 background)."""
-    def fits(h: MaskHistogram) -> bool:  # an instance mask, or one with at most one object (0 and one id)
-        return h.objects is not None or (len(h.keys) <= 2 and (not len(h.keys) or h.keys[0] == 0))
+def _fits_ids(h: MaskHistogram) -> bool:
+    """A mask that reads as object ids: a candidate, or gray with at most one object (0 and one id)."""
+    if h.colour or h.lossy:
+        return False
+    return h.objects is not None or (len(h.keys) <= 2 and (not len(h.keys) or h.keys[0] == 0))
 
-    return any(h.objects is not None for h in hists) and all(not h.colour and not h.lossy and fits(h) for h in hists)
+
+def split_ids(hists: list[MaskHistogram]) -> tuple[int, int, int]:
+    """(masks whose ids are split into separate regions beyond INSTANCE_REGION_SLACK, their ids, their regions)."""
+    split = [h for h in hists if h.objects is not None and h.regions is not None
+             and h.regions > INSTANCE_REGION_SLACK * h.objects + 1]
+    return len(split), sum(h.objects or 0 for h in split), sum(h.regions or 0 for h in split)
 
 
-def plan_classes(hists: list[MaskHistogram]) -> MaskPlan:
-    """Decide the classes from every usable mask at once; UserError when they cannot be classes."""
+def _instance_dataset(hists: list[MaskHistogram], reading: MaskReading = MaskReading.AUTO) -> bool:
+    """True when the masks are instance label images, decided over the whole dataset.
+
+    'ids': every mask must fit (UserError otherwise: colour or JPEG masks hold no ids). 'auto': some masks are
+    candidates, every mask fits, and over all candidates together the ids are hardly split (at most
+    INSTANCE_REGION_SLACK regions per id, plus one per mask), so one mask with split ids does not turn a dataset
+    of label images into classes.
+    """
+    if reading == MaskReading.CLASSES:
+        return False
+    if reading == MaskReading.IDS:
+        if not all(_fits_ids(h) for h in hists):
+            raise UserError("the masks were to be read as object ids, but some are colour pictures, JPEGs or "
+                            "have no background 0, which instance labels always have; read them as classes")
+        return True
+    candidates = [h for h in hists if h.objects is not None]
+    if not candidates or not all(_fits_ids(h) for h in hists):
+        return False
+    ids = sum(h.objects or 0 for h in candidates)
+    regions = sum(h.regions if h.regions is not None else h.objects or 0 for h in candidates)
+    return regions <= INSTANCE_REGION_SLACK * ids + len(candidates)
+
+
+def plan_classes(hists: list[MaskHistogram], reading: MaskReading | str | None = None) -> MaskPlan:
+    """Decide the classes from every usable mask at once; UserError when they cannot be classes.
+
+    `reading` ('auto', 'ids' or 'classes', `MaskReading`) says whether gray masks of many values are object ids;
+    on 'auto' (None) the masks decide together (`_instance_dataset`).
+    """
     if not hists:
         raise UserError("there are no readable masks")
-    if _instance_dataset(hists):  # background and one "object" class; the ids are kept apart for the objects
+    reading = mask_reading(reading)
+    if _instance_dataset(hists, reading):  # background and one "object" class; the ids are kept for the objects
         return MaskPlan(np.array([0, 1], np.int64), False, MaskKind.BINARY, snapped=False, instances=True)
     colour = any(h.colour for h in hists)
     recode = _as_colour if colour else (lambda keys: keys)
@@ -299,9 +386,10 @@ def plan_classes(hists: list[MaskHistogram]) -> MaskPlan:
         levels = find_levels(MaskHistogram(kept, counts[np.isin(keys, kept)], flat_keys, flat_counts, colour, lossy))
     if levels is None:
         what = "colours" if colour else "values"
+        ids = "" if colour or reading == MaskReading.IDS else "; if the values are object ids, read the masks as ids"
         raise UserError(
             f"the masks together hold {len(keys)} different {what}, more than the {MAX_CLASSES} classes a model "
-            "can learn; each class must be painted in one value or colour"
+            f"can learn; each class must be painted in one value or colour{ids}"
         )
     background = _COLOUR_FLAG if colour else 0  # black, or value 0
     if background not in levels:  # else the level of the most common value

@@ -118,18 +118,19 @@ def _normalise(cfg: Config, stats: tuple[float, float]) -> Callable[[tf.Tensor],
     return lambda images: preprocess.normalise(images, mode, float(mean), float(std))
 
 
-def open_dataset(data: Path, store_in: Path, stacks: str | None = None) -> Dataset:
+def open_dataset(data: Path, store_in: Path, stacks: str | None = None, masks: str | None = None) -> Dataset:
     """A stored dataset as it is; a raw folder or zip of images/ and masks/ is stored first, as `store_in`.
 
     Raw data is checked and cleaned exactly as the Dataset page does it (`unet.dataset.ingest`), stacks read by
-    `stacks` (`unet.stacks`; automatic when None).
+    `stacks` (`unet.stacks`; automatic when None), masks as object ids or classes by `masks` ("ids", "classes";
+    decided over the whole dataset when None or "auto").
     """
     data = Path(data)
     if (data / DATASET_FILE).exists():
         return Dataset.load(data)
     if not data.exists():
         raise UserError(f"there is no dataset at '{data.name}'")
-    dataset, _report = ingest(data, store_in.name, store_in.parent, stacks=stacks)
+    dataset, _report = ingest(data, store_in.name, store_in.parent, stacks=stacks, masks=masks)
     return dataset
 
 

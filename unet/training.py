@@ -128,7 +128,8 @@ def _training_lock(run_dir: Path, status: StatusWriter) -> Iterator[bool]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def load_data(data: Path, run_dir: Path, reuse: bool, stacks: str | None = None) -> Dataset:
+def load_data(data: Path, run_dir: Path, reuse: bool, stacks: str | None = None, masks: str | None = None
+              ) -> Dataset:
     """The dataset to train on; a raw folder or zip is stored into `RUN_DIR/data` (kept, so resume needs no DATA)."""
     stored = run_dir / runs.DATA
     if not (Path(data) / DATASET_FILE).exists():
@@ -137,7 +138,7 @@ def load_data(data: Path, run_dir: Path, reuse: bool, stacks: str | None = None)
         if stored.exists():
             shutil.rmtree(stored)
         log.info("storing the raw dataset %s in %s", data, stored)
-    return pipeline.open_dataset(data, stored, stacks)
+    return pipeline.open_dataset(data, stored, stacks, masks)
 
 
 def fit_config(config: Config, dataset: Dataset) -> Config:
@@ -272,12 +273,12 @@ class _Inputs:
 
 def _fit(run_dir: Path, data: Path, config: Config, resume: bool, status: StatusWriter,
          extra_callbacks: Sequence[keras.callbacks.Callback] = (), test_split: float = 0.0,
-         stacks: str | None = None, task_given: bool = True) -> tuple[str, str]:
+         stacks: str | None = None, task_given: bool = True, masks: str | None = None) -> tuple[str, str]:
     """Fit and return (final state, message), in four steps: prepare, inputs, callbacks, outcome.
 
     Raises UserError for things the user can fix.
     """
-    prepared = _prepare(run_dir, data, config, resume, status, test_split, stacks, task_given)
+    prepared = _prepare(run_dir, data, config, resume, status, test_split, stacks, task_given, masks)
     config, done = prepared.config, prepared.done
     if done >= config.train.epochs:
         return runs.COMPLETED, f"already trained for {done} epochs; raise the number of epochs to continue"
@@ -298,7 +299,7 @@ def _fit(run_dir: Path, data: Path, config: Config, resume: bool, status: Status
 
 
 def _prepare(run_dir: Path, data: Path, config: Config, resume: bool, status: StatusWriter, test_split: float,
-             stacks: str | None, task_given: bool) -> _Prepared:
+             stacks: str | None, task_given: bool, masks: str | None = None) -> _Prepared:
     """Step 1: read the data, fit the config to it, split, and record config, data and versions in the run."""
     run = runs.Run(run_dir)
     history = run.read_history() if resume else []
@@ -311,7 +312,7 @@ def _prepare(run_dir: Path, data: Path, config: Config, resume: bool, status: St
         (run_dir / finetune.INIT_FROM).unlink(missing_ok=True)  # a new training in an old folder: not fine-tuned
 
     status.write(state=runs.RUNNING, message="reading the dataset")
-    dataset = load_data(data, run_dir, reuse=resume, stacks=stacks)
+    dataset = load_data(data, run_dir, reuse=resume, stacks=stacks, masks=masks)
     if test_split and not resume:
         held_out = dataset.set_test_split(test_split, seed=config.train.seed)
         log.info("test set: %d images set aside (%s)", len(held_out), ", ".join(held_out[:10]))
@@ -431,7 +432,7 @@ def _plain_error(exc: BaseException) -> str:
 
 def train(run_dir: Path, data: Path, config: Config, resume: bool = False,
           callbacks: Sequence[keras.callbacks.Callback] = (), test_split: float = 0.0, stacks: str | None = None,
-          task_given: bool = True) -> int:
+          task_given: bool = True, masks: str | None = None) -> int:
     """Train one run to the end (or a stop) and return the process exit code: 0, 1 (crash) or 2 (user error).
 
     Args:
@@ -443,6 +444,8 @@ def train(run_dir: Path, data: Path, config: Config, resume: bool = False,
         callbacks: extra Keras callbacks, run after the trainer's own (the benchmark times epochs with one).
         test_split: set this share of the dataset aside as its test set before splitting (not on resume).
         stacks: how a raw source's TIFF stacks become 2D images (`unet.stacks`); None: automatic.
+        masks: whether a raw source's gray masks are object ids ("ids") or classes ("classes"); None or "auto":
+            decided over the whole dataset (`unet.masks.MaskReading`).
         task_given: False when nobody chose `config.data.task`: the dataset's default task is used (separating
             touching objects for instance label masks, `unet.task.default_task`).
     """
@@ -469,7 +472,7 @@ def train(run_dir: Path, data: Path, config: Config, resume: bool = False,
                 state, message = runs.STOPPED, "stopped while waiting for another run"
             else:
                 state, message = _fit(run_dir, data, config, resume, status, callbacks, test_split, stacks,
-                                      task_given)
+                                      task_given, masks)
                 if state in (runs.COMPLETED, runs.STOPPED):
                     message = _score_held_back(run_dir, status, message)
         status.write(state=state, message=message, ended=runs.now_iso(), force=True)
