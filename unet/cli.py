@@ -33,6 +33,10 @@ def _demo_data(args: argparse.Namespace) -> int:
     return 0
 
 
+MASKS_HELP = ("how gray masks with many values are read: ids (instance labels, one id per object: 0 background, "
+              "every other value one object), classes (each value a class), or auto (the default: decided over the "
+              "whole dataset)")
+MASK_READINGS = ("auto", "ids", "classes")  # unet.masks.MASK_READINGS (the parser is built without importing it)
 STACKS_HELP = ("how multi-plane TIFFs (z-stacks, time series) become 2D images: auto (each slice when each has its "
                "mask, else the maximum projection), slices, max, mean, or 'plane N' (one plane, counted from 1)")
 
@@ -40,7 +44,7 @@ STACKS_HELP = ("how multi-plane TIFFs (z-stacks, time series) become 2D images: 
 def _inspect(args: argparse.Namespace) -> int:
     from unet.dataset import inspect_source
 
-    report = inspect_source(Path(args.data), stacks=args.stacks)
+    report = inspect_source(Path(args.data), stacks=args.stacks, masks=args.masks)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
@@ -124,6 +128,9 @@ def _train(args: argparse.Namespace) -> int:
     import dataclasses
 
     source = _init_source(args)  # before anything heavy: a wrong path is named at once
+    if args.masks != "auto" and (Path(args.data) / "dataset.json").exists():
+        raise UserError(f"--masks {args.masks} says how raw masks are read, and '{Path(args.data).name}' is a stored "
+                        "dataset whose masks were read when it was saved; give the raw folder or zip instead")
     from unet.training import train
 
     config = _load_config(args)
@@ -133,7 +140,7 @@ def _train(args: argparse.Namespace) -> int:
         config = _fine_tuned(config, source, args.epochs)
     said = bool(args.task) or (args.config and "task" in json.loads(Path(args.config).read_bytes()).get("data", {}))
     return train(Path(args.out), Path(args.data), config, resume=args.resume, test_split=args.test_split,
-                 stacks=args.stacks, task_given=bool(said))
+                 stacks=args.stacks, task_given=bool(said), masks=args.masks)
 
 
 def _submit(args: argparse.Namespace) -> int:
@@ -193,32 +200,58 @@ def _fine_tuned(config: Config, source: Source, epochs: int | None) -> Config:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from unet.evaluation import evaluate, headline_sentence
+    from unet.evaluation import evaluate
 
     result = evaluate(Path(args.run), Path(args.data) if args.data else None, split=args.split)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    print(f"{result['images']} images ({result['split']}) of {result['data']}")
-    print(headline_sentence(result))
-    if result["near_baseline"]:
-        print("  WARNING: the model is barely better than painting every pixel one class")
-    for row in result["per_class"]:
-        dice = "not scored" if row["dice"] is None else f"{row['dice']:.4f}"
-        iou = "not scored" if row["iou"] is None else f"{row['iou']:.4f}"
-        print(f"  class {row['class']} ({row['name']} = {row['value']}): Dice {dice}  IoU {iou}"
-              f"  ({row['support_pixels']} true pixels)")
-    print(f"  pixel accuracy {result['pixel_accuracy']:.4f}")
-    if result.get("best_threshold") is not None:
-        print(f"  best threshold {result['best_threshold']:g}")
-    for problem in result["problems"]:
-        print(f"  skipped {problem['file']}: {problem['problem']}")
+    print(evaluation_text(result))
     return 0
+
+
+def _score(value: float | None, digits: int = 4) -> str:
+    return "not scored" if value is None else f"{value:.{digits}f}"
+
+
+def evaluation_text(result: dict) -> str:
+    """`evaluate`'s plain text from its JSON: the headline, every class, the object scores when there are any,
+    the files left out ("skipped") and the notes on files that were scored."""
+    from unet.evaluation import headline_sentence
+
+    lines = [f"{result['images']} images ({result['split']}) of {result['data']}", headline_sentence(result)]
+    if result["near_baseline"]:
+        lines.append("  WARNING: the model is barely better than painting every pixel one class")
+    for row in result["per_class"]:
+        named = row["name"] if row.get("value") is None else f"{row['name']} = {row['value']}"
+        lines.append(f"  class {row['class']} ({named}): Dice {_score(row['dice'])}  IoU {_score(row['iou'])}"
+                     f"  ({row['support_pixels']} true pixels)")
+    lines.append(f"  pixel accuracy {result['pixel_accuracy']:.4f}")
+    if result.get("best_threshold") is not None:
+        lines.append(f"  best threshold {result['best_threshold']:g}")
+    objects = result.get("objects")
+    if objects:
+        at50 = next((row for row in objects.get("pooled", []) if row["threshold"] == 0.5), {})
+        thresholds = objects.get("thresholds") or [0.5]
+        span = f"{min(thresholds):g}-{max(thresholds):g}" if len(thresholds) > 1 else f"{thresholds[0]:g}"
+        lines.append(f"objects ({objects['true_objects']} true, {objects['predicted_objects']} predicted, "
+                     f"matched at IoU 0.5): AP@0.5 {_score(objects.get('ap50'))}  F1 {_score(objects.get('f1_50'))}"
+                     f"  precision {_score(at50.get('precision'))}  recall {_score(at50.get('recall'))}"
+                     f"  mean AP over IoU {span} {_score(objects.get('mean_ap'))}")
+        for key in ("predicted_by", "true_from"):
+            if objects.get(key):
+                lines.append(f"  {key.replace('_', ' ')} {objects[key]}")
+    for problem in result["problems"]:
+        verb = "skipped" if problem.get("skipped", True) else "note on"
+        lines.append(f"  {verb} {problem['file']}: {problem['problem']}")
+    return "\n".join(lines)
 
 
 def _predict(args: argparse.Namespace) -> int:
     from unet.inference import predict_folder
 
+    if args.labels and args.class_indices:
+        raise UserError("--labels writes object ids and --class-indices class numbers; give one of them")
     written = predict_folder(
         Path(args.run) if args.run else None,
         Path(args.images),
@@ -226,7 +259,7 @@ def _predict(args: argparse.Namespace) -> int:
         model_file=Path(args.model) if args.model else None,
         threshold=args.threshold,
         class_indices=args.class_indices,
-        labels=True if args.labels else (False if args.classes else None),
+        labels=True if args.labels else (False if args.classes or args.class_indices else None),
     )
     print(f"wrote {len(written)} masks to {args.out}" + (", and objects.csv (one row per object)" if written else ""))
     return 0 if written else 2
@@ -283,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", help="folder or zip holding images/ and masks/")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--stacks", default="auto", help=STACKS_HELP)
+    p.add_argument("--masks", choices=MASK_READINGS, default="auto", help=MASKS_HELP)
 
     p = command("suggest", _suggest, "settings that fit a dataset and a time budget, with the reasons")
     p.add_argument("data", help="folder or zip holding images/ and masks/, or a stored dataset")
@@ -310,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="semantic: a class per pixel; instances: also separate touching objects (one id each). "
                         "Default: instances for instance label masks, else semantic (or the config's data.task)")
     p.add_argument("--stacks", default="auto", help=STACKS_HELP + " (for raw data)")
+    p.add_argument("--masks", choices=MASK_READINGS, default="auto", help=MASKS_HELP + " (for raw data)")
     p.add_argument("--test-split", type=float, default=0.0, metavar="SHARE",
                    help="set this share of the images (0 to 0.5) aside as a test set, never trained on nor used to "
                         "choose the model; `evaluate` scores it first")
@@ -341,13 +376,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="a .keras file (with --run: the run's settings are kept)")
     p.add_argument("--threshold", type=float, default=0.5, help="probability above which a pixel is foreground")
     p.add_argument("--class-indices", action="store_true",
-                   help="write class numbers 0..K-1 instead of the masks' own values (0/255, colours, ...)")
+                   help="write class numbers 0..K-1 instead of the masks' own values (0/255, colours, ...); for a "
+                        "run trained to separate touching objects, its class mask (0 background, 1 object) instead "
+                        "of object ids")
     kind = p.add_mutually_exclusive_group()
     kind.add_argument("--labels", action="store_true",
                       help="write one id per object (8-bit PNG, 16-bit past 255 objects): the default for runs "
                            "trained to separate touching objects; for other binary runs, their connected regions")
     kind.add_argument("--classes", action="store_true",
-                      help="write the class mask even for a run trained to separate touching objects")
+                      help="write the class mask even for a run trained to separate touching objects (0 "
+                           "background, 1 object)")
 
     p = command("export", _export, "export a run's best model and check its predictions against the trained model")
     p.add_argument("--run", required=True, help="run folder")
