@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,18 +26,20 @@ def _cli_has_bench() -> bool:
     return True
 
 
-def _tiny_result() -> dict:
-    """`python -m unet bench --json --tiny` once the command exists, else the function it calls."""
-    if not _cli_has_bench():
-        return bench.run_bench(tiny=True, progress=lambda _line: None)
-    done = subprocess.run([sys.executable, "-m", "unet", "bench", "--json", "--tiny"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=180)
+def _tiny_result(cwd: Path) -> dict:
+    """`python -m unet bench --json --tiny`, run from `cwd` as a user would (no workspace set)."""
+    env = {key: value for key, value in os.environ.items() if key not in ("UNET_WORKSPACE", "UNET_RAY_ADDRESS")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    done = subprocess.run([sys.executable, "-m", "unet", "bench", "--json", "--tiny"], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout)
 
 
-def test_tiny_bench_reports_every_figure_as_a_finite_number_and_prints_a_table():
-    result = _tiny_result()
+def test_tiny_bench_reports_every_figure_as_a_finite_number_and_prints_a_table(tmp_path):
+    assert _cli_has_bench()
+    result = _tiny_result(tmp_path)
+    assert not list(tmp_path.iterdir()), "bench left files in the directory it ran from (issue #24)"
     assert json.loads(json.dumps(result)) == result  # one JSON object
     for key in bench.NUMERIC_KEYS:
         value = result.get(key)

@@ -5,8 +5,8 @@ output given as an absolute path elsewhere; afterwards that directory must still
 no UNET_WORKSPACE (a command that fell back on the default `./workspace` would show here) and no Ray address
 (`submit` starts its trainer on this machine). One tiny dataset and run serve the whole module.
 
-The two long commands run beside the others to keep the file short on two cores: `bench --tiny` starts first
-and `submit`'s trainer right after the tiny run is trained; their directories are checked last, once they ended.
+`submit`'s trainer runs beside the other commands and its directory is checked last, once it ended. `bench --tiny`
+is run from an empty directory by tests/test_bench.py (once for both checks: it is the slowest command).
 """
 
 from __future__ import annotations
@@ -69,23 +69,9 @@ def empty_dir(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    """`bench --tiny --json` started in the background (its output goes to files outside its directory)."""
-    cwd, logs = empty_dir(tmp_path_factory, "bench"), tmp_path_factory.mktemp("bench-output")
-    with open(logs / "stdout", "w") as stdout, open(logs / "stderr", "w") as stderr:
-        process = subprocess.Popen(_command("bench", "--tiny", "--json"), cwd=cwd, env=_env(), stdout=stdout,
-                                   stderr=stderr, stdin=subprocess.DEVNULL, text=True)
-    yield {"process": process, "cwd": cwd, "logs": logs}
-    if process.poll() is None:
-        process.kill()
-        process.wait()
-
-
-@pytest.fixture(scope="module")
-def made(bench: dict, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+def made(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     """demo-data and train, each run from its own empty directory (checked by test_demo_data_and_train), then
-    `submit` of a one-epoch run (checked by test_submit_on_this_machine). Asks for `bench` first, so that the
-    benchmark runs meanwhile."""
+    `submit` of a one-epoch run (checked by test_submit_on_this_machine)."""
     out = tmp_path_factory.mktemp("outputs")
     data, run, config = out / "cells", out / "run", out / "tiny.json"
     config.write_text(json.dumps(TINY))
@@ -125,13 +111,9 @@ def test_demo_data_and_train(made: dict):
     assert_left_empty(made["train_cwd"], "train")
 
 
-# Found by this file: the default workspace is ./workspace of the directory a command runs from.
-SUGGEST_WRITES_THE_WORKSPACE = pytest.mark.xfail(strict=True, reason=(
-    "suggest measures this machine once and caches it in the workspace's calibration.json (unet/calibration.py), "
-    "and the workspace defaults to ./workspace of the current directory"))
 CASES = [
     pytest.param(["inspect", "{data}", "--json"], id="inspect"),
-    pytest.param(["suggest", "{data}", "--minutes", "1"], id="suggest", marks=SUGGEST_WRITES_THE_WORKSPACE),
+    pytest.param(["suggest", "{data}", "--minutes", "1"], id="suggest"),
     pytest.param(["evaluate", "--run", "{run}", "--json"], id="evaluate"),
     pytest.param(["predict", "--run", "{run}", "--images", "{data}/images", "--out", "{out}/masks"], id="predict"),
     pytest.param(["report", "--run", "{run}", "--data", "{data}", "--out", "{out}/report.html"], id="report"),
@@ -148,18 +130,6 @@ def test_command(command: list[str], made: dict, tmp_path_factory: pytest.TempPa
     cwd = empty_dir(tmp_path_factory, command[0])
     unet(cwd, *args)
     assert_left_empty(cwd, " ".join(command))
-
-
-def test_bench_tiny(bench: dict):
-    process: subprocess.Popen = bench["process"]
-    try:
-        process.wait(timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"`bench --tiny` still running after {TIMEOUT_S} s (it started with this module)")
-    stderr = (bench["logs"] / "stderr").read_text()
-    assert process.returncode == 0, f"`bench --tiny --json` failed (exit {process.returncode}):\n{stderr[-3000:]}"
-    assert json.loads((bench["logs"] / "stdout").read_text())["tiny"] is True
-    assert_left_empty(bench["cwd"], "bench --tiny --json")
 
 
 def test_submit_on_this_machine(made: dict):

@@ -50,7 +50,14 @@ def machine_key() -> str:
 
 
 def calibration_path() -> Path:
-    return workspace.root() / CALIBRATION_FILE
+    return workspace.location() / CALIBRATION_FILE
+
+
+def _keeps_a_workspace() -> bool:
+    """Whether there is a workspace to keep the measurement in: the app's, or one named by UNET_WORKSPACE. A
+    command run elsewhere (`python -m unet suggest DATA`) measures again instead of creating `./workspace` for one
+    number: it leaves the folder it ran in as it was."""
+    return bool(os.environ.get("UNET_WORKSPACE")) or workspace.location().is_dir()
 
 
 def cached_gflops(path: Path | None = None) -> float | None:
@@ -66,9 +73,10 @@ def achieved_gflops(path: Path | None = None, refresh: bool = False) -> float:
         if not refresh and (cached := cached_gflops(path)) is not None:
             return cached
         gflops, seconds = measure_gflops()
-        entries = _read(path)
-        entries[machine_key()] = {"gflops": gflops, "seconds": round(seconds, 2), "measured_at": time.time()}
-        _write(path, entries)
+        if path != calibration_path() or _keeps_a_workspace():
+            entries = _read(path)
+            entries[machine_key()] = {"gflops": gflops, "seconds": round(seconds, 2), "measured_at": time.time()}
+            _write(path, entries)
         return gflops
 
 
@@ -103,6 +111,7 @@ def _read(path: Path) -> dict:
 
 def _write(path: Path, entries: dict) -> None:
     """Write whole (`unet.atomic`), so a second process never reads half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     atomic.write_json(path, entries)
 
 

@@ -26,9 +26,14 @@ UPLOADS = "uploads"  # staged uploads: one folder per upload, removed once it is
 STALE_UPLOAD_HOURS = 1.0
 
 
+def location() -> Path:
+    """Where the workspace is (or would be), without creating it."""
+    return Path(os.environ.get("UNET_WORKSPACE", "workspace")).resolve()
+
+
 def root() -> Path:
     """The workspace folder, created on first use."""
-    path = Path(os.environ.get("UNET_WORKSPACE", "workspace")).resolve()
+    path = location()
     path.mkdir(parents=True, exist_ok=True)
     return path
 
