@@ -448,3 +448,7 @@ def test_the_user_says_whether_masks_are_object_ids_or_classes(tmp_path, capsys)
     assert MASK_READINGS == CORE_READINGS  # the parser's choices are the core's
     assert main(["train", "--data", str(dataset.root), "--out", str(tmp_path / "run"), "--masks", "classes"]) == 2
     assert "stored dataset" in capsys.readouterr().err
+    from unet.training import load_data  # what `train --masks classes` stores from raw data before training
+
+    stored = load_data(source, tmp_path / "run", reuse=False, masks="classes")
+    assert stored.num_classes == 11 and not stored.instances
