@@ -94,6 +94,12 @@ class Canvas:
         script = "(c, [x, y]) => Array.from(c.getContext('2d').getImageData(x, y, 1, 1).data)"
         return self.page.get_by_test_id("mask-canvas-image").evaluate(script, [x, y])
 
+    def overlay(self) -> np.ndarray:
+        """The painted overlay as drawn on screen now: [H, W, 4] RGBA of the mask canvas at native size."""
+        script = "c => Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)"
+        rgba = np.array(self.canvas.evaluate(script), np.uint8)
+        return rgba.reshape(self.height, self.width, 4)
+
     def saved(self, revision: int) -> np.ndarray:
         """The mask the harness saved for `revision` (waits for it)."""
         expect(self.page.get_by_text(f"saved revision {revision}", exact=True)).to_be_visible()
@@ -204,13 +210,18 @@ def test_new_object_gives_each_stroke_its_own_id(page, harness) -> None:
     expect(page.get_by_test_id("mask-canvas-status")).to_contain_text("object 2")
 
 
-def test_lasso_fills_the_inside_of_a_closed_path(page, harness) -> None:
+def test_lasso_fills_the_inside_of_a_closed_path_and_shows_it_at_once(page, harness) -> None:
     canvas = Canvas(page, harness, "lasso")
     canvas.click("Lasso fill")
     expect(page.get_by_role("button", name="Lasso fill", exact=True)).to_have_attribute("aria-pressed", "true")
     corners = [(40.5, 30.5), (120.5, 30.5), (120.5, 110.5), (40.5, 110.5), (40.5, 30.5)]
     canvas.drag(corners, steps=6)
+    # On screen before anything comes back from Python (issue #25: the fill stayed invisible until a reload)
+    overlay = canvas.overlay()
+    assert (overlay[33:108, 43:118] == [0, 200, 80, 255]).all(), "the fill is not drawn on the canvas"
+    assert overlay[:25, :, 3].max() == 0 and overlay[:, :35, 3].max() == 0, "the overlay shows paint outside"
     mask = canvas.saved(1)
+    np.testing.assert_array_equal(overlay[..., 3] > 0, mask > 0)  # what is shown is what was saved
     assert (mask[33:108, 43:118] == CELL).all(), "the inside is not filled"
     outside = np.ones(mask.shape, bool)
     outside[28:113, 38:123] = False  # the square with 2 px of slack at its edges

@@ -858,8 +858,12 @@ class MaskEditor {
   // -------------------------------------------------------------------------------------------------------------
   // History and saving
 
-  /** A finished stroke or fill: draw it, make it undoable and send the mask. */
+  /**
+   * A finished stroke or fill: draw it, make it undoable and send the mask. The diff's own box is drawn, not only
+   * what the action marked dirty: a lasso fill writes the mask in one go and marks nothing while it runs.
+   */
   finishAction(diff) {
+    this.markDirty(diff.box);
     this.flush();
     if (!diff.length) return;
     this.record(diff.seal());
