@@ -143,3 +143,54 @@ def test_uncertainty_is_zero_when_sure_and_one_for_a_coin_toss():
     assert annotation.uncertainty(sure) < 1e-5
     assert annotation.uncertainty(toss) == pytest.approx(1.0, abs=1e-5)
     assert annotation.uncertainty(three) == pytest.approx(1.0, abs=1e-4)
+
+
+# --- stacks and mixed uploads (issue #25) ---------------------------------------------------------------------
+
+
+def _two_channel_stack(path: Path, layout: str) -> np.ndarray:
+    """A 16-bit stack of 5 planes x 2 channels (64x64, [Z, Y, X, C]) as Fiji writes it ('imagej', axes ZCYX) or as
+    `tifffile.imwrite` writes a NumPy array without axes ('plain': (5, 64, 64, 2)). Every plane and channel has
+    its own level, so a plane read in the wrong place shows."""
+    import tifffile
+
+    rng = np.random.default_rng(5)
+    levels = 1000 * np.arange(1, 6)[:, None, None, None] + 300 * np.arange(2)[None, None, None, :]
+    planes = (levels + rng.integers(0, 200, (5, 64, 64, 2))).astype(np.uint16)
+    if layout == "imagej":
+        tifffile.imwrite(path, np.moveaxis(planes, -1, 1), imagej=True, metadata={"axes": "ZCYX"})
+    else:
+        tifffile.imwrite(path, planes)
+    return planes
+
+
+@pytest.mark.parametrize("layout", ["imagej", "plain"])
+def test_a_16_bit_two_channel_stack_can_be_shown_drawn_and_read_back_plane_by_plane(tmp_path, layout):
+    from unet.ui.annotate_view import cached_picture, contrast_picture
+
+    (tmp_path / "raw").mkdir()
+    path = tmp_path / "raw" / "stack_2ch_16bit.tif"
+    planes = _two_channel_stack(path, layout)
+    dataset, problems = annotation.new_image_dataset([(path, path.name)], "stack", tmp_path / "ws")
+    assert problems == []
+    assert (dataset.channels, dataset.image_dtype) == (2, "uint16")
+    stems = [f"stack_2ch_16bit-p{i:03d}" for i in range(1, 6)]
+    assert dataset.all_images == stems
+    runs = tmp_path / "runs"
+    for z, stem in enumerate(stems):
+        np.testing.assert_array_equal(dataset.read_image(stem), planes[z])  # each plane where it belongs
+        for picture in (contrast_picture(dataset, dataset.read_image(stem), 1.0, 99.8),
+                        cached_picture(str(dataset.image_path(stem)), 0.0, 1.0, 99.8, dataset)):
+            assert picture.dtype == np.uint8 and picture.shape == (64, 64, 3) and picture.std() > 0
+        # the saved plane was "not an image" here: Pillow cannot open a 2-channel 16-bit TIFF
+        assert annotation.read_annotation(dataset, stem).shape == (64, 64)
+        drawing = np.zeros((64, 64), np.uint16)
+        drawing[4 + 8 * z : 12 + 8 * z, 10:40] = 1
+        dataset = annotation.save_annotation(dataset, stem, drawing, runs).dataset
+        np.testing.assert_array_equal(annotation.read_annotation(dataset, stem), drawing)
+        np.testing.assert_array_equal(dataset.read_image(stem), planes[z])  # moved to images/, unchanged
+    assert dataset.name == "stack-v2" and dataset.stems == stems and dataset.unlabelled == []
+    assert [c.pixels for c in dataset.classes] == _recount(dataset) == [5 * (64 * 64 - 240), 5 * 240]
+    image, mask = dataset.read_pair(stems[2])
+    assert image.shape == (64, 64, 2) and mask[20:28, 10:40].all() and mask.sum() == 240
+

@@ -50,8 +50,15 @@ def _read_bytes(path: Path) -> bytes:
 
 
 def image_size(path: Path) -> tuple[int, int]:
-    """(height, width) from the file's header, without decoding the pixels."""
+    """(height, width) from the file's header, without decoding the pixels (of each plane, for a TIFF stack).
+
+    TIFFs are described by `unet.tiff`: Pillow opens none with 2 or more than 4 channels (a 2-channel 16-bit
+    plane of a stack was "not an image" once saved, issue #25).
+    """
     path = Path(path)
+    if is_tiff(path):
+        info = tiff.stack_info(path)
+        return info.height, info.width
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:

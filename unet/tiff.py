@@ -79,7 +79,7 @@ class StackInfo:
     width: int
     channels: int
     dtype: str  # the file's numpy dtype name, e.g. "uint16", "float32" (read_stack may return another, see there)
-    axes: str  # tifffile's axes of the series, e.g. "ZCYX", "TYX", "YXS", "QYX"
+    axes: str  # tifffile's axes of the series, e.g. "ZCYX", "TYX", "YXS", "QYX" ("QYXC": see _channels_last)
     plane_axes: str  # the plane axes in file order, e.g. "Z", "TZ", ""; Q (unknown) and I (sequence) kept as they are
 
     def describe(self) -> str:
@@ -154,12 +154,29 @@ def _inspect(tif: tifffile.TiffFile, name: str) -> tuple[StackInfo, tifffile.Tif
     except Exception:  # tifffile's layout parsers fail in many ways on damaged files; see _open
         raise _damaged(name) from None
     _check_dtype(dtype, name)
+    axes = _channels_last(tif, shape, axes)
     info = _layout(shape, axes, np.dtype(dtype), name)
     _check_sizes(info, name)
     _check_compression(keyframe, name)
     _check_segment_shape(keyframe, name)
     _check_data_in_file(series, tif.filehandle.size, name)
     return info, series
+
+
+def _channels_last(tif: tifffile.TiffFile, shape: tuple[int, ...], axes: str) -> str:
+    """The axes of an array that `tifffile.imwrite` stored without saying its axes, read channels-last when its
+    last axis is short: NumPy, scikit-image and napari hold a 2-channel stack as (5, 64, 64, 2), which tifffile
+    writes as 320 pages of 64x2 pixels ("QQYX"); read as written, that is 320 images no one meant (issue #25).
+
+    Only tifffile's own "shaped" files without recorded axes qualify (the array's shape is in the file), and only
+    when the last axis has at most MAX_CHANNELS entries and both axes before it are at least 4 times longer.
+    """
+    recorded = tif.shaped_metadata[0] if tif.is_shaped and tif.shaped_metadata else {}
+    if not recorded or "axes" in recorded or len(axes) < 3 or axes != "Q" * (len(axes) - 2) + "YX":
+        return axes
+    if shape[-1] > MAX_CHANNELS or min(shape[-3], shape[-2]) < 4 * shape[-1]:
+        return axes
+    return axes[:-3] + "YXC"
 
 
 def _damaged(name: str) -> UserError:
