@@ -194,3 +194,30 @@ def test_a_16_bit_two_channel_stack_can_be_shown_drawn_and_read_back_plane_by_pl
     image, mask = dataset.read_pair(stems[2])
     assert image.shape == (64, 64, 2) and mask[20:28, 10:40].all() and mask.sum() == 240
 
+
+def test_an_upload_of_gray_images_and_a_two_channel_stack_keeps_both_as_two_datasets(tmp_path):
+    gray = _images(tmp_path / "raw", 2, size=64)  # two 8-bit gray images, as ISBI's
+    stack = tmp_path / "raw" / "stack_2ch_16bit.tif"
+    planes = _two_channel_stack(stack, "imagej")
+    made = annotation.new_image_datasets(gray + [(stack, stack.name)], "mixed", tmp_path / "ws",
+                                         classes=["background", "cell"])
+    assert made.problems == []
+    stacked, grays = made.datasets  # the larger group (5 planes) under the given name
+    assert (stacked.name, stacked.channels, stacked.image_dtype) == ("mixed", 2, "uint16")
+    assert stacked.all_images == [f"stack_2ch_16bit-p{i:03d}" for i in range(1, 6)]
+    assert (grays.name, grays.channels, grays.image_dtype) == ("mixed-1ch", 1, "uint8")
+    assert grays.all_images == ["cell0", "cell1"]
+    np.testing.assert_array_equal(grays.read_image("cell1"), cv2.imread(str(gray[1][0]), cv2.IMREAD_UNCHANGED))
+    np.testing.assert_array_equal(stacked.read_image("stack_2ch_16bit-p004"), planes[3])
+    assert [c.name for c in grays.classes] == [c.name for c in stacked.classes] == ["background", "cell"]
+    words = made.words()
+    assert "'mixed' (5 images, 2 channels)" in words and "'mixed-1ch' (2 images, 1 channel)" in words
+    # a name in the way of the second dataset is kept: the next free one is taken
+    again = annotation.new_image_datasets(gray + [(stack, stack.name)], "other", tmp_path / "ws")
+    assert [d.name for d in again.datasets] == ["other", "other-1ch"]
+    (tmp_path / "ws" / "third-1ch").mkdir()
+    third = annotation.new_image_datasets(gray + [(stack, stack.name)], "third", tmp_path / "ws")
+    assert [d.name for d in third.datasets] == ["third", "third-1ch-2"]
+    # one channel count: one dataset, nothing to say
+    alone = annotation.new_image_datasets(gray, "alone", tmp_path / "ws")
+    assert [d.name for d in alone.datasets] == ["alone"] and alone.words() == ""

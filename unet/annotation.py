@@ -135,30 +135,26 @@ def _size_summary(sizes: list[list[int]]) -> dict:
     return {"min": list(min(sizes)), "max": list(max(sizes)), "distinct": len({tuple(s) for s in sizes})}
 
 
-def new_image_dataset(files: Sequence[tuple[Path, str]], name: str, root: Path, classes: Sequence[str] = (),
-                      instances: bool = False, stacks: str | None = None, progress: Progress | None = None
-                      ) -> tuple[Dataset, list[tuple[str, str]]]:
-    """Store images without masks as a new dataset to annotate; returns it and the files left out, with why.
+def _channel_groups(reads: list[_Read]) -> list[tuple[int, list[_Read]]]:
+    """The images grouped by the channels they can be stored with, largest group first (a tie goes to RGB, then
+    to more channels): gray and RGB join one group (they convert into each other), any other count is its own."""
+    have = {r.stem: image_io.channels_of(r.pixels) for r in reads}
+    groups: list[tuple[int, list[_Read]]] = []
+    left = list(reads)
+    while left:
+        counts: dict[int, int] = {}
+        for read in left:
+            counts[have[read.stem]] = counts.get(have[read.stem], 0) + 1
+        channels = max(counts, key=lambda c: (counts[c], c == 3, c))
+        groups.append((channels, [r for r in left if image_io.convertible(have[r.stem], channels)]))
+        left = [r for r in left if not image_io.convertible(have[r.stem], channels)]
+    return groups
 
-    `files` are (path on disk, the name the user knows it by). `classes` names what will be drawn (the first is
-    the background); `instances` says each drawn object gets its own id (the "separate touching objects" task).
-    Channels follow the majority of the images (gray and RGB convert into each other; others are left out by
-    name); 16-bit and float images are kept as they are, with the dataset's percentile rule as for masks.
-    """
-    progress = progress or _quiet
-    rule = stacks_module.StackRule.parse(stacks)
-    reads, problems = _read_files(files, rule, set(), progress)
-    if not reads:
-        reasons = "; ".join(f"{f}: {p}" for f, p in problems[:3])
-        raise UserError(f"no usable images: {reasons or 'no files given'}")
-    counts: dict[int, int] = {}
-    for read in reads:
-        counts[image_io.channels_of(read.pixels)] = counts.get(image_io.channels_of(read.pixels), 0) + 1
-    channels = max(counts, key=lambda c: (counts[c], c == 3, c))
-    refused = {r.stem for r in reads if not image_io.convertible(image_io.channels_of(r.pixels), channels)}
-    problems += [(r.stem, f"it has {image_io.channels_of(r.pixels)} channels but most images have {channels}")
-                 for r in reads if r.stem in refused]
-    reads = [r for r in reads if r.stem not in refused]
+
+def _store_images(reads: list[_Read], channels: int, target: Path, classes: Sequence[str], instances: bool,
+                  rule: stacks_module.StackRule, problems: list[tuple[str, str]], progress: Progress) -> Dataset:
+    """Store images of one channel count as the dataset `target` (16-bit and float kept as they are, with the
+    dataset's percentile rule as for masks); written beside it first, so a half-written dataset is never seen."""
     kinds = {r.pixels.dtype.name for r in reads}
     dtype = "float32" if any(k.startswith("float") for k in kinds) else "uint16" if kinds - {"uint8"} else "uint8"
     bits = max((_bits(r.pixels) for r in reads if r.pixels.dtype.kind in "ui"), default=8)
@@ -168,11 +164,7 @@ def new_image_dataset(files: Sequence[tuple[Path, str]], name: str, root: Path, 
     units = [rule_of_intensity.to_unit(image) for image in stored]
     mean = float(np.mean([u.mean() for u in units]))
     std = float(np.sqrt(np.mean([((u - mean) ** 2).mean() for u in units])))
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    target = child(root, name)
-    if target.exists():  # never replaced: add to it as a new version (`add_as_version`) or pick another name
-        raise NameTaken(target.name, free_name(root, target.name))
+    root = target.parent
     work = Path(tempfile.mkdtemp(prefix=".annotate-", dir=root))
     try:
         folder = work / "dataset"
@@ -180,7 +172,7 @@ def new_image_dataset(files: Sequence[tuple[Path, str]], name: str, root: Path, 
         (folder / "masks").mkdir()
         if instances:
             (folder / "instances").mkdir()
-        progress(0.85, "Saving the images")
+        progress(0.85, f"Saving the images of '{target.name}'")
         sizes = _write_unlabelled(folder, reads, channels, dtype, bits)
         depth = "32-bit float" if dtype == "float32" else f"{bits}-bit"
         info = {
@@ -205,7 +197,83 @@ def new_image_dataset(files: Sequence[tuple[Path, str]], name: str, root: Path, 
         progress(1.0, f"Saved {len(reads)} images to annotate")
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return Dataset.load(target), problems
+    return Dataset.load(target)
+
+
+def _new_target(root: Path, name: str) -> Path:
+    """The folder of a new dataset called `name`; a stored dataset is never replaced (`NameTaken` says a free
+    name: the caller adds to it as a new version, `add_as_version`, or picks another name)."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    target = child(root, name)
+    if target.exists():
+        raise NameTaken(target.name, free_name(root, target.name))
+    return target
+
+
+def new_image_dataset(files: Sequence[tuple[Path, str]], name: str, root: Path, classes: Sequence[str] = (),
+                      instances: bool = False, stacks: str | None = None, progress: Progress | None = None
+                      ) -> tuple[Dataset, list[tuple[str, str]]]:
+    """Store images without masks as a new dataset to annotate; returns it and the files left out, with why.
+
+    `files` are (path on disk, the name the user knows it by). `classes` names what will be drawn (the first is
+    the background); `instances` says each drawn object gets its own id (the "separate touching objects" task).
+    Channels follow the majority of the images (gray and RGB convert into each other; others are left out by
+    name), for a caller that needs one dataset (images added to an existing one). An upload of mixed channel
+    counts is `new_image_datasets`' to store: it keeps every group. 16-bit and float images are kept as they are.
+    """
+    progress = progress or _quiet
+    rule = stacks_module.StackRule.parse(stacks)
+    reads, problems = _read_files(files, rule, set(), progress)
+    if not reads:
+        reasons = "; ".join(f"{f}: {p}" for f, p in problems[:3])
+        raise UserError(f"no usable images: {reasons or 'no files given'}")
+    (channels, kept), *others = _channel_groups(reads)
+    problems += [(r.stem, f"it has {image_io.channels_of(r.pixels)} channels but most images have {channels}")
+                 for _, group in others for r in group]
+    target = _new_target(root, name)
+    return _store_images(kept, channels, target, classes, instances, rule, problems, progress), problems
+
+
+@dataclass(frozen=True)
+class NewDatasets:
+    """What an upload of images without masks became: one dataset per channel count (the largest group under the
+    name the user gave, the others as NAME-2ch, NAME-1ch…), and the files left out, with why."""
+
+    datasets: list[Dataset]
+    problems: list[tuple[str, str]]
+
+    def words(self) -> str:
+        """The split in words, naming every dataset ('' for a single one)."""
+        if len(self.datasets) < 2:
+            return ""
+        parts = [f"'{d.name}' ({len(d.all_images)} image{'s' if len(d.all_images) != 1 else ''}, {d.channels} "
+                 f"channel{'s' if d.channels != 1 else ''})" for d in self.datasets]
+        return (f"The images have different numbers of channels, which one model cannot take together, so they "
+                f"were saved as {len(parts)} datasets: " + ", ".join(parts[:-1]) + f" and {parts[-1]}.")
+
+
+def new_image_datasets(files: Sequence[tuple[Path, str]], name: str, root: Path, classes: Sequence[str] = (),
+                       instances: bool = False, stacks: str | None = None, progress: Progress | None = None
+                       ) -> NewDatasets:
+    """Store images without masks to annotate, as `new_image_dataset` does, keeping every image: when their
+    channel counts cannot share a dataset (2 gray images and a 2-channel stack), each count becomes a dataset of
+    its own, the largest named `name` and the others `name-Kch` (a free name), so nothing uploaded is dropped
+    (issue #25). `NameTaken` is raised for `name` before anything is written.
+    """
+    progress = progress or _quiet
+    rule = stacks_module.StackRule.parse(stacks)
+    reads, problems = _read_files(files, rule, set(), progress)
+    if not reads:
+        reasons = "; ".join(f"{f}: {p}" for f, p in problems[:3])
+        raise UserError(f"no usable images: {reasons or 'no files given'}")
+    groups = _channel_groups(reads)
+    target = _new_target(root, name)
+    datasets = [_store_images(groups[0][1], groups[0][0], target, classes, instances, rule, problems, progress)]
+    for channels, group in groups[1:]:
+        other = child(target.parent, free_name(target.parent, f"{target.name}-{channels}ch"))
+        datasets.append(_store_images(group, channels, other, classes, instances, rule, [], progress))
+    return NewDatasets(datasets, problems)
 
 
 # --- versions -----------------------------------------------------------------------------------------------------

@@ -64,7 +64,8 @@ def _file_shows(workspace, condition, timeout: float = 30.0) -> np.ndarray:
     raise AssertionError(f"the saved mask did not change as expected within {timeout:.0f} s")
 
 
-def test_two_classes_painted_with_the_mouse_are_saved_survive_a_reload_and_undo(page, app_url, workspace, tmp_path):
+def _upload(page, app_url, files: list[str], name: str, classes: str) -> None:
+    """On the Annotate page: upload images without masks under `name`, with `classes`, and save them."""
     page.goto(f"{app_url}/annotate")
     wait_for_app(page)
     expander = page.get_by_test_id("stExpander").filter(has_text="Start from images without masks")
@@ -72,10 +73,14 @@ def test_two_classes_painted_with_the_mouse_are_saved_survive_a_reload_and_undo(
     if expander.locator("details").get_attribute("open") is None:  # open already when the workspace has no dataset
         expander.get_by_text("Start from images without masks").click()
     uploader = page.get_by_test_id("stFileUploader").filter(has_text="Images")
-    uploader.locator("input[type='file']").set_input_files(_images(tmp_path / "plates"))
-    page.get_by_role("textbox", name="Dataset name").fill("plates-e2e")
-    page.get_by_role("textbox", name="Classes").fill("background, cell, membrane")
+    uploader.locator("input[type='file']").set_input_files(files)
+    page.get_by_role("textbox", name="Dataset name").fill(name)
+    page.get_by_role("textbox", name="Classes").fill(classes)
     page.get_by_role("button", name="Save the images to annotate").click()
+
+
+def test_two_classes_painted_with_the_mouse_are_saved_survive_a_reload_and_undo(page, app_url, workspace, tmp_path):
+    _upload(page, app_url, _images(tmp_path / "plates"), "plates-e2e", "background, cell, membrane")
     wait_for_app(page)
     expect(page.get_by_text("0 of 3 images have a mask")).to_be_visible(timeout=30_000)
     _ready(page)
@@ -109,3 +114,62 @@ def test_two_classes_painted_with_the_mouse_are_saved_survive_a_reload_and_undo(
     mask = _file_shows(workspace, lambda m: (m == 2).sum() == before)
     assert (mask == 2).sum() == before and mask[80, 15:46].max() == 0  # the last stroke is gone
     assert mask[30, 25:56].tolist() == [1] * 31  # the earlier ones stay
+
+
+def _overlay(page, width: int, height: int) -> np.ndarray:
+    """The painted overlay as the canvas shows it now: [H, W, 4] RGBA at the image's native size."""
+    script = "c => Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)"
+    return np.array(page.get_by_test_id("mask-canvas").evaluate(script), np.uint8).reshape(height, width, 4)
+
+
+def test_a_two_channel_16_bit_stack_uploaded_with_gray_images_is_drawn_with_a_lasso_seen_at_once(
+        page, app_url, workspace, tmp_path):
+    """Issue #25: the stack's planes open (no "is not an image"), the gray images are kept as a dataset of their
+    own named on the page, and a lasso fill is on the canvas at once and in the saved mask."""
+    import tifffile
+
+    folder = tmp_path / "mixed"
+    gray = _images(folder)[:2]  # two 8-bit gray images (ISBI-like)
+    stack = folder / "stack_2ch_16bit.tif"
+    rng = np.random.default_rng(3)
+    tifffile.imwrite(stack, rng.integers(500, 4000, (5, 2, 64, 64), dtype=np.uint16), imagej=True,
+                     metadata={"axes": "ZCYX"})
+    _upload(page, app_url, [*gray, str(stack)], "stack-e2e", "background, cell")
+    wait_for_app(page)
+    expect(page.get_by_text("were saved as 2 datasets")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("'stack-e2e' (5 images, 2 channels)", exact=False)).to_be_visible()
+    expect(page.get_by_text("'stack-e2e-1ch' (2 images, 1 channel)", exact=False)).to_be_visible()
+    expect(page.get_by_text("0 of 5 images have a mask")).to_be_visible(timeout=30_000)
+    assert sorted(p.name for p in (workspace / "datasets" / "stack-e2e-1ch" / "unlabelled").iterdir()) == [
+        "plate0.png", "plate1.png"]
+    _ready(page)
+    expect(page.get_by_text("is not an image")).to_have_count(0)
+
+    info = json.loads((workspace / "datasets" / "stack-e2e" / "dataset.json").read_text())
+    colour = [*info["classes"][1]["color"], 255]
+    page.get_by_role("button", name="Lasso fill", exact=True).click()
+    page.get_by_role("button", name="cell", exact=True).click()
+    corners = [(10, 12), (50, 12), (50, 40), (10, 40), (10, 12)]
+    canvas = page.get_by_test_id("mask-canvas")
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    screen = [(box["x"] + x * box["width"] / 64, box["y"] + y * box["height"] / 64) for x, y in corners]
+    page.mouse.move(*screen[0])
+    page.mouse.down()
+    for point in screen[1:]:
+        page.mouse.move(*point, steps=6)
+    page.mouse.up()
+    shown = _overlay(page, 64, 64)  # no reload, no rerun waited for
+    assert (shown[14:38, 12:48] == colour).all(), "the lasso fill is not on the canvas"
+    assert shown[:10, :, 3].max() == 0 and shown[42:, :, 3].max() == 0
+
+    expect(page.get_by_text("saved 'stack_2ch_16bit-p001' in 'stack-e2e-v2'")).to_be_visible(timeout=30_000)
+    path = workspace / "datasets" / "stack-e2e-v2" / "masks" / "stack_2ch_16bit-p001.png"
+    mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    assert mask.shape == (64, 64) and (mask[14:38, 12:48] == 1).all()
+    assert mask[:10].max() == 0 and mask[42:].max() == 0 and mask[:, :8].max() == 0 and mask[:, 52:].max() == 0
+    expect(page.get_by_text("1 of 5 images have a mask")).to_be_visible()
+    wait_for_app(page)
+    _ready(page)
+    np.testing.assert_array_equal(_overlay(page, 64, 64)[..., 3] > 0, mask > 0)  # the page's rerun kept it
+    screenshot(page, "annotate-stack-lasso")

@@ -28,30 +28,36 @@ PENDING = "annotate_pending"  # {(lineage, stem): predicted drawing, not saved u
 VERSIONS = "annotate_mask_versions"  # {(lineage, stem): n}, raised when the page replaces the drawing
 ORDER = "annotate_uncertain"  # (lineage, run id, [(stem, uncertainty)])
 SAVED = "annotate_saved"  # the last save, in words
-LEFT_OUT = "annotate_left_out"  # files an upload left out, with why: shown once under the dataset picker
+LEFT_OUT = "annotate_left_out"  # how an upload was split and what it left out, in words: shown once under the picker
 JUMP = "annotate_jump"  # an image to show on the next run (the picker cannot change once drawn)
 
 
 def create_from_uploads(uploads: list, name: str, classes: list[str], instances: bool, bar,
                         into: Dataset | None = None) -> Dataset:
     """Store uploaded images (no masks) as a new dataset to draw on, or add them to `into` as its next version;
-    problems with single files are listed, and the Annotate page opens on the dataset just saved."""
+    problems with single files are listed, and the Annotate page opens on the dataset just saved. Images whose
+    channel counts cannot share a dataset become one dataset per count, each named in the message."""
+    split = ""
     with workspace.staging() as staging:
         folder = stage_uploads([(f.name, f) for f in uploads], [], staging / "files")
         files = [(path, path.name) for path in sorted((folder / "images").iterdir())]
         progress = lambda f, text: bar.progress(min(max(f, 0.0), 1.0), text=text)  # noqa: E731
         if into is None:
-            dataset, problems = annotation.new_image_dataset(files, name, workspace.datasets_dir(), classes,
-                                                             instances, progress=progress)
+            made = annotation.new_image_datasets(files, name, workspace.datasets_dir(), classes, instances,
+                                                 progress=progress)
+            dataset, problems, split = made.datasets[0], made.problems, made.words()
         else:
             dataset, problems = add_images(into, files, progress)
     set_current_dataset(dataset.name)
     st.session_state[NEXT_DATASET] = dataset.name  # the picker follows what was just saved
     st.session_state.pop(STEM, None)
+    words = [split] if split else []
     if problems:
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
-        st.session_state[LEFT_OUT] = (f"{len(problems)} file(s) left out, the others were kept: "
-                                      + "; ".join(f"{file}: {why}" for file, why in problems[:5]) + more)
+        words.append(f"{len(problems)} file(s) left out, the others were kept: "
+                     + "; ".join(f"{file}: {why}" for file, why in problems[:5]) + more)
+    if words:
+        st.session_state[LEFT_OUT] = " ".join(words)
     return dataset
 
 
