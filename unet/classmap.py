@@ -72,12 +72,15 @@ class ClassMap:
     soft_edges: bool = False  # the masks blend classes along borders; in-between values go to the nearest class
     ignore: int | None = None  # a gray value that marks pixels as "not labelled" (VOC's 255 border)
     instances: bool = False  # instance label images: 0 is background, every id above 0 one object of class 1
+    background: int | None = 0  # the background class's index (0), or None: every class is a class to find
+    also_ignored: tuple[int, ...] = ()  # more gray values that mean "not labelled" (CamVid's 11 beside VOC's 255)
 
     # -- building and recording ----------------------------------------------------------------------------------
 
     @classmethod
     def from_records(cls, records: Sequence[dict[str, Any]], soft_edges: bool = False,
-                     ignore: int | None = None, instances: bool = False) -> ClassMap | None:
+                     ignore: int | None = None, instances: bool = False, background: int | None = 0,
+                     also_ignored: Sequence[int] = ()) -> ClassMap | None:
         """From dataset.json's "classes"; None for a record written before classes carried their values."""
         if not records or any("value" not in r for r in records):
             return None
@@ -88,13 +91,37 @@ class ClassMap:
             color = r.get("color") or PALETTE[i % len(PALETTE)]
             value = r["value"]
             entries.append(ClassEntry(i, str(r.get("name") or f"class {i}"), tuple(int(c) for c in color), value))
-        return cls(tuple(entries), soft_edges, None if ignore is None else int(ignore), bool(instances))
+        return cls(tuple(entries), soft_edges, None if ignore is None else int(ignore), bool(instances),
+                   0 if background == 0 or instances else None,
+                   tuple(int(v) for v in also_ignored if v != ignore))
 
     @classmethod
     def from_record(cls, recorded: dict[str, Any]) -> ClassMap | None:
         """From a whole dataset.json (a stored dataset's or a run's copy): the classes and the reading rules."""
+        ignored = [int(v) for v in recorded.get("ignore_values") or []]
         return cls.from_records(recorded.get("classes", []), bool(recorded.get("soft_edges", False)),
-                                recorded.get("ignore_value"), bool(recorded.get("instances", False)))
+                                recorded.get("ignore_value"), bool(recorded.get("instances", False)),
+                                recorded.get("background", 0), ignored)
+
+    @property
+    def ignored_values(self) -> tuple[int, ...]:
+        """Every gray value that means "not labelled"."""
+        return ((self.ignore,) if self.ignore is not None else ()) + self.also_ignored
+
+    @property
+    def first_scored(self) -> int:
+        """The first class the headline averages over: 1 when class 0 is the background, else 0 (every class)."""
+        return 1 if self.background == 0 else 0
+
+    @property
+    def scored_names(self) -> list[str]:
+        """The classes the headline averages over, by name (what `averaged_over` lists)."""
+        return self.names[self.first_scored:]
+
+    def choices(self) -> dict[str, Any]:
+        """The reading rules dataset.json and a run's training_data.json record beside the classes."""
+        return {"background": self.background, "ignore_value": self.ignore,
+                "ignore_values": list(self.ignored_values)}
 
     def records(self) -> list[dict[str, Any]]:
         return [{"index": e.index, "name": e.name, "color": list(e.color), "value": e.value} for e in self.entries]
@@ -121,7 +148,8 @@ class ClassMap:
         if self.instances:
             return f"{self.entries[0].name} = 0, {self.entries[-1].name} = every object id above 0"
         text = ", ".join(e.describe() for e in self.entries)
-        return text + (f"; {self.ignore} = not labelled" if self.ignore is not None else "")
+        ignored = " and ".join(str(v) for v in self.ignored_values)
+        return text + (f"; {ignored} = not labelled" if ignored else "")
 
     # -- masks -> class indices ----------------------------------------------------------------------------------
 
@@ -139,15 +167,15 @@ class ClassMap:
         keys = np.asarray(keys, np.int64)
         if self.instances:
             index = np.where(keys == 0, 0, 1)
-            if self.ignore is not None:
-                index = np.where(keys == self.ignore, IGNORE_INDEX, index)
+            for value in self.ignored_values:
+                index = np.where(keys == value, IGNORE_INDEX, index)
             unknown = [int(k) for k in keys if k & _COLOUR_FLAG]
             return index.astype(np.uint8), unknown
         if self.colour:
             keys = _as_colour(keys)
         known = {k: e.index for e in self.entries if (k := e.key) is not None}
-        if self.ignore is not None and not self.colour:
-            known[self.ignore] = IGNORE_INDEX
+        if not self.colour:
+            known.update({value: IGNORE_INDEX for value in self.ignored_values})
         index = np.array([known.get(int(k), -1) for k in keys], np.int64)
         missing = index < 0
         if missing.any() and self._binary_foreground() is not None:
@@ -173,7 +201,7 @@ class ClassMap:
         no note; nor do instance ids."""
         if self.instances or lossy or self.soft_edges:
             return []
-        known = {k for k in self.keys if k is not None} | ({self.ignore} if self.ignore is not None else set())
+        known = {k for k in self.keys if k is not None} | set(self.ignored_values)
         if self.colour:
             keys = _as_colour(np.asarray(keys, np.int64))
         notes = []

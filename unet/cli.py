@@ -44,7 +44,7 @@ STACKS_HELP = ("how multi-plane TIFFs (z-stacks, time series) become 2D images: 
 def _inspect(args: argparse.Namespace) -> int:
     from unet.dataset import inspect_source
 
-    report = inspect_source(Path(args.data), stacks=args.stacks, masks=args.masks)
+    report = inspect_source(Path(args.data), stacks=args.stacks, masks=args.masks, values=_values(args))
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
@@ -52,7 +52,17 @@ def _inspect(args: argparse.Namespace) -> int:
         for label, text in (("found", report.found), ("intensity", report.intensity)):
             if text:
                 print(f"  {label}: {text}")
+        for problem in report.problems:
+            print(f"  {'skipped' if problem.skipped else 'note'}: {problem.file + ': ' if problem.file else ''}"
+                  f"{problem.problem}")
     return 0
+
+
+def _values(args: argparse.Namespace):
+    """--background and --ignore-value as `unet.dataset.ValueChoices`."""
+    from unet.dataset import ValueChoices
+
+    return ValueChoices.parse(args.background, args.ignore_value or ())
 
 
 def _load_config(args: argparse.Namespace):
@@ -128,8 +138,10 @@ def _train(args: argparse.Namespace) -> int:
     import dataclasses
 
     source = _init_source(args)  # before anything heavy: a wrong path is named at once
-    if args.masks != "auto" and (Path(args.data) / "dataset.json").exists():
-        raise UserError(f"--masks {args.masks} says how raw masks are read, and '{Path(args.data).name}' is a stored "
+    said_values = args.background != "auto" or args.ignore_value
+    if (args.masks != "auto" or said_values) and (Path(args.data) / "dataset.json").exists():
+        flag = f"--masks {args.masks}" if args.masks != "auto" else "--background/--ignore-value"
+        raise UserError(f"{flag} says how raw masks are read, and '{Path(args.data).name}' is a stored "
                         "dataset whose masks were read when it was saved; give the raw folder or zip instead")
     from unet.training import train
 
@@ -140,7 +152,7 @@ def _train(args: argparse.Namespace) -> int:
         config = _fine_tuned(config, source, args.epochs)
     said = bool(args.task) or (args.config and "task" in json.loads(Path(args.config).read_bytes()).get("data", {}))
     return train(Path(args.out), Path(args.data), config, resume=args.resume, test_split=args.test_split,
-                 stacks=args.stacks, task_given=bool(said), masks=args.masks)
+                 stacks=args.stacks, task_given=bool(said), masks=args.masks, values=_values(args))
 
 
 def _submit(args: argparse.Namespace) -> int:
@@ -296,6 +308,16 @@ def _bench(args: argparse.Namespace) -> int:
     return bench_main(json_output=args.json, quality=args.quality, tiny=args.tiny)
 
 
+def _value_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--background", default="auto", metavar="VALUE|none",
+                   help="the mask value of the background, or none (every class is learned and scored alike, as "
+                        "street scenes whose 0 is sky). Default: 0 when it is the most common value (raw data)")
+    p.add_argument("--ignore-value", type=int, action="append", metavar="V",
+                   help="a mask value that means 'not labelled' (left out of training, scores and pictures); "
+                        "repeat for several (CamVid: --ignore-value 11). VOC's 255 beside class numbers is found "
+                        "by itself (raw data)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m unet", description="U-Net Studio from the command line.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -317,6 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--stacks", default="auto", help=STACKS_HELP)
     p.add_argument("--masks", choices=MASK_READINGS, default="auto", help=MASKS_HELP)
+    _value_arguments(p)
 
     p = command("suggest", _suggest, "settings that fit a dataset and a time budget, with the reasons")
     p.add_argument("data", help="folder or zip holding images/ and masks/, or a stored dataset")
@@ -345,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "Default: instances for instance label masks, else semantic (or the config's data.task)")
     p.add_argument("--stacks", default="auto", help=STACKS_HELP + " (for raw data)")
     p.add_argument("--masks", choices=MASK_READINGS, default="auto", help=MASKS_HELP + " (for raw data)")
+    _value_arguments(p)
     p.add_argument("--test-split", type=float, default=0.0, metavar="SHARE",
                    help="set this share of the images (0 to 0.5) aside as a test set, never trained on nor used to "
                         "choose the model; `evaluate` scores it first")

@@ -13,7 +13,7 @@ import json
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -173,8 +173,82 @@ def _units_of(pair: Pair, rule: StackRule, report: DatasetReport, samples: _Samp
     return units
 
 
-def _plan(kept: list[_Unit], report: DatasetReport, reading: MaskReading = MaskReading.AUTO) -> ClassMap | None:
-    """The class map decided from the masks themselves (a new dataset), with warnings on how values were read.
+@dataclass(frozen=True)
+class ValueChoices:
+    """What the user says the mask values mean (`python -m unet inspect/train --background/--ignore-value`, the
+    Dataset page): which value is the background ("auto", a gray value, or "none") and which values mean
+    "not labelled" (left out of the loss, the scores and the pictures)."""
+
+    background: str = "auto"
+    ignore: tuple[int, ...] = ()
+
+    @classmethod
+    def parse(cls, background: str | int | None = "auto", ignore: Sequence[int] = ()) -> ValueChoices:
+        text = "auto" if background is None else str(background).strip().lower()
+        if text not in ("auto", "none") and not text.isdigit():
+            raise UserError(f"the background must be a mask value (a whole number), 'none' or 'auto', not "
+                            f"'{background}'")
+        if any(not 0 <= int(v) <= 65535 for v in ignore):
+            raise UserError("a 'not labelled' value must be a mask value from 0 to 65535")
+        return cls(text, tuple(dict.fromkeys(int(v) for v in ignore)))
+
+
+def _apply_choices(class_map: ClassMap, kept: list[_Unit], report: DatasetReport,
+                   values: ValueChoices) -> ClassMap:
+    """The planned map with the user's (or the data's) background and "not labelled" values.
+
+    Background by default: the class of value 0 when it is the most common value over all masks (nuclei on a dark
+    field, cells in a plate); else none, and every class is scored (street scenes, where 0 is sky and road is
+    more common; EM membranes, where cells cover most pixels). A value said to be the background becomes class 0.
+    """
+    if class_map.instances or class_map.colour:
+        return class_map
+    ignored = [v for v in values.ignore if v in [e.value for e in class_map.entries] or v == class_map.ignore]
+    for value in values.ignore:
+        if value not in ignored:
+            report.add("", f"the value {value} was given as \"not labelled\", but no mask has it", False)
+    entries = [e for e in class_map.entries if e.value not in ignored]
+    if len(entries) < 2:
+        raise UserError("with those values not labelled, fewer than two classes are left to learn")
+    pixels: Counter = Counter()
+    for unit in kept:
+        pixels.update(dict(zip(unit.hist.keys.tolist(), unit.hist.counts.tolist(), strict=True)))
+    by_value = {e.value: e for e in entries}
+    if values.background == "none":
+        background = None
+    elif values.background == "auto":
+        common = max(by_value, key=lambda v: pixels.get(v, 0) if isinstance(v, int) else -1)
+        background = 0 if 0 in by_value and common == 0 else None
+    else:
+        background = int(values.background)
+        if background not in by_value:
+            raise UserError(f"the background value {background} is not one of the mask values "
+                            f"({', '.join(str(v) for v in by_value)})")
+    if background is not None:
+        entries = [by_value[background]] + [e for e in entries if e.value != background]
+    records = [{"index": i, "name": e.name, "color": list(e.color), "value": e.value} for i, e in enumerate(entries)]
+    if background is not None and records[0]["name"].startswith("class "):
+        records[0]["name"] = "background"
+    if background is None and records[0]["name"] == "background":
+        records[0]["name"] = f"class {records[0]['value']}"
+    ignore = [*([class_map.ignore] if class_map.ignore is not None else []), *ignored]
+    choices = ClassMap.from_records(records, class_map.soft_edges, ignore[0] if ignore else None, False,
+                                    0 if background is not None else None, ignore[1:])
+    assert choices is not None
+    if ignored:
+        report.add("", f"the value{'s' if len(ignored) > 1 else ''} {' and '.join(map(str, ignored))} "
+                       "mean \"not labelled\" (as you said): those pixels are left out of training, of every score "
+                       "and of the pictures", False)
+    if background is None:
+        report.add("", "no value is the background: every class is learned and scored alike, and the headline "
+                       "figure is the mean over all classes (say which value is the background if one is)", False)
+    return choices
+
+
+def _plan(kept: list[_Unit], report: DatasetReport, reading: MaskReading = MaskReading.AUTO,
+          values: ValueChoices | None = None) -> ClassMap | None:
+    """The class map decided from the masks themselves (a new dataset), with warnings on how values were read,
+    and the user's background and "not labelled" values (`ValueChoices`).
 
     Palette PNG masks are read as their indices; the classes take the palette's colours for display.
     """
@@ -214,13 +288,20 @@ def _plan(kept: list[_Unit], report: DatasetReport, reading: MaskReading = MaskR
     for record in blank if palette and not plan.colour else []:
         if isinstance(record["value"], int) and record["value"] < len(palette):
             record["color"] = list(palette[record["value"]])
-    return ClassMap.from_records(blank, soft_edges=bool(plan.soft_edge_values), ignore=plan.ignore,
-                                 instances=plan.instances)
+    planned = ClassMap.from_records(blank, soft_edges=bool(plan.soft_edge_values), ignore=plan.ignore,
+                                    instances=plan.instances)
+    if planned is None:
+        return None
+    try:
+        return _apply_choices(planned, kept, report, values or ValueChoices())
+    except UserError as exc:
+        report.add("", str(exc))
+        return None
 
 
 def _check_folder(folder: Path, progress: Progress, start: float, end: float,
                   class_map: ClassMap | None = None, rule: StackRule | None = None,
-                  reading: MaskReading = MaskReading.AUTO) -> _Checked:
+                  reading: MaskReading = MaskReading.AUTO, values: ValueChoices | None = None) -> _Checked:
     """Check every pair; with `class_map` (a run's classes), masks must use its values, else the map is planned
     (`reading`: whether gray masks of many values are object ids, `unet.masks.MaskReading`)."""
     checked = _Checked(DatasetReport(), stack_rule=rule or StackRule())
@@ -252,7 +333,7 @@ def _check_folder(folder: Path, progress: Progress, start: float, end: float,
     checked.source_bits = _source_bits([u.bits for u in kept if u.dtype != "float32"], report)
     checked.dtype = _stored_dtype(kept)
     given = class_map is not None  # a run's classes: the masks are read with its values, not planned
-    class_map = class_map or _plan(kept, report, reading)
+    class_map = class_map or _plan(kept, report, reading, values)
     if class_map is None:
         return checked
     totals = np.zeros(class_map.num_classes, np.int64)
@@ -387,14 +468,14 @@ def _open_source(source: Path, scratch: Path, label: str) -> tuple[Path, list]:
 
 
 def _check_source(source: Path, scratch: Path, progress: Progress, end: float, label: str | None = None,
-                  class_map: ClassMap | None = None, rule: StackRule | None = None, masks: str | None = None
-                  ) -> _Checked:
+                  class_map: ClassMap | None = None, rule: StackRule | None = None, masks: str | None = None,
+                  values: ValueChoices | None = None) -> _Checked:
     """Open and check a source; `masks` is 'auto' (None), 'ids' or 'classes' (`unet.masks.MaskReading`)."""
     reading = mask_reading(masks)  # a wrong word is refused before anything is read
     label = Path(label).name if label else source.name
     progress(0.0, f"Opening {label}")
     folder, zip_problems = _open_source(source, scratch, label)
-    checked = _check_folder(folder, progress, 0.1, end, class_map, rule, reading)
+    checked = _check_folder(folder, progress, 0.1, end, class_map, rule, reading, values)
     checked.report.problems[:0] = zip_problems
     checked.report.problems = [  # problems of the whole source name it, warnings about the whole dataset say so
         p if p.file else Problem(label if p.skipped else WHOLE_DATASET, p.problem, p.skipped)
@@ -404,7 +485,8 @@ def _check_source(source: Path, scratch: Path, progress: Progress, end: float, l
 
 
 def inspect_source(path: str | Path, progress: Progress | None = None, label: str | None = None,
-                   stacks: str | StackRule | None = None, masks: str | None = None) -> DatasetReport:
+                   stacks: str | StackRule | None = None, masks: str | None = None,
+                   values: ValueChoices | None = None) -> DatasetReport:
     """Check a folder or zip without storing anything; every problem is in the report, never raised.
 
     `label` is the name the user knows the source by (an upload's own name), used in messages; `stacks` how
@@ -414,7 +496,7 @@ def inspect_source(path: str | Path, progress: Progress | None = None, label: st
     """
     with tempfile.TemporaryDirectory(prefix="unet-inspect-") as scratch:
         return _check_source(Path(path), Path(scratch), progress or _quiet, 1.0, label, None,
-                             _rule(stacks), masks).report
+                             _rule(stacks), masks, values).report
 
 
 def _rule(stacks: str | StackRule | None) -> StackRule:
@@ -477,7 +559,7 @@ def _write(checked: _Checked, out: Path, name: str, progress: Progress) -> None:
         "mask_kind": report.mask_kind,
         "classes": report.classes,
         "soft_edges": class_map.soft_edges,
-        "ignore_value": class_map.ignore,
+        **class_map.choices(),
         "instances": class_map.instances,
         "objects_per_image": {unit.stem: report.objects[unit.label] for unit in checked.units
                               if unit.label in report.objects},
@@ -539,6 +621,7 @@ def _stored_hash(folder: Path) -> str | None:
 def ingest(
     source: str | Path, name: str, root: str | Path, progress: Progress | None = None, label: str | None = None,
     class_map: ClassMap | None = None, stacks: str | StackRule | None = None, masks: str | None = None,
+    values: ValueChoices | None = None,
 ) -> tuple[Dataset, DatasetReport]:
     """Check `source` (folder or zip) and store its usable pairs as `root/safe_name(name)`.
 
@@ -559,7 +642,7 @@ def ingest(
     work = Path(tempfile.mkdtemp(prefix=".ingest-", dir=root))
     try:
         checked = _check_source(Path(source), work / "source", progress, 0.55, label, class_map,
-                                _rule(stacks), masks)
+                                _rule(stacks), masks, values)
         report = checked.report
         if not checked.units or checked.class_map is None:
             raise UserError(f"no usable image/mask pairs: {report.reasons() or 'no files found'}")
@@ -641,6 +724,8 @@ class Dataset:
     hash: str = ""
     soft_edges: bool = False
     ignore_value: int | None = None
+    ignore_values: tuple[int, ...] = ()  # every value read as "not labelled" (ignore_value first)
+    background: int | None = 0  # the background class's index, or None: every class is scored
     instances: bool = False
     source_bits: int = 8
     test_stems: list[str] = field(default_factory=list)
@@ -688,7 +773,8 @@ class Dataset:
                    for c, r in zip(self.classes, self.class_records, strict=False) if "value" in r]
         if len(records) != len(self.classes):
             return None
-        return ClassMap.from_records(records, self.soft_edges, self.ignore_value, self.instances)
+        return ClassMap.from_records(records, self.soft_edges, self.ignore_value, self.instances, self.background,
+                                     self.ignore_values)
 
     @classmethod
     def load(cls, folder: str | Path) -> Dataset:
@@ -707,6 +793,8 @@ class Dataset:
                 image_sizes=info.get("image_sizes", {}), problems=info.get("problems", []), hash=info.get("hash", ""),
                 soft_edges=bool(info.get("soft_edges", False)), class_records=list(info["classes"]),
                 ignore_value=info.get("ignore_value"), instances=bool(info.get("instances", False)),
+                ignore_values=tuple(int(v) for v in info.get("ignore_values") or []),
+                background=info.get("background", 0),
                 source_bits=int(info.get("source_bits", 8)),
                 test_stems=list(info.get("test", [])),
                 intensity=Intensity.from_record(info.get("intensity"), channels, 8),

@@ -150,6 +150,7 @@ class Evaluation:
     best_threshold: float | None = None
     worst: list[GalleryItem] = field(default_factory=list)
     objects: dict[str, Any] | None = None  # object-level scores (`unet.object_scores`) for binary and instance runs
+    first_scored: int = 1  # 1: class 0 is the background, left out of the headline; 0: every class is averaged
 
     @property
     def counts(self) -> np.ndarray:
@@ -173,17 +174,17 @@ class Evaluation:
 
     @property
     def averaged_over(self) -> list[str]:
-        """The classes the headline averages: the scored foreground classes."""
+        """The classes the headline averages: the scored classes, the background (if any) left out."""
         dice = self.per_class_scores[0]
-        return [self.class_names[k] for k in range(1, self.num_classes) if np.isfinite(dice[k])]
+        return [self.class_names[k] for k in range(self.first_scored, self.num_classes) if np.isfinite(dice[k])]
 
     @property
     def dice(self) -> float | None:
-        return metrics.headline(self.per_class_scores[0])
+        return metrics.headline(self.per_class_scores[0], self.first_scored)
 
     @property
     def iou(self) -> float | None:
-        return metrics.headline(self.per_class_scores[1])
+        return metrics.headline(self.per_class_scores[1], self.first_scored)
 
     @property
     def pixel_accuracy(self) -> float:
@@ -214,7 +215,7 @@ class Evaluation:
         pixels = matrix.sum()
         return {
             "predicts": self.class_names[majority],
-            "dice": metrics.headline(dice), "iou": metrics.headline(iou),
+            "dice": metrics.headline(dice, self.first_scored), "iou": metrics.headline(iou, self.first_scored),
             "mean_dice_all_classes": metrics.mean_scored(dice),
             "pixel_accuracy": float(np.trace(matrix) / pixels) if pixels else 1.0,
             "per_class": self._class_rows(matrix),
@@ -280,13 +281,13 @@ def headline_sentence(result: dict[str, Any]) -> str:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _image_row(stem: str, matrix: np.ndarray, names: list[str]) -> dict[str, Any]:
+def _image_row(stem: str, matrix: np.ndarray, names: list[str], first: int = 1) -> dict[str, Any]:
     dice, iou = metrics.dice_iou(metrics.counts_from_matrix(matrix))
     pixels = int(matrix.sum())
     return {
         "image": stem,
-        "dice": metrics.headline(dice),
-        "iou": metrics.headline(iou),
+        "dice": metrics.headline(dice, first),
+        "iou": metrics.headline(iou, first),
         "pixel_accuracy": float(np.trace(matrix) / pixels) if pixels else 1.0,
         "per_class": [{"class": k, "name": names[k], "dice": _number(dice[k]), "iou": _number(iou[k])}
                       for k in range(len(names))],
@@ -419,6 +420,7 @@ def evaluate_detailed(
     predictor = Predictor.from_run(run.path)
     k, names = predictor.num_classes, list(predictor.class_names)
     run_map = run_class_map(run)
+    first = run_map.first_scored if run_map is not None and predictor.task != task.INSTANCES else 1
     confusion = np.zeros((k, k), np.int64)
     sweep = np.zeros((len(SWEEP), 3), np.float64)
     rows: list[dict[str, Any]] = []
@@ -444,7 +446,7 @@ def evaluate_detailed(
                 sweep += sweep_counts_of_labels(prediction, truth, SWEEP)
             elif predictor.num_classes == 2:
                 sweep += sweep_counts(prediction.probabilities[..., 0], truth, SWEEP)
-            row = _image_row(stem, matrix, names)
+            row = _image_row(stem, matrix, names, first)
             rows.append(row)
             score = 1.0 if row["dice"] is None else row["dice"]
             if gallery > 0:
@@ -461,7 +463,7 @@ def evaluate_detailed(
         class_values=[e.value for e in run_map.entries] if run_map else [], split=split_name,
         data=dataset.name if data is not None else f"{dataset.name} (the run's own data)", problems=problems,
         worst=[item for _, _, item in sorted(worst, key=lambda e: (-e[0], -e[1]))],
-        objects=_objects_section(objects, predictor, dataset),
+        objects=_objects_section(objects, predictor, dataset), first_scored=first,
     )
     if k == 2:
         dice, iou = metrics.dice_iou(np.column_stack([sweep, np.zeros(len(SWEEP))]))  # (tp, fp, fn, tn unused)

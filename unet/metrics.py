@@ -86,13 +86,15 @@ def pixel_accuracy(counts: Any) -> tf.Tensor:
     return _ratio(tf.reduce_sum(counts[:, TP]), pixels)
 
 
-def foreground_mean(per_class: tf.Tensor) -> tf.Tensor:
-    """The mean over the scored foreground classes 1..K-1 (NaN ones, absent from truth and prediction, left out).
+def foreground_mean(per_class: tf.Tensor, first: int = 1) -> tf.Tensor:
+    """The mean over the scored classes `first`..K-1 (NaN ones, absent from truth and prediction, left out):
+    1 skips the background (class 0), 0 scores every class (a dataset without background, such as street scenes
+    whose value 0 is sky).
 
     1.0 when no foreground class is scored (nothing to find, nothing found), so that early stopping and the best
     model's choice always compare numbers; `headline` below is the same rule in NumPy.
     """
-    foreground = per_class[1:]
+    foreground = per_class[first:]
     scored = tf.math.is_finite(foreground)
     count = tf.reduce_sum(tf.cast(scored, foreground.dtype))
     total = tf.reduce_sum(tf.where(scored, foreground, tf.zeros_like(foreground)))
@@ -136,9 +138,10 @@ def dice_iou(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np_ratio(2 * tp, 2 * tp + fp + fn), np_ratio(tp, tp + fp + fn)
 
 
-def headline(per_class: np.ndarray) -> float | None:
-    """The headline score: the mean over the scored foreground classes (1..K-1), None when none is scored."""
-    foreground = np.asarray(per_class, np.float64)[1:]
+def headline(per_class: np.ndarray, first: int = 1) -> float | None:
+    """The headline score: the mean over the scored classes `first`..K-1 (1: the background left out; 0: a
+    dataset without background), None when none is scored."""
+    foreground = np.asarray(per_class, np.float64)[first:]
     scored = foreground[np.isfinite(foreground)]
     return float(scored.mean()) if scored.size else None
 
@@ -231,8 +234,9 @@ def focal(truth: tf.Tensor, probs: tf.Tensor, class_weights: tf.Tensor | None = 
     return tf.reduce_sum(per_pixel * weights) / tf.maximum(tf.reduce_sum(weights), EPSILON)
 
 
-def soft_dice(truth: tf.Tensor, probs: tf.Tensor, class_weights: tf.Tensor | None = None) -> tf.Tensor:
-    """1 - soft Dice over the whole batch, averaged over foreground classes (weighted if weights are given).
+def soft_dice(truth: tf.Tensor, probs: tf.Tensor, class_weights: tf.Tensor | None = None, first: int = 1
+              ) -> tf.Tensor:
+    """1 - soft Dice over the whole batch, averaged over classes `first`..K-1 (weighted if weights are given).
 
     Summing over the batch, not per image, keeps it defined when an image has no foreground.
     """
@@ -241,8 +245,8 @@ def soft_dice(truth: tf.Tensor, probs: tf.Tensor, class_weights: tf.Tensor | Non
     intersection = tf.reduce_sum(truth * probs, axis=axes)
     total = tf.reduce_sum(truth, axis=axes) + tf.reduce_sum(probs, axis=axes)
     dice = (2 * intersection + SMOOTH) / (total + SMOOTH)
-    weights = tf.ones_like(dice[1:]) if class_weights is None else class_weights[1:]
-    return 1 - tf.reduce_sum(dice[1:] * weights) / tf.reduce_sum(weights)
+    weights = tf.ones_like(dice[first:]) if class_weights is None else class_weights[first:]
+    return 1 - tf.reduce_sum(dice[first:] * weights) / tf.reduce_sum(weights)
 
 
 _LOSS_TERMS = {
@@ -261,6 +265,8 @@ class SegmentationLoss(keras.losses.Loss):
         kind: one of `LOSS_NAMES`.
         num_classes: K, counting the background; 2 means a single sigmoid output.
         class_weights: optional K weights; a pixel of class k counts `class_weights[k]` times.
+        first_scored: the first class the Dice term averages over: 1 (class 0 is background) or 0 (no
+            background: every class counts).
 
     Input shapes: y_true int [B, H, W, 1]; y_pred [B, H, W, 1] (K == 2) or [B, H, W, K]. Returns a scalar.
 
@@ -274,6 +280,7 @@ class SegmentationLoss(keras.losses.Loss):
         num_classes: int = 2,
         class_weights: Sequence[float] | None = None,
         name: str | None = None,
+        first_scored: int = 1,
         **kwargs: Any,
     ) -> None:
         if kind not in _LOSS_TERMS:
@@ -284,22 +291,28 @@ class SegmentationLoss(keras.losses.Loss):
         self.kind = kind
         self.num_classes = num_classes
         self.class_weights = None if class_weights is None else [float(w) for w in class_weights]
+        self.first_scored = int(first_scored)
 
     def call(self, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
         truth = _one_hot(y_true, self.num_classes)
         probs = _probabilities(y_pred, self.num_classes)
         weights = None if self.class_weights is None else tf.constant(self.class_weights, tf.float32)
-        return tf.add_n([term(truth, probs, weights) for term in _LOSS_TERMS[self.kind]])
+        first = self.first_scored
+        return tf.add_n([term(truth, probs, weights, first) if term is soft_dice else term(truth, probs, weights)
+                         for term in _LOSS_TERMS[self.kind]])
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config.update(kind=self.kind, num_classes=self.num_classes, class_weights=self.class_weights)
+        config.update(kind=self.kind, num_classes=self.num_classes, class_weights=self.class_weights,
+                      first_scored=self.first_scored)
         return config
 
 
-def make_loss(name: str, num_classes: int, class_weights: Sequence[float] | None = None) -> SegmentationLoss:
-    """The loss a `TrainConfig.loss` names ('ce', 'dice', 'dice_ce' or 'focal')."""
-    return SegmentationLoss(name, num_classes, class_weights)
+def make_loss(name: str, num_classes: int, class_weights: Sequence[float] | None = None,
+              first_scored: int = 1) -> SegmentationLoss:
+    """The loss a `TrainConfig.loss` names ('ce', 'dice', 'dice_ce' or 'focal'); `first_scored` 0 for a dataset
+    without background."""
+    return SegmentationLoss(name, num_classes, class_weights, first_scored=first_scored)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -313,12 +326,14 @@ class _ConfusionMetric(keras.metrics.Metric):
     So an epoch's Dice is the Dice of the whole epoch's pixels, not a mean of per-batch Dice values.
     """
 
-    def __init__(self, num_classes: int = 2, class_index: int | None = None, name: str = "", **kwargs: Any) -> None:
+    def __init__(self, num_classes: int = 2, class_index: int | None = None, name: str = "", first: int = 1,
+                 **kwargs: Any) -> None:
         super().__init__(name=name, **kwargs)
         if class_index is not None and not 0 <= class_index < num_classes:
             raise ValueError(f"class_index {class_index} is not one of the {num_classes} classes")
         self.num_classes = num_classes
         self.class_index = class_index
+        self.first = int(first)  # the mean's first class: 1 leaves the background out, 0 scores every class
         self.counts = self.add_variable(shape=(num_classes, 4), initializer="zeros", dtype="float64", name="counts")
 
     def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
@@ -335,7 +350,8 @@ class _ConfusionMetric(keras.metrics.Metric):
         self.counts.assign(tf.zeros_like(self.counts))
 
     def get_config(self) -> dict[str, Any]:
-        return {"num_classes": self.num_classes, "class_index": self.class_index, "name": self.name}
+        return {"num_classes": self.num_classes, "class_index": self.class_index, "name": self.name,
+                "first": self.first}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -353,24 +369,26 @@ class DiceScore(_ConfusionMetric):
         >>> metrics = [DiceScore(3), DiceScore(3, class_index=1, name="dice_1")]
     """
 
-    def __init__(self, num_classes: int = 2, class_index: int | None = None, name: str = "dice", **kwargs: Any):
-        super().__init__(num_classes, class_index, name, **kwargs)
+    def __init__(self, num_classes: int = 2, class_index: int | None = None, name: str = "dice", first: int = 1,
+                 **kwargs: Any):
+        super().__init__(num_classes, class_index, name, first, **kwargs)
 
     def score(self, counts: tf.Tensor) -> tf.Tensor:
         per_class = dice_from_counts(counts)
-        return foreground_mean(per_class) if self.class_index is None else per_class[self.class_index]
+        return foreground_mean(per_class, self.first) if self.class_index is None else per_class[self.class_index]
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class IoUScore(_ConfusionMetric):
     """Intersection over union (Jaccard) of the predicted classes, over a whole epoch. Arguments as `DiceScore`."""
 
-    def __init__(self, num_classes: int = 2, class_index: int | None = None, name: str = "iou", **kwargs: Any):
-        super().__init__(num_classes, class_index, name, **kwargs)
+    def __init__(self, num_classes: int = 2, class_index: int | None = None, name: str = "iou", first: int = 1,
+                 **kwargs: Any):
+        super().__init__(num_classes, class_index, name, first, **kwargs)
 
     def score(self, counts: tf.Tensor) -> tf.Tensor:
         per_class = iou_from_counts(counts)
-        return foreground_mean(per_class) if self.class_index is None else per_class[self.class_index]
+        return foreground_mean(per_class, self.first) if self.class_index is None else per_class[self.class_index]
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -379,16 +397,19 @@ class PixelAccuracy(_ConfusionMetric):
 
     def __init__(self, num_classes: int = 2, name: str = "pixel_accuracy", **kwargs: Any):
         kwargs.pop("class_index", None)
+        kwargs.pop("first", None)
         super().__init__(num_classes, None, name, **kwargs)
 
     def score(self, counts: tf.Tensor) -> tf.Tensor:
         return pixel_accuracy(counts)
 
 
-def segmentation_metrics(num_classes: int, per_class: bool = True) -> list[keras.metrics.Metric]:
-    """The metrics the trainer compiles: `dice` and `iou` (foreground mean), `pixel_accuracy`, and with
-    `per_class` also `dice_k` and `iou_k` for every class k (history.jsonl's per-class values)."""
-    metrics: list[keras.metrics.Metric] = [DiceScore(num_classes), IoUScore(num_classes), PixelAccuracy(num_classes)]
+def segmentation_metrics(num_classes: int, per_class: bool = True, first_scored: int = 1
+                         ) -> list[keras.metrics.Metric]:
+    """The metrics the trainer compiles: `dice` and `iou` (mean over classes `first_scored`..K-1), `pixel_accuracy`,
+    and with `per_class` also `dice_k` and `iou_k` for every class k (history.jsonl's per-class values)."""
+    metrics: list[keras.metrics.Metric] = [DiceScore(num_classes, first=first_scored),
+                                           IoUScore(num_classes, first=first_scored), PixelAccuracy(num_classes)]
     if per_class:
         for k in range(num_classes):
             metrics += [DiceScore(num_classes, k, name=f"dice_{k}"), IoUScore(num_classes, k, name=f"iou_{k}")]

@@ -26,7 +26,7 @@ import tensorflow as tf
 from unet import images as image_io
 from unet import preprocess
 from unet.config import Config
-from unet.dataset import DATASET_FILE, Dataset, ingest
+from unet.dataset import DATASET_FILE, Dataset, ValueChoices, ingest
 from unet.errors import UserError
 
 CACHE_BUDGET_BYTES = 1 << 30  # decoded uint8 pairs kept in memory up to this, for train and validation together
@@ -118,7 +118,8 @@ def _normalise(cfg: Config, stats: tuple[float, float]) -> Callable[[tf.Tensor],
     return lambda images: preprocess.normalise(images, mode, float(mean), float(std))
 
 
-def open_dataset(data: Path, store_in: Path, stacks: str | None = None, masks: str | None = None) -> Dataset:
+def open_dataset(data: Path, store_in: Path, stacks: str | None = None, masks: str | None = None,
+                 values: ValueChoices | None = None) -> Dataset:
     """A stored dataset as it is; a raw folder or zip of images/ and masks/ is stored first, as `store_in`.
 
     Raw data is checked and cleaned exactly as the Dataset page does it (`unet.dataset.ingest`), stacks read by
@@ -130,7 +131,7 @@ def open_dataset(data: Path, store_in: Path, stacks: str | None = None, masks: s
         return Dataset.load(data)
     if not data.exists():
         raise UserError(f"there is no dataset at '{data.name}'")
-    dataset, _report = ingest(data, store_in.name, store_in.parent, stacks=stacks, masks=masks)
+    dataset, _report = ingest(data, store_in.name, store_in.parent, stacks=stacks, masks=masks, values=values)
     return dataset
 
 

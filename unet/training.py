@@ -37,7 +37,7 @@ from unet import metrics as unet_metrics
 from unet.augment import Augmenter
 from unet.callbacks import CosineSchedule, ResumableEarlyStopping, RunRecorder
 from unet.config import Config, Optimizer
-from unet.dataset import DATASET_FILE, Dataset
+from unet.dataset import DATASET_FILE, Dataset, ValueChoices
 from unet.errors import UserError
 from unet.model import build_unet
 from unet.runs import StatusWriter
@@ -128,8 +128,8 @@ def _training_lock(run_dir: Path, status: StatusWriter) -> Iterator[bool]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def load_data(data: Path, run_dir: Path, reuse: bool, stacks: str | None = None, masks: str | None = None
-              ) -> Dataset:
+def load_data(data: Path, run_dir: Path, reuse: bool, stacks: str | None = None, masks: str | None = None,
+              values: ValueChoices | None = None) -> Dataset:
     """The dataset to train on; a raw folder or zip is stored into `RUN_DIR/data` (kept, so resume needs no DATA)."""
     stored = run_dir / runs.DATA
     if not (Path(data) / DATASET_FILE).exists():
@@ -138,7 +138,7 @@ def load_data(data: Path, run_dir: Path, reuse: bool, stacks: str | None = None,
         if stored.exists():
             shutil.rmtree(stored)
         log.info("storing the raw dataset %s in %s", data, stored)
-    return pipeline.open_dataset(data, stored, stacks, masks)
+    return pipeline.open_dataset(data, stored, stacks, masks, values)
 
 
 def fit_config(config: Config, dataset: Dataset) -> Config:
@@ -187,6 +187,8 @@ def record_dataset(run_dir: Path, dataset: Dataset, split: splits.Split, config:
             {"index": c.index, "name": c.name, "color": list(c.color)} for c in dataset.classes],
         "soft_edges": dataset.soft_edges,
         "ignore_value": dataset.ignore_value,
+        "ignore_values": list(dataset.ignore_values),
+        "background": 0 if config.data.task == task.INSTANCES else dataset.background,
         "instances": dataset.instances,
         "source_bits": dataset.source_bits,
         "task": config.data.task,
@@ -218,16 +220,18 @@ def _optimizer(config: Config) -> keras.optimizers.Optimizer:
     }[config.train.optimizer]()
 
 
-def build_model(config: Config, weights: list[float] | None, resume_from: Path | None) -> keras.Model:
-    """A compiled model: fresh, or restored from `last.keras` with its optimizer state."""
+def build_model(config: Config, weights: list[float] | None, resume_from: Path | None,
+                first_scored: int = 1) -> keras.Model:
+    """A compiled model: fresh, or restored from `last.keras` with its optimizer state. `first_scored` is 0 for
+    a dataset without background (the Dice term and the validation Dice then count every class)."""
     if resume_from is not None:
         return keras.models.load_model(resume_from, safe_mode=True, compile=True)
     k = config.model.num_classes
     model = build_unet(config)
     model.compile(
         optimizer=_optimizer(config),
-        loss=unet_metrics.make_loss(config.train.loss, k, weights),
-        metrics=unet_metrics.segmentation_metrics(k, per_class=k > 2),
+        loss=unet_metrics.make_loss(config.train.loss, k, weights, first_scored),
+        metrics=unet_metrics.segmentation_metrics(k, per_class=k > 2, first_scored=first_scored),
     )
     return model
 
@@ -273,12 +277,13 @@ class _Inputs:
 
 def _fit(run_dir: Path, data: Path, config: Config, resume: bool, status: StatusWriter,
          extra_callbacks: Sequence[keras.callbacks.Callback] = (), test_split: float = 0.0,
-         stacks: str | None = None, task_given: bool = True, masks: str | None = None) -> tuple[str, str]:
+         stacks: str | None = None, task_given: bool = True, masks: str | None = None,
+         values: ValueChoices | None = None) -> tuple[str, str]:
     """Fit and return (final state, message), in four steps: prepare, inputs, callbacks, outcome.
 
     Raises UserError for things the user can fix.
     """
-    prepared = _prepare(run_dir, data, config, resume, status, test_split, stacks, task_given, masks)
+    prepared = _prepare(run_dir, data, config, resume, status, test_split, stacks, task_given, masks, values)
     config, done = prepared.config, prepared.done
     if done >= config.train.epochs:
         return runs.COMPLETED, f"already trained for {done} epochs; raise the number of epochs to continue"
@@ -286,7 +291,8 @@ def _fit(run_dir: Path, data: Path, config: Config, resume: bool, status: Status
 
     status.write(message="building the model")
     with strategy().scope():
-        model = build_model(config, inputs.weights, run_dir / runs.LAST_MODEL if resume else None)
+        first = 1 if config.data.task == task.INSTANCES or inputs.dataset.background == 0 else 0
+        model = build_model(config, inputs.weights, run_dir / runs.LAST_MODEL if resume else None, first)
         if prepared.source is not None:
             _initialise(model, prepared.source, config, run_dir, status)
     callbacks, recorder, early = _callbacks(run_dir, prepared, inputs, status, extra_callbacks)
@@ -299,7 +305,8 @@ def _fit(run_dir: Path, data: Path, config: Config, resume: bool, status: Status
 
 
 def _prepare(run_dir: Path, data: Path, config: Config, resume: bool, status: StatusWriter, test_split: float,
-             stacks: str | None, task_given: bool, masks: str | None = None) -> _Prepared:
+             stacks: str | None, task_given: bool, masks: str | None = None,
+             values: ValueChoices | None = None) -> _Prepared:
     """Step 1: read the data, fit the config to it, split, and record config, data and versions in the run."""
     run = runs.Run(run_dir)
     history = run.read_history() if resume else []
@@ -312,7 +319,7 @@ def _prepare(run_dir: Path, data: Path, config: Config, resume: bool, status: St
         (run_dir / finetune.INIT_FROM).unlink(missing_ok=True)  # a new training in an old folder: not fine-tuned
 
     status.write(state=runs.RUNNING, message="reading the dataset")
-    dataset = load_data(data, run_dir, reuse=resume, stacks=stacks, masks=masks)
+    dataset = load_data(data, run_dir, reuse=resume, stacks=stacks, masks=masks, values=values)
     if test_split and not resume:
         held_out = dataset.set_test_split(test_split, seed=config.train.seed)
         log.info("test set: %d images set aside (%s)", len(held_out), ", ".join(held_out[:10]))
@@ -432,7 +439,7 @@ def _plain_error(exc: BaseException) -> str:
 
 def train(run_dir: Path, data: Path, config: Config, resume: bool = False,
           callbacks: Sequence[keras.callbacks.Callback] = (), test_split: float = 0.0, stacks: str | None = None,
-          task_given: bool = True, masks: str | None = None) -> int:
+          task_given: bool = True, masks: str | None = None, values: ValueChoices | None = None) -> int:
     """Train one run to the end (or a stop) and return the process exit code: 0, 1 (crash) or 2 (user error).
 
     Args:
@@ -446,6 +453,8 @@ def train(run_dir: Path, data: Path, config: Config, resume: bool = False,
         stacks: how a raw source's TIFF stacks become 2D images (`unet.stacks`); None: automatic.
         masks: whether a raw source's gray masks are object ids ("ids") or classes ("classes"); None or "auto":
             decided over the whole dataset (`unet.masks.MaskReading`).
+        values: a raw source's background and "not labelled" values (`unet.dataset.ValueChoices`); None: the
+            background is value 0 when it is the most common value, and no value is "not labelled" but VOC's 255.
         task_given: False when nobody chose `config.data.task`: the dataset's default task is used (separating
             touching objects for instance label masks, `unet.task.default_task`).
     """
@@ -472,7 +481,7 @@ def train(run_dir: Path, data: Path, config: Config, resume: bool = False,
                 state, message = runs.STOPPED, "stopped while waiting for another run"
             else:
                 state, message = _fit(run_dir, data, config, resume, status, callbacks, test_split, stacks,
-                                      task_given, masks)
+                                      task_given, masks, values)
                 if state in (runs.COMPLETED, runs.STOPPED):
                     message = _score_held_back(run_dir, status, message)
         status.write(state=state, message=message, ended=runs.now_iso(), force=True)
