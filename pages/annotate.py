@@ -150,7 +150,7 @@ with model_column:
 image_path = dataset.image_path(stem)
 with user_errors("showing the image"):
     picture = view.cached_picture(str(image_path), image_path.stat().st_mtime, low, high, dataset)
-    classes = [(c.name, tuple(int(v) for v in c.color)) for c in dataset.classes]
+    classes = view.canvas_classes(dataset)
     key = view.key_of(dataset, stem)
     edit = mask_canvas(picture, view.drawing_of(dataset, stem), classes, image_id="/".join(key),
                        mask_version=view.mask_version(dataset, stem), instances=dataset.instances,
@@ -168,10 +168,22 @@ with user_errors("showing the image"):
             st.rerun()
 if st.session_state.get(view.SAVED):
     st.caption(st.session_state[view.SAVED])
-unpainted = dataset.classes[0].name
-st.caption(
-    f"Unpainted pixels count as **{unpainted}**. Brush, eraser and lasso fill are in the canvas's toolbar; the "
-    "wheel zooms, the middle button or Space+drag pans, Ctrl+Z undoes."
-    + (" **New object** starts the next object (its own id)." if dataset.instances else ""))
+tools = ("Brush, eraser and lasso fill are in the canvas's toolbar; the wheel zooms, the middle button or "
+         "Space+drag pans, Ctrl+Z undoes.")
+if dataset.instances:
+    st.caption(f"Unpainted pixels are background. {tools} **New object** starts the next object (its own id).")
+else:
+    st.caption("Unpainted pixels are **not labelled**: training learns only from what you paint, so a few strokes "
+               "of each class, **background included**, are enough to start; the eraser un-labels. " + tools)
+    if dataset.background == 0 and st.button(
+            f"Fill the rest as {dataset.classes[0].name}", icon=":material/format_color_fill:",
+            help=f"Paints every pixel of this image you have not painted as '{dataset.classes[0].name}' (one step "
+                 "you can undo). Only when you mean it: an unpainted pixel teaches nothing, a filled one teaches "
+                 "'background'."):
+        with user_errors("filling the rest"):
+            filled = annotation.fill_rest_as_background(dataset, view.drawing_of(dataset, stem))
+            dataset = view.save(dataset, stem, filled)
+            view.reload_canvas(dataset, stem)
+            st.rerun()
 done = annotation.annotation_progress(dataset)
 progress_line.progress(done.labelled / max(done.total, 1), text=done.words())

@@ -38,7 +38,8 @@ def _recount(dataset: Dataset) -> list[int]:
     """Class pixels counted from the mask files themselves (not from dataset.json)."""
     counts = np.zeros(dataset.num_classes, np.int64)
     for file in (dataset.root / "masks").glob("*.png"):
-        counts += np.bincount(cv2.imread(str(file), cv2.IMREAD_UNCHANGED).ravel(), minlength=dataset.num_classes)
+        counts += np.bincount(cv2.imread(str(file), cv2.IMREAD_UNCHANGED).ravel(),
+                              minlength=dataset.num_classes)[: dataset.num_classes]  # 255, not labelled, left out
     return counts.tolist()
 
 
@@ -64,18 +65,35 @@ def test_16_bit_images_are_kept_16_bit_with_the_percentile_rule(tmp_path):
 def test_the_first_drawing_makes_a_new_version_and_keeps_the_upload(tmp_path):
     dataset, _ = annotation.new_image_dataset(_images(tmp_path / "raw"), "plates", tmp_path / "ws")
     drawing = np.zeros((48, 56), np.uint16)
-    drawing[10:20, 5:30] = 1
+    drawing[10:20, 5:30] = 2  # class 1 ('cell'): the canvas draws class k as k + 1, and 0 is not labelled
     saved = annotation.save_annotation(dataset, "cell2", drawing, tmp_path / "runs")
     assert saved.forked_from == "plates" and saved.dataset.name == "plates-v2" and saved.dataset.version == 2
     assert Dataset.load(dataset.root).stems == []  # the upload is untouched
     version = saved.dataset
     assert version.stems == ["cell2"] and "cell2" not in version.unlabelled
     stored = cv2.imread(str(version.root / "masks" / "cell2.png"), cv2.IMREAD_UNCHANGED)
-    assert np.array_equal(stored, drawing.astype(np.uint8))
+    assert np.array_equal(stored, np.where(drawing == 0, 255, drawing.astype(np.int32) - 1))  # unpainted: 255
     assert np.array_equal(annotation.read_annotation(version, "cell2"), drawing)
-    assert [c.pixels for c in version.classes] == _recount(version) == [48 * 56 - 250, 250]
+    assert [c.pixels for c in version.classes] == _recount(version) == [0, 250]  # only what was painted
     again = annotation.save_annotation(version, "cell4", drawing, tmp_path / "runs")
     assert again.forked_from is None and again.dataset.root == version.root  # a draft takes the next drawings
+
+
+def test_a_few_strokes_label_only_what_they_paint_and_filling_the_rest_is_explicit(tmp_path):
+    dataset, _ = annotation.new_image_dataset(_images(tmp_path / "raw"), "plates", tmp_path / "ws",
+                                              classes=["background", "cell", "membrane"])
+    strokes = np.zeros((48, 56), np.uint16)
+    strokes[5, 5:20], strokes[30, 10:40], strokes[40:42, 2:8] = 1, 2, 3  # background, cell, membrane
+    version = annotation.save_annotation(dataset, "cell0", strokes, tmp_path / "runs").dataset
+    stored = version.read_mask("cell0")
+    assert (stored == 255).sum() == 48 * 56 - 15 - 30 - 12  # everything unpainted is "not labelled"
+    assert [c.pixels for c in version.classes] == _recount(version) == [15, 30, 12]
+    assert "labelled pixels: background 15" in annotation.annotation_progress(version).words()
+    filled = annotation.fill_rest_as_background(version, annotation.read_annotation(version, "cell0"))
+    version = annotation.save_annotation(version, "cell0", filled, tmp_path / "runs").dataset
+    assert [c.pixels for c in version.classes] == [48 * 56 - 42, 30, 12] and (version.read_mask("cell0") < 3).all()
+    sure = Prediction(np.eye(3, dtype=np.float32)[np.zeros((48, 56), int)], 3)  # the model says background
+    assert (annotation.predicted_annotation(sure, version) == 1).all()  # painted as background, not unlabelled
 
 
 def test_a_version_a_run_trained_on_is_kept_and_the_next_drawing_makes_another(tmp_path):
@@ -128,8 +146,8 @@ def test_a_labelled_dataset_is_corrected_in_a_new_version_with_counts_that_match
 
 def test_drawings_that_do_not_fit_are_refused(tmp_path):
     dataset, _ = annotation.new_image_dataset(_images(tmp_path / "raw"), "plates", tmp_path / "ws")
-    with pytest.raises(UserError, match="class 5"):
-        annotation.save_annotation(dataset, "cell0", np.full((48, 56), 5, np.uint16), tmp_path / "runs")
+    with pytest.raises(UserError, match="class 5"):  # the canvas's 6 is class 5 (0 is not labelled)
+        annotation.save_annotation(dataset, "cell0", np.full((48, 56), 6, np.uint16), tmp_path / "runs")
     with pytest.raises(UserError, match="56x48"):
         annotation.save_annotation(dataset, "cell0", np.zeros((10, 10), np.uint16), tmp_path / "runs")
     with pytest.raises(UserError, match="no image"):

@@ -9,8 +9,11 @@ dataset (docs/CONTRACTS.md) with three more keys in dataset.json: `version`, `pa
 and `draft` (true while no run has used it), plus `annotated` (the images drawn in the browser).
 
 Images without masks live in `unlabelled/`; an image moves to `images/` when its first mask is saved, so every
-other module keeps seeing `images/` + `masks/` pairs only. An unpainted pixel is class 0 ("background"), as in
-Cellpose's and ilastik's drawings turned into masks.
+other module keeps seeing `images/` + `masks/` pairs only. An unpainted pixel is "not labelled" (255 in the stored
+mask, unet.classmap.IGNORE_INDEX), as in ilastik's strokes: training learns from painted pixels only (partial
+cross-entropy, Dice over labelled pixels), so a few strokes of each class, background included, train a model.
+"Fill the rest as background" (`fill_rest_as_background`) is there for users who mean it. For datasets of
+objects an unpainted pixel stays background (ids need whole objects).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import numpy as np
 from unet import atomic
 from unet import images as image_io
 from unet import stacks as stacks_module
+from unet.classmap import IGNORE_INDEX as NOT_LABELLED
 from unet.config import Task
 from unet.dataset import DATASET_FILE, UNLABELLED, Dataset, NameTaken, free_name, image_suffix, stored_pixels
 from unet.errors import UserError
@@ -489,25 +493,54 @@ def _locked(dataset: Dataset) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def to_drawing(dataset: Dataset, stored: np.ndarray) -> np.ndarray:
+    """A stored class mask as the canvas draws it: 0 "not labelled", class k as k + 1 (object ids as they are).
+
+    Why the shift: an unpainted pixel is not a statement about its class (as in ilastik's strokes), so the
+    canvas's 0, what the eraser leaves, must differ from "background", which the user paints like any class.
+    """
+    if dataset.instances:
+        return stored.astype(np.uint16)
+    drawing = stored.astype(np.uint16) + 1
+    drawing[stored == NOT_LABELLED] = 0
+    return drawing
+
+
+def from_drawing(dataset: Dataset, drawing: np.ndarray) -> np.ndarray:
+    """The stored class mask of a canvas drawing (`to_drawing` undone): unpainted pixels become "not labelled"
+    (255), left out of the loss and every score."""
+    top = int(drawing.max(initial=0))
+    if top > dataset.num_classes:
+        raise UserError(f"the drawing uses class {top - 1} but the dataset has {dataset.num_classes} classes")
+    stored = (drawing.astype(np.int32) - 1).astype(np.uint8)
+    stored[drawing == 0] = NOT_LABELLED
+    return stored
+
+
+def fill_rest_as_background(dataset: Dataset, drawing: np.ndarray) -> np.ndarray:
+    """The drawing with every unpainted pixel painted as the background (class 0): for users who mean it."""
+    if dataset.instances or dataset.background != 0:
+        raise UserError(f"'{dataset.name}' has no background class to fill with")
+    return np.where(drawing == 0, 1, drawing).astype(np.uint16)
+
+
 def read_annotation(dataset: Dataset, stem: str) -> np.ndarray:
-    """uint16 [H, W]: the class indices (or object ids, for a dataset of objects) drawn so far; zeros if none."""
+    """uint16 [H, W] as the canvas draws it (`to_drawing`): 0 not labelled, class k as k + 1; object ids for a
+    dataset of objects; zeros when nothing is drawn."""
     if dataset.instances and (dataset.root / "instances" / f"{stem}.png").exists():
         return image_io.read_image(dataset.root / "instances" / f"{stem}.png").astype(np.uint16)
     mask_path = dataset.root / "masks" / f"{stem}.png"
     if stem in dataset.stems and mask_path.exists():
-        return image_io.read_image(mask_path).astype(np.uint16)
+        return to_drawing(dataset, image_io.read_image(mask_path))
     height, width = image_io.image_size(dataset.image_path(stem))
     return np.zeros((height, width), np.uint16)
 
 
 def _class_indices(dataset: Dataset, mask: np.ndarray) -> np.ndarray:
-    """The class mask a drawing gives: the drawing itself, or for objects their union as class 1."""
+    """The stored class mask a drawing gives (`from_drawing`), or for objects their union as class 1."""
     if dataset.instances:
         return (mask > 0).astype(np.uint8)
-    top = int(mask.max(initial=0))
-    if top >= dataset.num_classes:
-        raise UserError(f"the drawing uses class {top} but the dataset has {dataset.num_classes} classes")
-    return mask.astype(np.uint8)
+    return from_drawing(dataset, mask)
 
 
 @dataclass(frozen=True)
@@ -568,7 +601,7 @@ def save_annotation(dataset: Dataset, stem: str, mask: np.ndarray, runs_root: Pa
 def _unlabel(dataset: Dataset, stem: str, info: dict, old: np.ndarray | None) -> None:
     """Put an image back among those without a mask (its drawing was emptied)."""
     if old is not None:
-        _count_pixels(info, _class_indices(dataset, old), None, dataset)
+        _count_pixels(info, old, None, dataset)
         for folder in ("masks", "instances"):
             (dataset.root / folder / f"{stem}.png").unlink(missing_ok=True)
         (dataset.root / UNLABELLED).mkdir(exist_ok=True)
@@ -621,7 +654,8 @@ class AnnotationProgress:
         share = ""
         pixels = sum(self.class_pixels.values())
         if pixels:
-            share = "; " + ", ".join(f"{name} {100 * n / pixels:.0f}%" for name, n in self.class_pixels.items())
+            share = "; labelled pixels: " + ", ".join(f"{name} {n:,} ({100 * n / pixels:.0f}%)"
+                                                      for name, n in self.class_pixels.items())
         objects = f", {self.objects} objects" if self.objects is not None else ""
         return f"{self.labelled} of {self.total} images have a mask{objects}{share}"
 
@@ -678,8 +712,9 @@ def check_run_fits(predictor: Predictor, dataset: Dataset) -> str | None:
 
 def predicted_annotation(prediction: Prediction, dataset: Dataset, threshold: float = 0.5,
                          min_size: int = 0) -> np.ndarray:
-    """A drawing to start from: the prediction's classes, or for a dataset of objects one id per object."""
+    """A drawing to start from: the prediction's classes (every pixel labelled, as the canvas draws them), or for
+    a dataset of objects one id per object."""
     if dataset.instances:
         labels = prediction.labels(threshold, min_size)
         return np.minimum(labels, np.iinfo(np.uint16).max).astype(np.uint16)
-    return prediction.mask(threshold, min_size).astype(np.uint16)
+    return prediction.mask(threshold, min_size).astype(np.uint16) + 1

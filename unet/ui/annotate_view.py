@@ -29,6 +29,7 @@ VERSIONS = "annotate_mask_versions"  # {(lineage, stem): n}, raised when the pag
 ORDER = "annotate_uncertain"  # (lineage, run id, [(stem, uncertainty)])
 SAVED = "annotate_saved"  # the last save, in words
 LEFT_OUT = "annotate_left_out"  # how an upload was split and what it left out, in words: shown once under the picker
+BACKGROUND_ON_CANVAS = (70, 110, 220)  # a painted background shows in blue where its own colour is black
 JUMP = "annotate_jump"  # an image to show on the next run (the picker cannot change once drawn)
 
 
@@ -86,10 +87,26 @@ def mask_version(dataset: Dataset, stem: str) -> int:
     return st.session_state.setdefault(VERSIONS, {}).get(key_of(dataset, stem), 0)
 
 
+def canvas_classes(dataset: Dataset) -> list[tuple[str, tuple[int, int, int]]]:
+    """The canvas's classes: index 0 is what the eraser leaves ("not labelled", or the background of objects),
+    then every class with a button, background included (in a visible colour when its own is black)."""
+    classes = [(c.name, tuple(int(v) for v in c.color)) for c in dataset.classes]
+    if dataset.instances:
+        return classes
+    shown = [(name, colour if sum(colour) > 60 else BACKGROUND_ON_CANVAS) for name, colour in classes]
+    return [("not labelled", (0, 0, 0)), *shown]
+
+
 def drawing_of(dataset: Dataset, stem: str) -> np.ndarray:
     """What the canvas starts from: a prediction waiting to be corrected, else what is saved."""
     pending = st.session_state.get(PENDING, {}).get(key_of(dataset, stem))
     return pending if pending is not None else annotation.read_annotation(dataset, stem)
+
+
+def reload_canvas(dataset: Dataset, stem: str) -> None:
+    """Make the canvas load the saved drawing again (as one step the user can undo)."""
+    versions = st.session_state.setdefault(VERSIONS, {})
+    versions[key_of(dataset, stem)] = versions.get(key_of(dataset, stem), 0) + 1
 
 
 def replace_drawing(dataset: Dataset, stem: str, drawing: np.ndarray) -> None:
