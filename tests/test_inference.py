@@ -428,3 +428,53 @@ def test_a_mosaic_of_four_images_is_segmented_like_each_image_alone(runs_root):
     assert min(scaled) >= 0.95, scaled
     predictor.train_scale = None  # the old behaviour: every image stretched to the 32x32 input
     assert max(quarter_dice(predictor)) < 0.95  # measured 0.72-0.86: the quarters lose detail
+
+
+def _reference_tiles(predict, image: np.ndarray, multiple: int, tile: int, overlap: int) -> np.ndarray:
+    """Blended tiles as predict_tiles computed them before issue #24: the image padded whole, a weight image."""
+    grid = tiling.TileGrid(image.shape[0], image.shape[1], multiple, tile, overlap)
+    pad = [(0, grid.padded[0] - image.shape[0]), (0, grid.padded[1] - image.shape[1])] + [(0, 0)] * (image.ndim - 2)
+    padded = np.pad(image, pad, mode="symmetric")
+    th, tw = grid.tile
+    total, weight = None, np.zeros(grid.padded, np.float32)
+    for top, left in grid.corners():
+        p = predict(padded[None, top : top + th, left : left + tw])[0]
+        total = np.zeros((*grid.padded, p.shape[-1]), np.float32) if total is None else total
+        total[top : top + th, left : left + tw] += p * grid.weights(top, left)[:, :, None]
+        weight[top : top + th, left : left + tw] += grid.weights(top, left)
+    return total[: image.shape[0], : image.shape[1]] / weight[: image.shape[0], : image.shape[1], None]
+
+
+@pytest.mark.parametrize("shape", [(200, 300, 1), (131, 517, 2), (64, 64, 1)])
+def test_tiles_blend_as_before_without_a_padded_copy_or_a_weight_image(shape):
+    def predict(tiles: np.ndarray) -> np.ndarray:  # position-dependent, so a misplaced tile shows
+        rows = np.arange(tiles.shape[1])[None, :, None, None]
+        return np.concatenate([tiles * 0.5 + rows / 1000, tiles[..., :1] ** 2], axis=-1).astype(np.float32)
+
+    image = noise(*shape, seed=4).astype(np.float32) / 255
+    calls = []
+    found = tiling.predict_tiles(predict, image, 4, tile=96, overlap=32, batch=3,
+                                 progress=lambda done, total: calls.append((done, total)))
+    np.testing.assert_allclose(found, _reference_tiles(predict, image, 4, 96, 32), rtol=1e-5, atol=1e-6)
+    grid = tiling.TileGrid(shape[0], shape[1], 4, 96, 32)
+    assert calls[-1] == (len(grid), len(grid)) and len(calls) == -(-len(grid) // 3)
+
+
+def test_mirrored_tiles_match_numpys_symmetric_padding_for_any_width():
+    image = np.arange(5 * 3).reshape(5, 3)
+    padded = np.pad(image, [(0, 14), (0, 9)], mode="symmetric")
+    assert np.array_equal(tiling.window(image, 0, 0, 19, 12), padded)
+    assert np.array_equal(tiling.window(image, 2, 1, 10, 7), padded[2:12, 1:8])
+
+
+def test_an_instance_prediction_reports_its_progress_and_keeps_two_maps(runs_root, monkeypatch):
+    from dataclasses import replace
+
+    three = Predictor.from_run(make_run(runs_root, "three-classes", channels=1, num_classes=3))
+    objects = replace(three, task="instances", num_classes=2, tile=64, overlap=16)
+    monkeypatch.setattr(tiling, "WHOLE_IMAGE_PIXELS", 10_000)
+    seen = []
+    prediction = objects.predict(noise(300, 200), progress=lambda done, total: seen.append((done, total)))
+    assert prediction.separates_objects and prediction.probabilities.shape == (300, 200, 1)
+    assert prediction.interior.shape == (300, 200)
+    assert seen[-1] == (1, 1) and len(seen) > 2, "every batch of tiles, then done"

@@ -48,6 +48,7 @@ from unet.instances import (
     labels_from_probabilities,
     object_table,
     objects_of_mask,
+    renumber,
     table_csv,
 )
 from unet.intensity import FIXED, Intensity
@@ -57,8 +58,8 @@ from unet.task import INSTANCES, SEMANTIC
 
 log = logging.getLogger("unet.inference")
 
-__all__ = ["Prediction", "Predictor", "label_file_pixels", "load_model_file", "load_predictor", "measurements_csv",
-           "predict_folder", "prepare_image", "zip_results"]
+__all__ = ["Prediction", "Predictor", "check_memory", "label_file_pixels", "load_model_file", "load_predictor",
+           "measurements_csv", "predict_folder", "prepare_image", "zip_results"]
 
 MODEL_SUFFIX = ".keras"
 OBJECTS_CSV = "objects.csv"  # `predict` writes it beside the masks
@@ -277,19 +278,18 @@ class Prediction:
         return self.interior is not None
 
     def labels(self, threshold: float = 0.5, min_size: int = 0) -> np.ndarray:
-        """int32 [H, W], one id per object (0 = background).
+        """int32 [H, W], one id per object (0 = background), ids 1..n: the largest id is the object count.
 
         Instance-task runs: seeds where the interior is likely, grown by a watershed over the foreground
         (probability over `threshold`), so touching objects keep apart (`unet.instances.labels_from_probabilities`).
         Any other binary run: the foreground's connected regions, where touching objects are one.
         """
-        from skimage.measure import label
+        from scipy import ndimage
 
-        foreground = self.probabilities[..., 0].astype(np.float32) >= threshold if self.binary else \
-            self.mask(threshold) > 0
+        foreground = self.probabilities[..., 0] >= threshold if self.binary else self.mask(threshold) > 0
         if self.interior is None:
-            labels = label(foreground, connectivity=1).astype(np.int32)
-            return drop_small_objects(labels, min_size)
+            labels, _ = ndimage.label(foreground, structure=ndimage.generate_binary_structure(2, 1))
+            return renumber(drop_small_objects(labels.astype(np.int32, copy=False), min_size))
         return labels_from_probabilities(foreground, self.interior, min_size=min_size)
 
 
@@ -407,6 +407,8 @@ class Predictor:
         out = self._forward(x) if traced else self.model(x, training=False)
         if self.scores_out:
             out = tf.sigmoid(out) if out.shape[-1] == 1 else tf.nn.softmax(out, axis=-1)
+        if self.task == INSTANCES:  # background and interior make the prediction; the boundary is the rest
+            out = out[..., :2]
         return out.numpy().astype(np.float32, copy=False)
 
     def _predict_raw(self, images: np.ndarray) -> np.ndarray:
@@ -426,8 +428,10 @@ class Predictor:
         unit, _ = prepare_image(image, self.channels, self.rule, self.source_bits)
         return image_io.display_rgb(unit)
 
-    def predict(self, image: np.ndarray) -> Prediction:
+    def predict(self, image: np.ndarray, progress: tiling.Progress | None = None) -> Prediction:
         """Probabilities for one image: [H, W] or [H, W, C], uint8/uint16/float32 (RGBA: alpha ignored).
+
+        `progress(done, total)` hears of every batch of tiles, and (1, 1) at the end.
 
         Raises:
             UserError: an empty, too small or too large image, one that is not a picture, or one whose channels
@@ -436,40 +440,49 @@ class Predictor:
         pixels, notes = prepare_image(image, self.channels, self.rule, self.source_bits)
         height, width = pixels.shape[:2]
         if self.resize_to and self.train_scale:
-            probs = self._predict_at_training_scale(pixels, notes)
+            probs = self._predict_at_training_scale(pixels, notes, progress)
         elif self.resize_to:
             probs = self._predict_resized(pixels, height, width)
             size = f"{self.resize_to}x{self.resize_to}"
             notes.append(f"resized to {size}, the size the model was trained at; mask resized back")
         else:
-            probs = self._predict_full(pixels, notes)
-        if self.task == INSTANCES:  # background / interior / boundary -> the foreground, plus the interior
-            foreground = (1.0 - probs[..., :1].astype(np.float32)).astype(BINARY_DTYPE)
-            return Prediction(foreground, self.num_classes, tuple(notes),
-                              interior=probs[..., 1].astype(MULTI_CLASS_DTYPE))
+            probs = self._predict_full(pixels, notes, progress)
+        del pixels
+        if progress is not None:  # done (an image predicted whole, or resized to the input, has no tiles to count)
+            progress(1, 1)
+        if self.task == INSTANCES:  # background / interior -> the foreground, plus the interior
+            foreground = np.subtract(1.0, probs[..., :1], dtype=BINARY_DTYPE)
+            interior = probs[..., 1].astype(MULTI_CLASS_DTYPE)
+            del probs
+            return Prediction(foreground, self.num_classes, tuple(notes), interior=interior)
         dtype = BINARY_DTYPE if probs.shape[-1] == 1 else MULTI_CLASS_DTYPE
         return Prediction(probs.astype(dtype, copy=False), self.num_classes, tuple(notes))
 
-    def _predict_full(self, pixels: np.ndarray, notes: list[str]) -> np.ndarray:
+    def _predict_full(self, pixels: np.ndarray, notes: list[str], progress: tiling.Progress | None = None
+                      ) -> np.ndarray:
         """Probabilities at the image's own size: whole, or in overlapping tiles when it is large."""
         height, width = pixels.shape[:2]
         if tiling.should_tile(height, width, self.full_resolution_width):
             grid = tiling.TileGrid(height, width, self.multiple, self.tile, self.overlap)
             notes.append(f"predicted in {len(grid)} overlapping tiles of {grid.tile[1]}x{grid.tile[0]} pixels")
             return tiling.predict_tiles(self._predict_tiles, pixels, self.multiple, self.tile, self.overlap,
-                                        self.tile_batch)
+                                        self.tile_batch, progress)
         return tiling.predict_whole(self._predict_raw, pixels, self.multiple)
 
-    def _predict_at_training_scale(self, pixels: np.ndarray, notes: list[str]) -> np.ndarray:
-        """Scale by the training factor (antialiased bilinear, as training resized), predict, scale back."""
+    def _predict_at_training_scale(self, pixels: np.ndarray, notes: list[str],
+                                   progress: tiling.Progress | None = None) -> np.ndarray:
+        """Scale by the training factor (antialiased bilinear, as training resized), predict, scale back; at a
+        factor that keeps the size (training images already the input size), predict as it is."""
         height, width = pixels.shape[:2]
         sy, sx = self.train_scale or (1.0, 1.0)
         scaled_h, scaled_w = max(self.multiple, round(height * sy)), max(self.multiple, round(width * sx))
-        resized = tf.image.resize(pixels, [scaled_h, scaled_w], method="bilinear", antialias=True).numpy()
-        if self.rule.is_eight_bit:  # as training: 8-bit images resized, overshoot clipped back into 0..255's range
-            resized = np.clip(resized, 0.0, 1.0)
-        notes.append(f"scaled by {sx:.3g} x {sy:.3g} to {scaled_w}x{scaled_h}, the scale the model was trained "
-                     "at; mask scaled back")
+        same = (scaled_h, scaled_w) == (height, width)
+        if not same:
+            resized = tf.image.resize(pixels, [scaled_h, scaled_w], method="bilinear", antialias=True).numpy()
+            if self.rule.is_eight_bit:  # as training: 8-bit images resized, overshoot clipped into 0..255's range
+                resized = np.clip(resized, 0.0, 1.0)
+            notes.append(f"scaled by {sx:.3g} x {sy:.3g} to {scaled_w}x{scaled_h}, the scale the model was trained "
+                         "at; mask scaled back")
         if self.train_size:
             th, tw = self.train_size
             ratio = max(height / th, width / tw, th / height, tw / width)
@@ -477,7 +490,10 @@ class Predictor:
                 notes.append(f"this image is {width}x{height} and the training images were {tw}x{th}: it was "
                              "scaled by the same factor, so objects keep the size training saw; if its objects "
                              "are not the same size in pixels, the result may suffer")
-        probs = self._predict_full(resized, notes)
+        if same:
+            return self._predict_full(pixels, notes, progress)
+        probs = self._predict_full(resized, notes, progress)
+        del resized
         out = np.empty((height, width, probs.shape[-1]), np.float32)
         for k in range(probs.shape[-1]):  # one channel at a time: OpenCV caps the channel count
             out[:, :, k] = cv2.resize(probs[:, :, k], (width, height), interpolation=cv2.INTER_LINEAR)
@@ -569,6 +585,62 @@ def prepare_image(image: np.ndarray, channels: int, rule: Intensity | None = Non
     return unit, notes
 
 
+# Working memory of one image's prediction, in bytes per pixel of the image, measured in the app's server on a
+# 6000x4000 noise image (issue #24): the image, its network-scale copy, the tile accumulators, the prediction kept
+# for the sliders, and for runs that separate objects the watershed's seeds, patches and ids. Per class output
+# (semantic runs) the accumulator and the kept probabilities add 6 bytes.
+OBJECT_BYTES_PER_PIXEL = 40
+CLASS_BYTES_PER_PIXEL = 12
+BYTES_PER_OUTPUT = 6
+MEMORY_RESERVE = 512 * 1024**2  # left for everything else the server does
+
+
+def memory_available() -> int | None:
+    """Bytes this machine can still give out without swapping (Linux's MemAvailable); None where unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as info:
+            for line in info:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def working_bytes(predictor: Predictor, height: int, width: int) -> int:
+    """About how much memory predicting (and separating the objects of) a `height` x `width` image takes."""
+    if predictor.task == INSTANCES:
+        return OBJECT_BYTES_PER_PIXEL * height * width
+    outputs = 1 if predictor.num_classes == 2 else predictor.num_classes
+    return (CLASS_BYTES_PER_PIXEL + BYTES_PER_OUTPUT * outputs) * height * width
+
+
+def check_memory(predictor: Predictor, name: str, shape: tuple[int, int], available: int | None = None) -> None:
+    """Refuse, before any work, an image this machine cannot predict now, naming its size and the largest it can.
+
+    Raises:
+        UserError: the image needs more memory than is free (`available`, default: what the machine says).
+    """
+    from unet.units import bytes_text
+
+    height, width = shape
+    free = memory_available() if available is None else available
+    if free is None:
+        return
+    usable = max(free - MEMORY_RESERVE, 0)
+    needed = working_bytes(predictor, height, width)
+    if needed <= usable:
+        return
+    per_pixel = needed / (height * width)
+    largest = usable / per_pixel / 1e6
+    what = "separating its objects" if predictor.task == INSTANCES else "predicting it"
+    raise UserError(
+        f"'{name}' is {width}x{height} pixels ({height * width / 1e6:.0f} megapixels): {what} needs about "
+        f"{bytes_text(needed)} of memory and this server has {bytes_text(usable)} to spare now, enough for about "
+        f"{largest:.0f} megapixels. Crop it into parts or scale it down below that, and upload those."
+    )
+
+
 def _legacy_to_8_bit(pixels: np.ndarray, source_bits: int | None, notes: list[str]) -> tuple[np.ndarray, int | None]:
     """A deeper image for an 8-bit model: scaled by the run's recorded depth (or its own), as such runs trained."""
     depth = source_bits if source_bits and source_bits > 8 and pixels.dtype.kind in "ui" else None
@@ -629,7 +701,8 @@ def predict_folder(
     as a palette PNG that viewers show in the class colours), so a folder of predictions can be used as masks
     again; `class_indices` writes the class numbers 0..K-1 instead. `labels` writes instead one id per object
     (0 = background): the default for instance-task runs (touching objects separated), available for any binary
-    run (its connected regions); 8-bit PNG up to 255 objects, 16-bit past that (every viewer and Fiji read both).
+    run (its connected regions); 8-bit PNG up to 255 objects, 16-bit up to 65535, a 32-bit STEM.tif past that
+    (Fiji, napari and every viewer read them).
     `objects.csv` beside them has one row per object of every image (area, centroid, box, perimeter,
     eccentricity, mean intensity per channel). Unreadable images and files that are not images are passed to
     `report(file name, problem)` and skipped. Returns the masks written.
@@ -672,6 +745,9 @@ def predict_folder(
                 if len(masks) > 1:  # a stack: one mask plane per image plane, as a TIFF stack (Fiji opens it)
                     target = target.with_suffix(".tif")
                     image_io.write_stack(target, np.stack([pixels for pixels, _ in masks]))
+                elif masks[0][0].dtype == np.uint32:  # more than 65535 objects: past what a PNG holds
+                    target = target.with_suffix(".tif")
+                    image_io.write_stored(target, masks[0][0])
                 else:
                     image_io.write_png(target, *masks[0])
                 written.append(target)

@@ -111,9 +111,11 @@ def measure(mask: np.ndarray, class_names: Sequence[str], image: str = "", label
     Objects are a class's connected patches; with `labels` (a run that separates touching objects, one
     foreground class) they are the separated objects, so the table agrees with the picture and the object list.
     """
+    from unet.instances import count_ids
+
     total = max(mask.size, 1)
     pixels = np.bincount(mask.ravel(), minlength=len(class_names))
-    separated = int(np.count_nonzero(np.unique(labels))) if labels is not None else None
+    separated = count_ids(labels) if labels is not None else None
     rows = []
     for k in range(1, len(class_names)):
         objects = separated if separated is not None and k == 1 else count_objects(mask, k) if pixels[k] else 0
@@ -231,10 +233,45 @@ def side_by_side(
     visible: Sequence[int] | None = None,
     max_side: int | None = None,
 ) -> np.ndarray:
-    """image | overlay | mask in one RGB picture, each panel at most `max_side` on its longer side."""
+    """image | overlay | mask in one RGB picture, each panel at most `max_side` on its longer side.
+
+    The image and the mask are shrunk first (the mask by nearest neighbour), so a 6000x4000 image costs a panel's
+    pixels, not the 35 bytes a pixel that tinting it whole would.
+    """
+    image, mask = shrink(image, max_side), shrink_mask(mask, max_side)
     shown = mask if visible is None else np.where(np.isin(mask, list(visible)), mask, 0)
     panels = [to_rgb(image), overlay(image, mask, colors, opacity, contours, visible), colorize(shown, colors)]
-    return np.concatenate([shrink(p, max_side) for p in panels], axis=1)
+    return np.concatenate(panels, axis=1)
+
+
+def shrink_mask(mask: np.ndarray, max_side: int | None) -> np.ndarray:
+    """`mask` (class indices or ids) at `shrink`'s size, by nearest neighbour: no value is invented."""
+    if not max_side or max(mask.shape[:2]) <= max_side:
+        return mask
+    scale = max_side / max(mask.shape[:2])
+    height, width = max(1, round(mask.shape[0] * scale)), max(1, round(mask.shape[1] * scale))
+    rows = np.minimum((np.arange(height) + 0.5) * mask.shape[0] / height, mask.shape[0] - 1).astype(np.intp)
+    cols = np.minimum((np.arange(width) + 0.5) * mask.shape[1] / width, mask.shape[1] - 1).astype(np.intp)
+    return mask[np.ix_(rows, cols)]
+
+
+STRIP_ROWS = 1024  # rows tinted at a time for a download's full-size overlay
+_STRIP_MARGIN = 2  # rows of context each side, so an outline is not drawn where a strip cuts an object
+
+
+def overlay_in_strips(image: np.ndarray, mask: np.ndarray, colors: np.ndarray, opacity: float = 0.5,
+                      contours: bool = False) -> np.ndarray:
+    """`unet.overlay.overlay` of a whole image, tinted a strip of rows at a time: the same picture, in 3 bytes a
+    pixel plus one strip's working memory instead of about 35 bytes a pixel."""
+    height = mask.shape[0]
+    if height <= STRIP_ROWS:
+        return overlay(image, mask, colors, opacity, contours)
+    out = np.empty((*mask.shape[:2], 3), np.uint8)
+    for top in range(0, height, STRIP_ROWS):
+        start, stop = max(0, top - _STRIP_MARGIN), min(height, top + STRIP_ROWS + _STRIP_MARGIN)
+        part = overlay(image[start:stop], mask[start:stop], colors, opacity, contours)
+        out[top : min(top + STRIP_ROWS, height)] = part[top - start : top - start + min(STRIP_ROWS, height - top)]
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -275,30 +312,37 @@ def results_zip(results: Iterable[ImageResult], mask_file: Any, colors: np.ndarr
     """The zip a user downloads: per image the mask file (`mask_file(mask) -> (pixels, palette)`: the training
     masks' own values), the class numbers (class_indices/), the overlay, and the object ids (labels/) when the run
     separates objects; for all images measurements.csv (per class) and objects.csv (per object;
-    `measured(result) -> rows` may supply them already measured)."""
-    from unet.instances import label_file_pixels, object_table, objects_of_mask, table_csv
+    `measured(image name) -> columns or None` may supply tables already measured (`unet.instances.object_columns`,
+    `mask_objects`); the rest are measured here)."""
+    from unet.instances import join_tables, label_file, mask_objects, object_columns, table_csv
 
     items: list[tuple[str, np.ndarray | bytes | str]] = []
     rows: list[dict[str, Any]] = []
-    objects: list[dict[str, Any]] = []
+    objects: list[dict[str, np.ndarray]] = []
     for result in results:
         _, overlaid = result_items(result.stem, result.shown, result.mask, colors, opacity, contours)
         items += [(f"masks/{result.stem}.png", encode_png(*mask_file(result.mask))),
-                  (f"class_indices/{result.stem}.png", encode_png(result.mask.astype(np.uint8))), overlaid]
+                  (f"class_indices/{result.stem}.png", encode_png(result.mask.astype(np.uint8))),
+                  (overlaid[0], encode_png(overlaid[1]))]
+        del overlaid
         rows += measure(result.mask, class_names, image=result.name, labels=result.labels)
-        if result.labels is not None:  # one id per object, 16-bit past 255 objects (Fiji and napari read it)
-            items.append((f"labels/{result.stem}.png", encode_png(label_file_pixels(result.labels))))
-        objects += (measured(result) if measured is not None
-                    else object_table(result.labels, result.image, result.name) if result.labels is not None
-                    else objects_of_mask(result.mask, list(class_names), result.image, name=result.name))
-    return zip_results([*items, ("measurements.csv", measurements_csv(rows)), ("objects.csv", table_csv(objects))])
+        if result.labels is not None:  # one id per object: 16-bit PNG past 255 objects, 32-bit TIFF past 65535
+            data, suffix = label_file(result.labels)
+            items.append((f"labels/{result.stem}{suffix}", data))
+        table = measured(result.name) if measured is not None else None
+        objects.append(table if table is not None
+                       else object_columns(result.labels, result.image, result.name) if result.labels is not None
+                       else mask_objects(result.mask, list(class_names), result.image, name=result.name))
+    return zip_results([*items, ("measurements.csv", measurements_csv(rows)),
+                        ("objects.csv", table_csv(join_tables(objects)))])
 
 
 def result_items(
     stem: str, image: np.ndarray, mask: np.ndarray, colors: np.ndarray, opacity: float = 0.5, contours: bool = False
 ) -> list[tuple[str, np.ndarray]]:
     """The files one image contributes to a download: masks/STEM.png (class indices) and overlays/STEM.png."""
-    return [(f"masks/{stem}.png", mask), (f"overlays/{stem}.png", overlay(image, mask, colors, opacity, contours))]
+    return [(f"masks/{stem}.png", mask),
+            (f"overlays/{stem}.png", overlay_in_strips(image, mask, colors, opacity, contours))]
 
 
 def zip_results(items: Iterable[tuple[str, np.ndarray | bytes | str]]) -> bytes:

@@ -39,12 +39,6 @@ def round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
-def pad_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """`image` ([H, W] or [H, W, C]) mirrored out at the bottom and right to `height` x `width`."""
-    pad = [(0, height - image.shape[0]), (0, width - image.shape[1])] + [(0, 0)] * (image.ndim - 2)
-    return np.pad(image, pad, mode="symmetric") if height > image.shape[0] or width > image.shape[1] else image
-
-
 def should_tile(height: int, width: int, full_resolution_width: int) -> bool:
     """Whether an image is too large to predict whole with a model this wide at full resolution."""
     budget = WHOLE_IMAGE_PIXELS * REFERENCE_WIDTH / max(full_resolution_width, REFERENCE_WIDTH)
@@ -54,7 +48,7 @@ def should_tile(height: int, width: int, full_resolution_width: int) -> bool:
 def predict_whole(predict: PredictFn, image: np.ndarray, multiple: int) -> np.ndarray:
     """Probabilities [H, W, K] of `image` [H, W, C], padded to a multiple of `multiple` and cropped back."""
     height, width = image.shape[:2]
-    padded = pad_to(image, round_up(height, multiple), round_up(width, multiple))
+    padded = window(image, 0, 0, round_up(height, multiple), round_up(width, multiple))
     return predict(padded[None])[0, :height, :width]
 
 
@@ -102,12 +96,34 @@ class TileGrid:
             for left in self.cols:
                 yield top, left
 
+    def window(self, start: int, length: int, padded: int) -> np.ndarray:
+        """The 1-D blending weights along one axis of a tile starting at `start`."""
+        return ramp_window(length, self.overlap, start > 0, start + length < padded)
+
     def weights(self, top: int, left: int) -> np.ndarray:
         """The [tile_h, tile_w] blending weights of the tile at (top, left)."""
         (th, tw), (ph, pw) = self.tile, self.padded
-        rows = ramp_window(th, self.overlap, top > 0, top + th < ph)
-        cols = ramp_window(tw, self.overlap, left > 0, left + tw < pw)
-        return np.outer(rows, cols)
+        return np.outer(self.window(top, th, ph), self.window(left, tw, pw))
+
+
+def mirrored(index: np.ndarray, length: int) -> np.ndarray:
+    """Indices past either end of an axis of `length` mirrored back, edge pixel included (`d c b a | a b c d`):
+    `np.pad(mode="symmetric")`'s rule, for pads of any width."""
+    period = np.mod(index, 2 * length)
+    return np.where(period < length, period, 2 * length - 1 - period)
+
+
+def window(image: np.ndarray, top: int, left: int, height: int, width: int) -> np.ndarray:
+    """The `height` x `width` part of `image` at (top, left), mirrored where it reaches past the image (past the
+    bottom and right: tiles start inside it), without padding (copying) the whole image first."""
+    if top + height <= image.shape[0] and left + width <= image.shape[1]:
+        return image[top : top + height, left : left + width]
+    rows = mirrored(np.arange(top, top + height), image.shape[0])
+    cols = mirrored(np.arange(left, left + width), image.shape[1])
+    return image[np.ix_(rows, cols)]
+
+
+Progress = Callable[[int, int], None]  # (tiles done, tiles in all)
 
 
 def predict_tiles(
@@ -117,27 +133,38 @@ def predict_tiles(
     tile: int = TILE,
     overlap: int = OVERLAP,
     batch: int = TILE_BATCH,
+    progress: Progress | None = None,
 ) -> np.ndarray:
     """Probabilities [H, W, K] float32 of `image` [H, W, C], from blended overlapping tiles.
 
-    Memory: the padded input, two float32 accumulators of the image's size (K + 1 values per pixel) and the
-    activations of `batch` tiles; never the whole image's activations.
+    Memory: one float32 accumulator of the image's size (K values per pixel) and the activations of `batch` tiles;
+    never the whole image's activations, nor a padded copy of the image. The weights are a product of one weight
+    per row and one per column (every tile's window is), so their sum is two vectors, not a second image.
+    `progress(done, total)` is called after every batch of tiles.
     """
     grid = TileGrid(image.shape[0], image.shape[1], multiple, tile, overlap)
-    padded = pad_to(image, *grid.padded)
+    height, width = image.shape[:2]
     th, tw = grid.tile
-    total = weight = None
+    row_weight, col_weight = np.zeros(grid.padded[0], np.float32), np.zeros(grid.padded[1], np.float32)
+    for top in grid.rows:
+        row_weight[top : top + th] += grid.window(top, th, grid.padded[0])
+    for left in grid.cols:
+        col_weight[left : left + tw] += grid.window(left, tw, grid.padded[1])
+    total = None
     corners = list(grid.corners())
     for start in range(0, len(corners), batch):
         chunk = corners[start : start + batch]
-        probs = predict(np.stack([padded[t : t + th, s : s + tw] for t, s in chunk]))
+        probs = predict(np.stack([window(image, t, s, th, tw) for t, s in chunk]))
         if total is None:
-            total = np.zeros((*grid.padded, probs.shape[-1]), np.float32)
-            weight = np.zeros(grid.padded, np.float32)
+            total = np.zeros((height, width, probs.shape[-1]), np.float32)
         for (top, left), p in zip(chunk, probs, strict=True):
-            w = grid.weights(top, left)
-            total[top : top + th, left : left + tw] += p * w[:, :, None]
-            weight[top : top + th, left : left + tw] += w
-    total = total[: image.shape[0], : image.shape[1]]
-    total /= weight[: image.shape[0], : image.shape[1], None]
+            h, w = min(th, height - top), min(tw, width - left)  # the part of the tile inside the image
+            if h <= 0 or w <= 0:
+                continue
+            weights = np.outer(grid.window(top, th, grid.padded[0])[:h], grid.window(left, tw, grid.padded[1])[:w])
+            total[top : top + h, left : left + w] += p[:h, :w] * weights[:, :, None]
+        if progress is not None:
+            progress(min(start + batch, len(corners)), len(corners))
+    total /= row_weight[:height, None, None]
+    total /= col_weight[None, :width, None]
     return total
