@@ -53,8 +53,9 @@ def test_draw_train_correct_and_fine_tune_gives_a_better_model(tmp_path):
                                               "plates", workspace / "datasets", classes=["background", "cell"])
     assert dataset.stems == [] and len(dataset.unlabelled) == 6
 
-    for stem in to_draw[:3]:  # the user draws three images
-        dataset = annotation.save_annotation(dataset, stem, truths[stem].astype(np.uint16), runs_root).dataset
+    for stem in to_draw[:3]:  # the user draws three images, every pixel (the canvas paints class k as k + 1)
+        drawn = annotation.to_drawing(dataset, truths[stem])
+        dataset = annotation.save_annotation(dataset, stem, drawn, runs_root).dataset
     assert dataset.name == "plates-v2" and len(dataset.stems) == 3
 
     config = Config.from_dict(CONFIG)
@@ -64,7 +65,8 @@ def test_draw_train_correct_and_fine_tune_gives_a_better_model(tmp_path):
     # The model fills the fourth image; the user corrects it (here: paints the truth over it) and it is saved.
     predicted = annotation.predicted_annotation(Predictor.from_run(first).predict(images[to_draw[3]]), dataset)
     assert predicted.shape == truths[to_draw[3]].shape
-    saved = annotation.save_annotation(dataset, to_draw[3], truths[to_draw[3]].astype(np.uint16), runs_root)
+    saved = annotation.save_annotation(dataset, to_draw[3], annotation.to_drawing(dataset, truths[to_draw[3]]),
+                                       runs_root)
     assert saved.forked_from == "plates-v2"  # the first run's data stays as it trained on it
     dataset = saved.dataset
     assert dataset.name == "plates-v3" and len(dataset.stems) == 4
