@@ -69,7 +69,7 @@ def test_the_epochs_fit_the_time_budget(tmp_path):
     short = suggest(dataset, minutes=1, gflops_per_second=GFLOPS)
     long = suggest(dataset, minutes=10, gflops_per_second=GFLOPS)
     assert short.config.train.epochs < long.config.train.epochs
-    assert "1 minutes" in short.reasons[2] and str(short.config.train.epochs) in short.reasons[2]
+    assert "1 minute allowed" in short.reasons[2] and str(short.config.train.epochs) in short.reasons[2]
 
 
 def test_the_command_line_prints_the_suggestion_and_trains_from_a_preset_with_a_test_set(tmp_path, monkeypatch):
@@ -123,3 +123,69 @@ def test_separating_touching_objects_weights_the_thin_boundary_class(tmp_path):
     assert not plain.config.train.class_weights
     assert separating.config.train.class_weights and separating.config.model.num_classes == 3
     assert any("boundaries" in reason for reason in separating.reasons)
+
+
+def _strokes(i: int, size: int = 512) -> np.ndarray:
+    """A few 12-px brush strokes over ISBI-like membranes (class 0) and cells (class 1), the rest not labelled:
+    what a user paints on the Annotate page, stored with IGNORE_INDEX for the unpainted pixels."""
+    from unet.classmap import IGNORE_INDEX
+
+    mask = np.full((size, size), IGNORE_INDEX, np.uint8)
+    for x in range(20 + i, size, 120):
+        cv2.line(mask, (x, 0), (x + 30, size), 0, 12)
+    for x in range(50 + i, size, 120):
+        cv2.line(mask, (x, 40), (x + 10, size - 40), 1, 12)
+    return mask
+
+
+def _paint_strokes_over(dataset, stems) -> None:
+    for i, stem in enumerate(stems):
+        cv2.imwrite(str(dataset.mask_path(stem)), _strokes(i))
+
+
+def test_strokes_are_not_measured_as_structures_and_unmeasured_large_images_are_not_shrunk(tmp_path):
+    """Issue #25: a few 12-px strokes measured the membranes at 12 px, so the suggestion shrank the images 4x,
+    where 4-px membranes vanish. Strokes say nothing about widths: crops at the images' own resolution."""
+    dataset, _ = ingest(_write(tmp_path / "raw", [_membranes(i) for i in range(6)]), "em", tmp_path / "ws")
+    _paint_strokes_over(dataset, dataset.stems)
+    assert thinnest_structure(dataset) is None
+    suggestion = suggest(dataset, minutes=5, gflops_per_second=GFLOPS)
+    assert (suggestion.config.data.resize, suggestion.config.data.input_size) == ("crop", 256)
+    assert "cannot be measured" in suggestion.reasons[0] and "not labelled" in suggestion.reasons[0]
+    assert "12 px" not in suggestion.reasons[0]
+
+
+def test_widths_come_from_the_dense_masks_only(tmp_path):
+    dataset, _ = ingest(_write(tmp_path / "raw", [_membranes(i) for i in range(6)]), "em", tmp_path / "ws")
+    _paint_strokes_over(dataset, dataset.stems[::2])  # half of the masks are strokes
+    name, width = thinnest_structure(dataset)
+    assert name == dataset.classes[0].name and 2 <= width <= 6
+    assert suggest(dataset, minutes=5, gflops_per_second=GFLOPS).config.data.resize == "crop"
+
+
+@pytest.mark.parametrize("make", [_membranes, _blobs])
+def test_a_suggestion_never_shrinks_its_thinnest_structure_below_what_it_says_stays_visible(tmp_path, make):
+    from unet.suggest import MIN_STRUCTURE_PIXELS
+
+    dataset, _ = ingest(_write(tmp_path / "raw", [make(i) for i in range(6)]), "data", tmp_path / "ws")
+    config = suggest(dataset, minutes=5, gflops_per_second=GFLOPS).config
+    _, width = thinnest_structure(dataset)
+    if config.data.resize == "resize":
+        assert width * config.data.input_size / 512 >= MIN_STRUCTURE_PIXELS
+
+
+def test_the_epochs_reason_says_the_time_they_take_in_the_pages_words(tmp_path):
+    """Issue #25: '1000 epochs fit in about 5 minutes' when they took 1.5 min, and 'about 0 s per epoch'."""
+    from unet.model import model_facts
+    from unet.splits import training_count
+    from unet.units import estimate_text
+
+    dataset, _ = ingest(_write(tmp_path / "small", [_blobs(i, 64) for i in range(6)]), "small", tmp_path / "ws")
+    suggestion = suggest(dataset, minutes=5, gflops_per_second=1000.0)  # a fast machine: the most epochs
+    config = suggestion.config
+    facts = model_facts(config, training_count(len(dataset.training_stems), config.train.validation_split),
+                        gflops_per_second=1000.0)
+    assert config.train.epochs == 1000 and facts.seconds_per_epoch * 1000 < 5 * 60
+    reason = suggestion.reasons[2]
+    assert reason.startswith("under a second per epoch") and "0 s" not in reason.split(" take ")[0]
+    assert f"take about {estimate_text(facts.seconds_per_epoch * 1000)}" in reason and "fit in" not in reason

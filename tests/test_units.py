@@ -13,3 +13,19 @@ def test_durations_read_as_a_user_says_them():
 
 def test_sizes_are_decimal_with_a_sensible_precision():
     assert bytes_text(512e6) == "512 MB" and bytes_text(1.5e9) == "1.5 GB" and bytes_text(24.4e9) == "24 GB"
+
+
+def test_an_estimate_under_a_second_says_so_and_never_0_s():
+    """Issue #25: the Model page said 'about 0 s per epoch'."""
+    from unet.units import about_text
+
+    assert estimate_text(0.09) == "under a second" and estimate_text(0.0) == "under a second"
+    assert about_text(0.3) == "under a second" and about_text(90) == "about 1.5 min"
+
+
+def test_counts_take_the_plural_except_for_one():
+    from unet.units import count_text
+
+    assert count_text(1, "held-back image") == "1 held-back image"
+    assert count_text(2, "held-back image") == "2 held-back images" and count_text(0, "epoch") == "0 epochs"
+    assert count_text(3, "class", "classes") == "3 classes"
