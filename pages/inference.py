@@ -9,19 +9,24 @@ from unet import runs, workspace
 from unet.errors import UserError
 from unet.images import encode_png
 from unet.inference import mask_file_pixels
-from unet.instances import label_colours, label_file_pixels, table_csv
+from unet.instances import label_colours, label_file, table_csv
 from unet.overlay import to_rgb
-from unet.postprocess import ImageResult, measure, result_items, results_zip, side_by_side
+from unet.postprocess import ImageResult, measure, overlay_in_strips, results_zip, shrink, shrink_mask, side_by_side
 from unet.postprocess import scores as truth_scores
 from unet.ui.feedback import user_errors
 from unet.ui.inference_view import (
+    SHOWN_ROWS,
+    SHOWN_SIDE,
     display_picture,
     error_view,
+    image_key,
     instance_rows,
     kept_uploads,
     object_labels,
     object_rows,
+    object_summary,
     predicted,
+    predicted_mask,
     predictor_from_run,
     predictor_from_upload,
     rank_runs,
@@ -105,7 +110,7 @@ if not uploads:
 
 images, problems = read_uploads(uploads)
 for name, problem in problems:
-    st.warning(f"'{name}': {problem}", icon=":material/warning:")
+    st.warning(problem if f"'{name}'" in problem else f"'{name}': {problem}", icon=":material/warning:")
 if not images:
     st.stop()
 
@@ -134,22 +139,27 @@ visible = st.multiselect(
 )
 
 results = []
+keys: dict[str, tuple] = {}  # image name -> what its results are kept under in this tab
 bar = st.progress(0.0, text="Predicting…") if len(images) > 1 else None
 for i, (name, image) in enumerate(images):
+    key = image_key(name, image)
     try:  # one image the model cannot take (e.g. another channel count) is named; the others are still predicted
         prediction = predicted(predictor, name, image)
     except UserError as exc:
-        st.warning(f"'{name}' was not predicted: {exc}", icon=":material/warning:")
+        said = str(exc)
+        st.warning(said if said.startswith(f"'{name}'") else f"'{name}' was not predicted: {said}",
+                   icon=":material/warning:")
         continue
     with user_errors(f"predicting '{name}'"):
-        mask = prediction.mask(threshold=threshold, min_size=int(min_size), fill_holes=fill)
+        mask = predicted_mask(prediction, key, threshold, int(min_size), fill)
         truth = truth_for(name, truth_uploads, image.shape[:2], predictor)
         score = truth_scores(mask, truth, predictor.class_names) if truth is not None else None
         results.append(ImageResult(name, image, mask, truth, score, prediction.notes,
                                    picture=display_picture(predictor, name, image),
-                                   labels=object_labels(prediction, name, threshold, int(min_size))))
-        if bar:
-            bar.progress((i + 1) / len(images), text=f"Predicted {i + 1} of {len(images)}")
+                                   labels=object_labels(prediction, key, threshold, int(min_size))))
+        keys[name] = key
+    if bar:
+        bar.progress((i + 1) / len(images), text=f"Predicted {i + 1} of {len(images)}")
 if bar:
     bar.empty()
 if not results:
@@ -162,12 +172,15 @@ names = [r.name for r in results]
 picked = st.selectbox("Image", names, help="Pick an image to see it large.") if len(results) > 1 else names[0]
 shown = next(r for r in results if r.name == picked)
 name, image, mask, truth, score, notes = shown.name, shown.image, shown.mask, shown.truth, shown.scores, shown.notes
-if shown.labels is not None:  # a run that separates touching objects: each object in its own colour
-    count = int(len(np.unique(shown.labels)) - (1 if (shown.labels == 0).any() else 0))
-    st.metric("Objects found", count, help="Touching objects are separated (a watershed from each object's "
-                                          "interior); objects smaller than the minimum size are dropped.")
-    st.image(np.concatenate([to_rgb(shown.shown), label_colours(shown.labels, to_rgb(shown.shown), opacity)], axis=1),
-             caption=f"{name}: image · {count} objects, each in its own colour with its outline")
+separated = shown.labels is not None
+if separated:  # a run that separates touching objects: each object in its own colour
+    count = int(shown.labels.max(initial=0))  # ids are 1..n
+    st.metric("Objects found", f"{count:,}", help="Touching objects are separated (a watershed from each object's "
+                                                  "interior); objects smaller than the minimum size are dropped.")
+    small = to_rgb(shrink(shown.shown, SHOWN_SIDE))
+    coloured = label_colours(shrink_mask(shown.labels, SHOWN_SIDE), small, opacity)
+    st.image(np.concatenate([small, coloured], axis=1),
+             caption=f"{name}: image · {count:,} objects, each in its own colour with its outline")
 else:
     st.image(
         side_by_side(shown.shown, mask, predictor.colors, opacity, contours, visible, max_side=900),
@@ -184,53 +197,58 @@ st.dataframe(
     hide_index=True, width="stretch",
     column_config={"Share of the image": st.column_config.NumberColumn(format="%.1f %%"),
                    "Objects": st.column_config.NumberColumn(
-                       help="Objects separated by the run (touching objects apart)." if shown.labels is not None else
+                       help="Objects separated by the run (touching objects apart)." if separated else
                        "Separate patches of the class (touching objects count as one).")},
 )
 
-separated = shown.labels is not None
-objects = instance_rows(shown.labels, image, name) if separated else object_rows(mask, tuple(predictor.class_names),
-                                                                                  image, name)
-with st.expander(f"Objects: {len(objects)} (one row each)", icon=":material/table_rows:", expanded=separated):
+objects = instance_rows(keys[name], shown.labels, image, name) if separated else \
+    object_rows(keys[name], mask, tuple(predictor.class_names), image, name)
+total = len(objects["id"])
+with st.expander(f"Objects: {total:,} (one row each)", icon=":material/table_rows:", expanded=separated):
     st.caption("One row per object, touching objects apart (the run separates them)." if separated else
                "Each separate patch of a class is one object; touching objects of one class count as one (train "
                "with 'Separate touching objects' on the Model page to split them).")
-    st.dataframe(objects, hide_index=True, width="stretch",
+    if total > SHOWN_ROWS:
+        st.caption(f"The first {SHOWN_ROWS:,} of {total:,} objects (by id) are listed; the CSV has all {total:,}. "
+                   "Their sizes and shapes in short:")
+        st.dataframe(object_summary(objects), hide_index=True)
+    st.dataframe({k: v[:SHOWN_ROWS] for k, v in objects.items()}, hide_index=True, width="stretch",
                  column_config={"centroid_y": st.column_config.NumberColumn(format="%.1f"),
                                 "centroid_x": st.column_config.NumberColumn(format="%.1f"),
                                 "perimeter": st.column_config.NumberColumn(format="%.1f"),
                                 "eccentricity": st.column_config.NumberColumn(format="%.3f")})
-    st.download_button("Objects (CSV)", table_csv(objects), f"{shown.stem}_objects.csv", "text/csv",
-                       icon=":material/download:", disabled=not objects,
+    st.download_button("Objects (CSV)", lambda: table_csv(objects), f"{shown.stem}_objects.csv", "text/csv",
+                       icon=":material/download:", disabled=not total, on_click="ignore",
                        help="Area, centroid, bounding box, perimeter, eccentricity and mean intensity per object.")
 
 stem = shown.stem
-items = result_items(stem, shown.shown, mask, predictor.colors, opacity, contours)
 download = st.columns(3)
 download[0].download_button(
-    "Mask (PNG)", encode_png(*mask_file_pixels(predictor, mask)), f"{stem}_mask.png", "image/png",
-    icon=":material/download:",
+    "Mask (PNG)", lambda: encode_png(*mask_file_pixels(predictor, mask)), f"{stem}_mask.png", "image/png",
+    icon=":material/download:", on_click="ignore",
     help="The mask in the values of the training masks (for example 0 and 255), so it can be used as a mask again; "
          "image viewers show it in the class colours." if predictor.class_map else
          "Class numbers per pixel (0 = background), shown in the class colours by image viewers.",
 )
 if separated:
+    ids_file = "TIFF" if int(shown.labels.max(initial=0)) > 65535 else "PNG"
     download[1].download_button(
-        "Object ids (PNG)", encode_png(label_file_pixels(shown.labels)), f"{stem}_labels.png", "image/png",
-        icon=":material/download:",
-        help="One id per object (0 = background); 16-bit when there are more than 255 objects. Fiji, napari, "
-             "Cellpose and QuPath read it as a label image.")
+        f"Object ids ({ids_file})", lambda: label_file(shown.labels)[0],
+        f"{stem}_labels.{ids_file.lower().replace('tiff', 'tif')}", f"image/{ids_file.lower()}",
+        icon=":material/download:", on_click="ignore",
+        help="One id per object (0 = background); 16-bit when there are more than 255 objects, a 32-bit TIFF past "
+             "65,535. Fiji, napari, Cellpose and QuPath read it as a label image.")
 else:
-    download[1].download_button("Overlay (PNG)", encode_png(items[1][1]), f"{stem}_overlay.png", "image/png",
-                                icon=":material/download:")
+    download[1].download_button(
+        "Overlay (PNG)", lambda: encode_png(overlay_in_strips(shown.shown, mask, predictor.colors, opacity, contours)),
+        f"{stem}_overlay.png", "image/png", icon=":material/download:", on_click="ignore")
 download[2].download_button(
     f"All {len(results)} as zip",
-    results_zip(results, lambda m: mask_file_pixels(predictor, m), predictor.colors, predictor.class_names, opacity,
-                contours, measured=lambda r: instance_rows(r.labels, r.image, r.name) if r.labels is not None
-                else object_rows(r.mask, tuple(predictor.class_names), r.image, r.name)),
+    lambda: results_zip(results, lambda m: mask_file_pixels(predictor, m), predictor.colors, predictor.class_names,
+                        opacity, contours, measured={name: objects}.get),  # the others are measured on the click
     "predictions.zip",
     "application/zip",
-    icon=":material/folder_zip:",
+    icon=":material/folder_zip:", on_click="ignore",
     help="For every image: the mask in your masks' own values (viewable, and usable as a mask again), the same as "
          "class numbers 0, 1, 2… (class_indices/), the overlay; a CSV of areas and object counts per class, and "
          "one of every object (area, centroid, box, intensity).",

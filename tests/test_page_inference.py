@@ -72,3 +72,46 @@ def test_an_image_with_the_wrong_channel_count_is_named_and_the_others_still_pre
     assert not at.exception and not at.error
     assert any("stain.tif" in w.value and "2 channels but the model takes 1" in w.value for w in at.warning)
     assert at.dataframe, "the good image must still be measured"
+
+
+def test_moving_a_slider_does_not_run_the_model_again(at: AppTest, monkeypatch: pytest.MonkeyPatch):
+    from unet.inference import Predictor
+
+    calls = []
+    real = Predictor.predict
+    monkeypatch.setattr(Predictor, "predict", lambda self, image, progress=None: calls.append(image.shape)
+                        or real(self, image, progress))
+    _images_uploader(at).upload("cells.png", _png(300, 200), "image/png").run()
+    assert calls == [(300, 200)]
+    next(s for s in at.slider if s.label == "Opacity").set_value(0.8).run()
+    next(s for s in at.slider if s.label == "Threshold").set_value(0.3).run()
+    assert not at.exception and calls == [(300, 200)], "the prediction is kept for the tab"
+
+
+def test_a_long_object_table_lists_the_first_rows_and_says_the_csv_has_all(at: AppTest, monkeypatch):
+    from unet.ui import inference_view
+
+    squares = np.zeros((60, 60), np.uint8)
+    for k in range(5):
+        squares[2 + 11 * k : 9 + 11 * k, 5:15] = 1  # five patches of the foreground class
+    monkeypatch.setattr(inference_view, "SHOWN_ROWS", 2)
+    monkeypatch.setattr(inference_view, "predicted_mask", lambda *_args: squares)
+    _images_uploader(at).upload("squares.png", _png(60, 60), "image/png").run()
+    assert not at.exception and not at.error
+    assert int(at.dataframe[0].value["Objects"].sum()) == 5
+    assert any("The first 2 of 5 objects" in c.value and "the CSV has all 5" in c.value for c in at.caption)
+    assert len(at.dataframe[-1].value) == 2, "two rows listed"
+    summary = at.dataframe[-2].value
+    assert list(summary["Measurement"])[:3] == ["area", "perimeter", "eccentricity"]
+    assert summary["Median"].iloc[0] == 70
+
+
+def test_an_image_beyond_the_free_memory_is_refused_with_its_size_and_what_to_do(at: AppTest, monkeypatch):
+    from unet import inference
+
+    monkeypatch.setattr(inference, "memory_available", lambda: inference.MEMORY_RESERVE + 1_000_000)
+    _images_uploader(at).upload("wide.png", _png(400, 3000), "image/png").run()
+    assert not at.exception and not at.error
+    warning = next(w.value for w in at.warning if "wide.png" in w.value)
+    assert "3000x400 pixels (1 megapixels)" in warning and "Crop it into parts or scale it down" in warning
+    assert "enough for about 0 megapixels" in warning

@@ -9,7 +9,10 @@ from __future__ import annotations
 import io
 import shutil
 import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import streamlit as st
@@ -17,9 +20,9 @@ import streamlit as st
 from unet import workspace
 from unet.errors import UserError
 from unet.images import IMAGE_EXTENSIONS, is_lossy, read_images, read_mask_raw
-from unet.inference import Prediction, Predictor
-from unet.instances import object_table, objects_of_mask
-from unet.postprocess import baseline_scores, error_overlay, headline
+from unet.inference import Prediction, Predictor, check_memory
+from unet.instances import mask_objects, object_columns
+from unet.postprocess import baseline_scores, error_overlay, headline, shrink, shrink_mask
 from unet.runs import BEST_MODEL, COMPLETED, HELD_BACK, Run, read_json
 from unet.zipsafe import extract_zip
 
@@ -27,7 +30,41 @@ _PREDICTOR = "inference_predictor"
 _PREDICTIONS = "inference_predictions"
 _PICTURES = "inference_pictures"
 _LABELS = "inference_labels"
-MAX_CACHED_PREDICTIONS = 64
+_TABLES = "inference_tables"
+_MASKS = "inference_masks"
+_DECODED = "inference_decoded"
+# What a tab keeps so that a slider move never re-runs the model or the watershed: recent results, up to these
+# many bytes each (the latest one always, however large). A 6000x4000 instance prediction is 144 MB, its object
+# ids 96 MB.
+CACHE_BYTES = {_PREDICTIONS: 1536 * 1024**2, _PICTURES: 512 * 1024**2, _LABELS: 768 * 1024**2,
+               _MASKS: 256 * 1024**2, _TABLES: 256 * 1024**2}
+SHOWN_SIDE = 1400  # pixels: pictures are drawn at most this large (Streamlit shows them at most 1460 wide)
+SHOWN_ROWS = 2000  # objects listed on the page; past that a summary, and the CSV has them all
+SUMMARISED = ("area", "perimeter", "eccentricity")  # and the mean intensity of each channel
+
+
+def _nbytes(value: Any) -> int:
+    if isinstance(value, np.ndarray):
+        return value.nbytes
+    if isinstance(value, Prediction):
+        return value.probabilities.nbytes + (value.interior.nbytes if value.interior is not None else 0)
+    if isinstance(value, dict):
+        return sum(_nbytes(v) for v in value.values())
+    return 0
+
+
+def _kept(kind: str, key: Hashable, make: Callable[[], Any]) -> Any:
+    """`make()`'s result, remembered in this tab under `key`; the oldest results of `kind` are forgotten once the
+    kind's `CACHE_BYTES` are full."""
+    cache: OrderedDict = st.session_state.setdefault(kind, OrderedDict())
+    if key in cache:
+        cache.move_to_end(key)
+        return cache[key]
+    value = make()
+    cache[key] = value
+    while len(cache) > 1 and sum(_nbytes(v) for v in cache.values()) > CACHE_BYTES[kind]:
+        cache.popitem(last=False)
+    return value
 
 
 def _cached_predictor(key: tuple, load) -> Predictor:
@@ -37,7 +74,8 @@ def _cached_predictor(key: tuple, load) -> Predictor:
     with st.spinner("Loading the model…"):
         predictor = load()
     st.session_state[_PREDICTOR] = (key, predictor)
-    st.session_state[_PREDICTIONS] = {}
+    for kind in (_PREDICTIONS, _LABELS, _MASKS, _TABLES):
+        st.session_state.pop(kind, None)
     return predictor
 
 
@@ -63,17 +101,26 @@ class KeptUpload(io.BytesIO):
     """An uploaded file's bytes kept in the tab's session, so the images survive a visit to another page (the
     uploader widget forgets them when its page is left)."""
 
-    def __init__(self, name: str, data: bytes) -> None:
+    def __init__(self, name: str, data: bytes, source_id: str) -> None:
         super().__init__(data)
-        self.name, self.file_id, self.size = name, f"kept-{hash((name, data))}", len(data)
+        self.name, self.size, self.source_id = name, len(data), source_id
+        self.file_id = f"kept-{source_id}"
+
+
+def upload_id(upload) -> str:
+    """The same for an uploaded file and its kept copy."""
+    return getattr(upload, "source_id", None) or upload.file_id
 
 
 def kept_uploads(kind: str, uploads: list | None) -> list:
     """The files in the uploader, remembered for this tab; the remembered ones when the uploader is empty after
-    navigation, with a line that says so and a button to forget them."""
+    navigation, with a line that says so and a button to forget them. Files already kept are not copied again
+    (a 100 MB upload would be copied on every slider move)."""
     key = f"inference_kept_{kind}"
     if uploads:
-        st.session_state[key] = [KeptUpload(u.name, u.getvalue()) for u in uploads]
+        kept = st.session_state.get(key) or []
+        if [k.source_id for k in kept] != [u.file_id for u in uploads]:
+            st.session_state[key] = [KeptUpload(u.name, u.getvalue(), u.file_id) for u in uploads]
         return uploads
     kept = st.session_state.get(key) or []
     if kept:
@@ -108,15 +155,27 @@ def rank_runs(finished: list[Run]) -> list[tuple[Run, str]]:
     return [(run, label) for _, run, label in sorted((entry(r) for r in finished), key=lambda e: e[0])]
 
 
-@st.cache_data(max_entries=256, show_spinner=False)
-def object_rows(mask: np.ndarray, class_names: tuple[str, ...], image: np.ndarray, name: str) -> list[dict]:
-    """`unet.instances.objects_of_mask`, computed once per mask: a slider move must not re-measure every object
-    of every image (2.3 s for a 12-megapixel image of 5000 objects)."""
-    return objects_of_mask(mask, list(class_names), image, name=name)
+def object_rows(key: tuple, mask: np.ndarray, class_names: tuple[str, ...], image: np.ndarray, name: str
+                ) -> dict[str, np.ndarray]:
+    """`unet.instances.mask_objects` (one row per patch of a class) as columns, measured once per image and
+    setting (`key`) in this tab: a slider move must not re-measure every object of every image."""
+    return _kept(_TABLES, ("patches", *key), lambda: mask_objects(mask, list(class_names), image, name=name))
 
 
 def read_uploads(uploads) -> tuple[list[tuple[str, np.ndarray]], list[tuple[str, str]]]:
-    """Decode uploaded images (and images inside uploaded zips); broken files are reported, not fatal."""
+    """Decode uploaded images (and images inside uploaded zips); broken files are reported, not fatal. Decoded once
+    per set of uploads in this tab (a 6000x4000 PNG takes a second to write out and decode)."""
+    key = tuple(upload_id(u) for u in uploads)
+    held = st.session_state.get(_DECODED)
+    if held and held[0] == key:
+        return held[1]
+    st.session_state.pop(_DECODED, None)  # the old set's arrays go before the new set is decoded
+    decoded = _decode_uploads(uploads)
+    st.session_state[_DECODED] = (key, decoded)
+    return decoded
+
+
+def _decode_uploads(uploads) -> tuple[list[tuple[str, np.ndarray]], list[tuple[str, str]]]:
     images: list[tuple[str, np.ndarray]] = []
     problems: list[tuple[str, str]] = []
     with workspace.staging() as folder:
@@ -140,40 +199,71 @@ def read_uploads(uploads) -> tuple[list[tuple[str, np.ndarray]], list[tuple[str,
             for name, path in files:
                 try:
                     images += [(name + suffix, image) for suffix, image in read_images(path)]
-                except UserError as exc:
-                    problems.append((name, str(exc)))
+                except UserError as exc:  # it names the staged copy: say the user's own name
+                    problems.append((name, str(exc).replace(f"'{path.name}'", f"'{name}'")))
     return images, problems
 
 
+def image_key(name: str, image: np.ndarray) -> tuple:
+    return name, image.shape, str(image.dtype), float(image[::17, ::17].sum())
+
+
 def predicted(predictor: Predictor, name: str, image: np.ndarray) -> Prediction:
-    """The model's prediction for an image, computed once per tab and image."""
-    cache: dict = st.session_state.setdefault(_PREDICTIONS, {})
-    key = (name, image.shape, float(image[::17, ::17].sum()))
-    if key not in cache:
-        if len(cache) >= MAX_CACHED_PREDICTIONS:
-            cache.pop(next(iter(cache)))
-        with st.spinner(f"Predicting {name}…"):
-            cache[key] = predictor.predict(image)
-    return cache[key]
+    """The model's prediction for an image, computed once per tab and image, with a progress bar over its tiles.
+
+    Raises:
+        UserError: the image cannot be predicted, or is larger than this server's free memory allows.
+    """
+    def predict() -> Prediction:
+        check_memory(predictor, name, image.shape[:2])
+        bar = st.progress(0.0, text=f"Predicting {name}…")
+        try:
+            return predictor.predict(image, progress=lambda done, total: bar.progress(
+                done / total, text=f"Predicting {name}: {done} of {total} tiles" if total > 1 else
+                f"Predicted {name}"))
+        finally:
+            bar.empty()
+
+    return _kept(_PREDICTIONS, image_key(name, image), predict)
 
 
-@st.cache_data(max_entries=256, show_spinner=False)
-def instance_rows(labels: np.ndarray, image: np.ndarray, name: str) -> list[dict]:
-    """`unet.instances.object_table` of one label image, computed once per labels."""
-    return object_table(labels, image, name)
+def predicted_mask(prediction: Prediction, key: tuple, threshold: float, min_size: int, fill: bool) -> np.ndarray:
+    """`Prediction.mask`, once per image and setting in this tab."""
+    return _kept(_MASKS, (*key, float(threshold), int(min_size), bool(fill)),
+                 lambda: prediction.mask(threshold=threshold, min_size=int(min_size), fill_holes=fill))
 
 
-def object_labels(prediction: Prediction, name: str, threshold: float, min_size: int) -> np.ndarray | None:
+def object_labels(prediction: Prediction, key: tuple, threshold: float, min_size: int) -> np.ndarray | None:
     """One id per object for runs that separate touching objects (the watershed), once per image and setting."""
     if not prediction.separates_objects:
         return None
-    cache: dict = st.session_state.setdefault(_LABELS, {})
-    key = (name, prediction.shape, float(threshold), int(min_size), id(prediction))
-    if key not in cache:
-        if len(cache) >= MAX_CACHED_PREDICTIONS:
-            cache.pop(next(iter(cache)))
-        cache[key] = prediction.labels(threshold, int(min_size))
-    return cache[key]
+
+    def separate() -> np.ndarray:
+        with st.spinner(f"Separating the objects of {key[0]}…"):
+            return prediction.labels(threshold, int(min_size))
+
+    return _kept(_LABELS, (*key, float(threshold), int(min_size)), separate)
+
+
+def instance_rows(key: tuple, labels: np.ndarray, image: np.ndarray, name: str) -> dict[str, np.ndarray]:
+    """`unet.instances.object_columns` of one label image (`key`: its image and setting), measured once in this
+    tab."""
+    def measure() -> dict[str, np.ndarray]:
+        with st.spinner(f"Measuring the objects of {name}…"):
+            return object_columns(labels, image, name)
+
+    return _kept(_TABLES, ("objects", *key), measure)
+
+
+def object_summary(objects: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """Minimum, quartiles, mean and maximum of each measurement of a long object table, one row per measurement."""
+    rows = []
+    for name in (*SUMMARISED, *(k for k in objects if k.startswith("mean_intensity_"))):
+        values = np.asarray(objects[name], np.float64)
+        low, quarter, median, three, high = np.percentile(values, [0, 25, 50, 75, 100])
+        rows.append({"Measurement": name.replace("_", " "), "Smallest": low, "25 %": quarter, "Median": median,
+                     "75 %": three, "Largest": high, "Mean": float(values.mean())})
+    return rows
 
 
 def display_picture(predictor: Predictor, name: str, image: np.ndarray) -> np.ndarray | None:
@@ -181,13 +271,7 @@ def display_picture(predictor: Predictor, name: str, image: np.ndarray) -> np.nd
     the model's view of it (`Predictor.picture`), made once per tab and image; None for plain 8-bit images."""
     if image.dtype == np.uint8 and (image.ndim == 2 or image.shape[2] in (1, 3)):
         return None
-    cache: dict = st.session_state.setdefault(_PICTURES, {})
-    key = (predictor.name, name, image.shape, float(image[::17, ::17].sum()))
-    if key not in cache:
-        if len(cache) >= MAX_CACHED_PREDICTIONS:
-            cache.pop(next(iter(cache)))
-        cache[key] = predictor.picture(image)
-    return cache[key]
+    return _kept(_PICTURES, (predictor.name, *image_key(name, image)), lambda: predictor.picture(image))
 
 
 def truth_for(name: str, uploads, shape: tuple[int, int], predictor: Predictor) -> np.ndarray | None:
@@ -231,7 +315,9 @@ def error_view(image: np.ndarray, mask: np.ndarray, truth: np.ndarray, score: li
     """True positives green, false positives red, false negatives blue, with Dice and IoU for every class, and
     what painting the whole image its most common true class would score, so the numbers have a yardstick."""
     left, right = st.columns([3, 1])
-    left.image(error_overlay(image, mask, truth, opacity), caption="green: right · red: extra · blue: missed")
+    shown = error_overlay(shrink(image, SHOWN_SIDE), shrink_mask(mask, SHOWN_SIDE), shrink_mask(truth, SHOWN_SIDE),
+                          opacity)
+    left.image(shown, caption="green: right · red: extra · blue: missed")
     base = baseline_scores(truth, [row["name"] for row in score])
     model_text, base_text = (("not scored" if v is None else f"{v:.3f}") for v in (headline(score), base["dice"]))
     left.caption(f"Dice {model_text} (mean of the foreground classes scored); painting every pixel "
