@@ -515,6 +515,76 @@ def isbi_quality(folder: Path, work: Path, minutes: float, progress: Callable[[s
     }
 
 
+SCRIBBLE_WINDOWS = 10  # stroke windows per class and image: about 2% of ISBI's pixels labelled
+
+
+def isbi_scribbles_quality(folder: Path, work: Path, minutes: float, progress: Callable[[str], None]
+                           ) -> dict[str, Any]:
+    """Training from strokes (issue #25): ISBI's 25 training images with synthetic strokes of each class (about 2%
+    of the pixels, `unet.scribbles`), the rest "not labelled"; the same suggested settings and minutes as the dense
+    figure; membrane and cell Dice of the best model on the 5 held-back images with their full masks."""
+    import json
+    import shutil
+
+    from unet import atomic, training
+    from unet.dataset import DATASET_FILE, Dataset, ingest
+    from unet.evaluation import evaluate_detailed
+    from unet.scribbles import labelled_share, strokes
+    from unet.suggest import suggest
+
+    if not (folder / "images").is_dir():
+        message = f"skipped: the ISBI membrane data is not at {folder} (set {ISBI_ENV} to its folder)"
+        progress(message)
+        return {"isbi_scribbles_membrane_dice": None, "isbi_scribbles_note": message}
+    dense, _ = ingest(folder, "isbi-dense", work / "datasets")
+    dense.set_test_split(5 / len(dense.stems))  # 25 to train on (and choose the best epoch), 5 held back
+    target = work / "datasets" / "isbi-scribbles"
+    shutil.copytree(dense.root, target)
+    info = json.loads((target / DATASET_FILE).read_text())
+    drawn, totals = [], np.zeros(dense.num_classes, np.int64)
+    for i, stem in enumerate(dense.training_stems):
+        sparse = strokes(dense.read_mask(stem), dense.num_classes, windows=SCRIBBLE_WINDOWS, seed=i)
+        atomic.write_png(target / "masks" / f"{stem}.png", sparse)
+        drawn.append(sparse)
+        totals += np.bincount(sparse.ravel(), minlength=256)[: dense.num_classes]
+    for record, pixels in zip(info["classes"], totals, strict=True):
+        record["pixels"] = int(pixels)
+    info.update(name="isbi-scribbles", hash=f"{info['hash']}-strokes-{SCRIBBLE_WINDOWS}")
+    atomic.write_json(target / DATASET_FILE, info)
+    share = labelled_share(drawn)
+    scribbles = Dataset.load(target)
+    cfg = suggest(dense, minutes).config  # the dense figure's settings: the same model and minutes, only masks differ
+    cfg = cfg.replace(train=dataclasses.replace(cfg.train, max_minutes=minutes, early_stopping_patience=0))
+    progress(f"quality: strokes on {len(drawn)} ISBI images ({100 * share:.1f}% of their pixels labelled), "
+             f"{minutes:g} minutes")
+    run_dir = work / "runs" / "isbi-scribbles"
+    started = time.perf_counter()
+    code = training.train(run_dir, scribbles.root, cfg)
+    if code != 0:
+        raise RuntimeError(f"the scribbles training failed (exit code {code}); see {run_dir / 'trainer.log'}")
+    wall = time.perf_counter() - started
+    held_back = work / "isbi-held-back"  # the 5 images no training saw, as the user's files, full masks
+    for sub in ("images", "masks"):
+        (held_back / sub).mkdir(parents=True, exist_ok=True)
+        for stem in dense.test_stems:
+            source = next((folder / sub).glob(f"{stem}.*"))
+            shutil.copyfile(source, held_back / sub / source.name)
+    result = evaluate_detailed(run_dir, held_back, gallery=0, split="all")
+    names = [row["name"] for row in result.per_class]
+    return {
+        "isbi_scribbles_membrane_dice": result.per_class[0]["dice"],
+        "isbi_scribbles_cell_dice": result.per_class[1]["dice"],
+        "isbi_scribbles_labelled_share": share,
+        "isbi_scribbles_minutes": minutes,
+        "isbi_scribbles_wall_s": wall,
+        "isbi_scribbles_note": f"{len(drawn)} ISBI images with synthetic strokes ({100 * share:.1f}% of the pixels "
+                               f"labelled, {SCRIBBLE_WINDOWS} skeleton windows per class and image, 3-px brush), the "
+                               f"rest not labelled; the suggested settings, {minutes:g} minutes; Dice of the best "
+                               f"epoch's model on the {result.images} held-back images with their full masks "
+                               f"(classes {', '.join(names)}: value 0 membrane, 255 cell)",
+    }
+
+
 def dsb_objects_quality(folder: Path, work: Path, minutes: float, progress: Callable[[str], None]) -> dict[str, Any]:
     """Nuclei found one by one on 12 test images of the DSB 2018 sample (a fixed 20% test set): the suggested
     settings trained `minutes` with the instance task and `minutes` without it (objects = connected regions),
@@ -660,6 +730,8 @@ def run_bench(quality: bool = False, tiny: bool = False, progress: Callable[[str
             folder = Path(isbi or os.environ.get(ISBI_ENV) or ISBI_DEFAULT)
             progress(f"quality: Balanced on ISBI for {setting.quality_minutes:g} minutes")
             result.update(isbi_quality(folder, work, setting.quality_minutes, progress))
+            progress(f"quality: the same from strokes (about 2% of the pixels) for {setting.quality_minutes:g} minutes")
+            result.update(isbi_scribbles_quality(folder, work, setting.quality_minutes, progress))
             dsb = Path(os.environ.get(DSB_ENV) or DSB_DEFAULT)
             minutes = setting.quality_minutes * 2  # 10 minutes per task at full size
             progress(f"objects: DSB 2018 nuclei, each task {minutes:g} minutes")
