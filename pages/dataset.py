@@ -8,12 +8,12 @@ from pathlib import Path
 import streamlit as st
 
 from unet import annotation, workspace
-from unet.dataset import Dataset, NameTaken, ingest, list_datasets, stage_uploads
+from unet.dataset import Dataset, NameTaken, ValueChoices, ingest, list_datasets, stage_uploads
 from unet.demo import CLASS_NAMES, write_demo_dataset
 from unet.ui.annotate_view import create_from_uploads
 from unet.ui.augment_controls import augment_controls, preview_grid
 from unet.ui.dataset_save import add_pairs, ask_about_taken_name, save_under
-from unet.ui.dataset_view import channel_words, found_caption, stack_choice
+from unet.ui.dataset_view import channel_words, found_caption, mask_choices, stack_choice, values_form
 from unet.ui.feedback import user_errors
 from unet.ui.state import align_config_with_dataset, current_dataset, set_config, set_current_dataset
 
@@ -25,14 +25,15 @@ st.write(
 
 
 def _store(source: Path, name: str, label: str | None = None, stacks: str | None = None,
-           into: Dataset | None = None) -> None:
+           into: Dataset | None = None, reading: tuple[str, ValueChoices] | None = None) -> None:
     """Check and store `source` under `name`, or add it to `into` as that dataset's next version."""
     bar = st.progress(0.0, text="Checking files…")
     progress = lambda f, text: bar.progress(min(max(f, 0.0), 1.0), text=text)  # noqa: E731
     try:
         if into is None:
+            masks, values = reading or ("auto", None)
             dataset, report = ingest(source, name, workspace.datasets_dir(), progress=progress, label=label,
-                                     stacks=stacks)
+                                     stacks=stacks, masks=masks, values=values)
             summary = report.summary()
         else:
             dataset, left_out = add_pairs(into, source, progress, label=label, stacks=stacks)
@@ -63,21 +64,23 @@ def _load_demo(kind: str) -> None:
             )
 
 
-def _store_zip(upload, name: str, stacks: str, into: Dataset | None = None) -> None:
+def _store_zip(upload, name: str, stacks: str, into: Dataset | None = None,
+               reading: tuple[str, ValueChoices] | None = None) -> None:
     with workspace.staging() as staging:
         target = staging / "upload.zip"
         upload.seek(0)
         with target.open("wb") as out:
             shutil.copyfileobj(upload, out, length=1 << 20)
-        _store(target, name, label=upload.name, stacks=stacks, into=into)
+        _store(target, name, label=upload.name, stacks=stacks, into=into, reading=reading)
 
 
-def _store_files(images, masks, name: str, stacks: str, into: Dataset | None = None) -> None:
+def _store_files(images, masks, name: str, stacks: str, into: Dataset | None = None,
+                 reading: tuple[str, ValueChoices] | None = None) -> None:
     for upload in [*images, *masks]:
         upload.seek(0)
     with workspace.staging() as staging:
         folder = stage_uploads([(f.name, f) for f in images], [(f.name, f) for f in masks], staging / "files")
-        _store(folder, name, stacks=stacks, into=into)
+        _store(folder, name, stacks=stacks, into=into, reading=reading)
 
 
 # --- 1. Choose the data -------------------------------------------------------------------------------------------
@@ -114,13 +117,14 @@ with zip_tab:
         help="How this dataset is listed later. Letters, digits, '-' and '_' are kept.",
     )
     zip_stacks = stack_choice("zip")
+    zip_reading = mask_choices("zip")
     if archive is not None:
-        ask_about_taken_name("zip", lambda free: _store_zip(archive, free, zip_stacks),
+        ask_about_taken_name("zip", lambda free: _store_zip(archive, free, zip_stacks, reading=zip_reading),
                              lambda existing: _store_zip(archive, "", zip_stacks, into=existing), "pairs of the zip")
     if st.button("Check and save", disabled=archive is None, key="save_zip", icon=":material/upload:"):
         with user_errors(f"reading '{archive.name}'"):
             save_under("zip", zip_name or Path(archive.name).stem,
-                       lambda name: _store_zip(archive, name, zip_stacks))
+                       lambda name: _store_zip(archive, name, zip_stacks, reading=zip_reading))
             st.rerun()
 
 with files_tab:
@@ -145,6 +149,7 @@ with files_tab:
                    "what should be found). No masks yet? Save the images as they are and draw the masks on the "
                    "**Annotate** page.")
     files_stacks = stack_choice("files")
+    files_reading = mask_choices("files")
 
     def _to_annotate(name: str = files_name, into: Dataset | None = None) -> None:
         bar = st.progress(0.0, text="Reading the images…")
@@ -164,13 +169,15 @@ with files_tab:
             with user_errors("saving the images"):
                 save_under("unlabelled", files_name, _to_annotate)
     if ready:
-        ask_about_taken_name("files", lambda free: _store_files(image_files, mask_files, free, files_stacks),
+        ask_about_taken_name("files", lambda free: _store_files(image_files, mask_files, free, files_stacks,
+                                                                reading=files_reading),
                              lambda existing: _store_files(image_files, mask_files, "", files_stacks, into=existing),
                              "pairs")
     if st.button("Check and save", disabled=not ready, key="save_files", icon=":material/upload:",
                  help=None if ready else "Needs images and their masks."):
         with user_errors("reading the uploaded files"):
-            save_under("files", files_name, lambda name: _store_files(image_files, mask_files, name, files_stacks))
+            save_under("files", files_name, lambda name: _store_files(image_files, mask_files, name, files_stacks,
+                                                                      reading=files_reading))
             st.rerun()
 
 with saved_tab:
@@ -268,6 +275,17 @@ with st.expander("Classes: names and colours", icon=":material/palette:"), st.fo
         with user_errors("saving the class names"):
             dataset.save_classes(names, [[int(c[i : i + 2], 16) for i in (1, 3, 5)] for c in colors])
             st.rerun()
+with st.expander("Classes: background and not labelled", icon=":material/rule:",
+                 expanded=dataset.background is None and not dataset.instances), user_errors("saving the values"):
+    reread = values_form(dataset)
+    if reread is not None:
+        set_current_dataset(reread.name)
+        st.session_state["ingest_summary"] = (f"Saved as '{reread.name}': {reread.num_classes} classes, "
+                                              + ("no background" if reread.background is None else
+                                                 f"'{reread.classes[0].name}' the background")
+                                              + (f", {' and '.join(map(str, reread.ignore_values))} not labelled"
+                                                 if reread.ignore_values else "") + f"; '{dataset.name}' is kept.")
+        st.rerun()
 
 test_share = round(100 * len(dataset.test_stems) / max(len(dataset.stems), 1))
 with st.expander(f"Test set: {len(dataset.test_stems)} images set aside" if dataset.test_stems else

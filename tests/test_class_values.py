@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
-from unet.dataset import ValueChoices, ingest, inspect_source
+from unet.dataset import Dataset, ValueChoices, ingest, inspect_source
 from unet.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -131,3 +131,42 @@ def test_training_and_evaluation_average_every_class_and_leave_void_out(tmp_path
     assert result["iou"] == pytest.approx(mean, abs=1e-9)
     assert [row["iou"] for row in result["per_class"]] == pytest.approx(
         [None if v != v else v for v in ious], abs=1e-9)
+
+
+def test_a_stored_dataset_is_read_again_as_a_new_version_with_void_left_out(tmp_path):
+    from unet import annotation
+
+    raw = _street(tmp_path / "raw", count=3)
+    dataset, _ = ingest(raw, "street", tmp_path / "ds")  # read as it came: 4 classes, 7 among them
+    assert [c.value for c in dataset.classes] == [0, 1, 2, VOID] and dataset.background is None
+    void = next(c.index for c in dataset.classes if c.value == VOID)
+    before = {p.name: p.read_bytes() for p in (dataset.root / "masks").glob("*.png")}
+    version = annotation.reread_values(dataset, None, [void])  # one click: "7 is not labelled"
+    assert version.name == "street-v2" and [c.value for c in version.classes] == [0, 1, 2]
+    assert version.ignore_values == (VOID,) and version.background is None
+    for stem in version.stems:
+        truth = cv2.imread(str(raw / "masks" / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
+        assert np.array_equal(version.read_mask(stem), np.where(truth == VOID, 255, truth))
+    assert {p.name: p.read_bytes() for p in (dataset.root / "masks").glob("*.png")} == before  # untouched
+    road = annotation.reread_values(version, 1, [])  # "road is the background"
+    assert [c.value for c in road.classes] == [1, 0, 2] and road.background == 0
+    assert road.class_map.first_scored == 1 and road.ignore_values == (VOID,)
+
+
+def test_on_the_dataset_page_void_is_one_choice_away(tmp_path, monkeypatch):
+    from tests.conftest import open_page
+
+    raw = _street(tmp_path / "raw", count=3)
+    workspace = tmp_path / "workspace"
+    dataset, _ = ingest(raw, "street", workspace / "datasets")
+    dataset.save_classes(["sky", "road", "car", "void"], [c.color for c in dataset.classes])
+    at = open_page("pages/dataset.py", workspace, monkeypatch, dataset="street")
+    dropped = next(m for m in at.multiselect if m.label == "Not labelled (left out)")
+    assert dropped.value == ["void"]  # proposed from its name: one click saves it
+    background = next(s for s in at.selectbox if s.label == "Background")
+    assert background.value == "(none)"  # road is the most common value, so 0 (sky) is not the background
+    next(b for b in at.button if b.label == "Save as a new version").click().run()
+    assert not at.exception
+    version = Dataset.load(workspace / "datasets" / "street-v2")
+    assert [c.name for c in version.classes] == ["sky", "road", "car"] and version.ignore_values == (VOID,)
+    assert any("street-v2" in s.value for s in at.success)

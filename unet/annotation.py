@@ -468,6 +468,59 @@ def _merged_info(existing: Dataset, addition: Dataset, added: list[str], left_ou
     return info
 
 
+def reread_values(dataset: Dataset, background: int | None, not_labelled: Sequence[int]) -> Dataset:
+    """A new version of `dataset` whose masks say what the user means: the class of index `background` becomes
+    class 0, the background (None: no background, every class counts), and the classes of index `not_labelled`
+    become "not labelled" (255), left out of training and scores. `dataset` itself stays as it is."""
+    if dataset.instances:
+        raise UserError("a dataset of object ids has its background (0) and no other classes to change")
+    k = dataset.num_classes
+    dropped = sorted({int(i) for i in not_labelled})
+    if any(not 0 <= i < k for i in dropped) or (background is not None and not 0 <= background < k):
+        raise UserError(f"'{dataset.name}' has classes 0 to {k - 1}")
+    if background in dropped:
+        raise UserError("the background cannot also be 'not labelled'")
+    kept = [i for i in range(k) if i not in dropped]
+    if len(kept) < 2:
+        raise UserError("at least two classes must stay to learn anything")
+    order = ([background] if background is not None else []) + [i for i in kept if i != background]
+    table = np.full(256, NOT_LABELLED, np.uint8)
+    table[order] = np.arange(len(order), dtype=np.uint8)
+    number, base = _next_version(dataset), lineage(dataset)
+    target = child(dataset.root.parent, f"{base}-v{number}")
+    work = Path(tempfile.mkdtemp(prefix=".version-", dir=dataset.root.parent))
+    try:
+        folder = work / "dataset"
+        folder.mkdir()
+        _copy_tree(dataset.root, folder, ("images", UNLABELLED))
+        (folder / "masks").mkdir()
+        pixels = np.zeros(len(order), np.int64)
+        for stem in dataset.stems:
+            mask = table[dataset.read_mask(stem)]
+            atomic.write_png(folder / "masks" / f"{stem}.png", mask)
+            pixels += np.bincount(mask.ravel(), minlength=256)[: len(order)]
+        info = _info(dataset)
+        records = info["classes"]
+        ignored = [records[i].get("value") for i in dropped if isinstance(records[i].get("value"), int)]
+        classes = [dict(records[i], index=n, pixels=int(pixels[n])) for n, i in enumerate(order)]
+        if background is not None and classes[0]["name"].startswith("class "):
+            classes[0]["name"] = "background"
+        earlier = [v for v in (info.get("ignore_values") or ([info["ignore_value"]] if info.get("ignore_value")
+                                                            is not None else []))]
+        all_ignored = list(dict.fromkeys(earlier + ignored))
+        info.update(name=target.name, version=number, parent=base, made_from=dataset.name, draft=True,
+                    classes=classes, background=0 if background is not None else None,
+                    ignore_value=all_ignored[0] if all_ignored else None, ignore_values=all_ignored,
+                    hash=hashlib.sha256(f"{info.get('hash', '')}/values/{order}/{dropped}".encode()).hexdigest())
+        atomic.write_json(folder / DATASET_FILE, info)
+        if target.exists():
+            raise UserError(f"a dataset named '{target.name}' is in the way; rename or delete it first")
+        folder.rename(target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return Dataset.load(target)
+
+
 def delete_dataset(dataset: Dataset, runs_root: Path) -> list[str]:
     """Delete a stored dataset (an explicit action of the user's); returns the runs that had trained on it, whose
     models, scores and records stay. Refused while one of them is training on it."""
