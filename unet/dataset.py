@@ -237,8 +237,8 @@ def _apply_choices(class_map: ClassMap, kept: list[_Unit], report: DatasetReport
     assert choices is not None
     if ignored:
         report.add("", f"the value{'s' if len(ignored) > 1 else ''} {' and '.join(map(str, ignored))} "
-                       "mean \"not labelled\" (as you said): those pixels are left out of training, of every score "
-                       "and of the pictures", False)
+                       f"mean{'' if len(ignored) > 1 else 's'} \"not labelled\" (as you said): those pixels are "
+                       "left out of training, of every score and of the pictures", False)
     if background is None:
         report.add("", "no value is the background: every class is learned and scored alike, and the headline "
                        "figure is the mean over all classes (say which value is the background if one is)", False)
