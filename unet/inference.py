@@ -585,10 +585,11 @@ def prepare_image(image: np.ndarray, channels: int, rule: Intensity | None = Non
     return unit, notes
 
 
-# Working memory of one image's prediction, in bytes per pixel of the image, measured in the app's server on a
-# 6000x4000 noise image (issue #24): the image, its network-scale copy, the tile accumulators, the prediction kept
-# for the sliders, and for runs that separate objects the watershed's seeds, patches and ids. Per class output
-# (semantic runs) the accumulator and the kept probabilities add 6 bytes.
+# Working memory of one image on the Inference page, in bytes per pixel of the image: the upload, the image, its
+# network-scale copy, the tile accumulators, the prediction kept for the sliders, and for runs that separate
+# objects the watershed's seeds, patches and ids. Measured in the app's server (issue #24): a 6000x4000 noise image
+# of 345,000 objects raised its memory by 0.80 GB, 33 bytes a pixel; 40 leaves room. Semantic runs are estimated
+# from their arrays: 12 bytes, and 6 per class output (the tile accumulator and the kept probabilities).
 OBJECT_BYTES_PER_PIXEL = 40
 CLASS_BYTES_PER_PIXEL = 12
 BYTES_PER_OUTPUT = 6

@@ -261,8 +261,9 @@ def object_summary(objects: dict[str, np.ndarray]) -> list[dict[str, Any]]:
     for name in (*SUMMARISED, *(k for k in objects if k.startswith("mean_intensity_"))):
         values = np.asarray(objects[name], np.float64)
         low, quarter, median, three, high = np.percentile(values, [0, 25, 50, 75, 100])
-        rows.append({"Measurement": name.replace("_", " "), "Smallest": low, "25 %": quarter, "Median": median,
-                     "75 %": three, "Largest": high, "Mean": float(values.mean())})
+        figures = {"Smallest": low, "25 %": quarter, "Median": median, "75 %": three, "Largest": high,
+                   "Mean": values.mean()}
+        rows.append({"Measurement": name.replace("_", " "), **{k: round(float(v), 2) for k, v in figures.items()}})
     return rows
 
 
