@@ -40,7 +40,8 @@ def test_a_page_that_raises_shows_a_plain_message_and_logs_the_traceback(tmp_pat
     assert not at.exception, "Streamlit's error box must not show"
     message = " ".join(e.value for e in at.error)
     assert "Something went wrong while showing the Inference page; your data is safe" in message
-    assert "errors.log" in message and "the disk said no" not in message
+    assert "logs/errors.log in the workspace" in message and "the disk said no" not in message
+    assert str(tmp_path) not in message, "no server path in the message"
     error_id = message.split("(id ")[1][:8]
     logged = _log(tmp_path)
     assert f"id {error_id} while showing the Inference page" in logged

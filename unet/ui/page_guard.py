@@ -63,9 +63,10 @@ def record_error(action: str, error: BaseException) -> str:
 
 
 def plain_message(action: str, error_id: str) -> str:
-    """What the user reads instead of a traceback."""
+    """What the user reads instead of a traceback: the log's place within the workspace, never a server path."""
     return (f"Something went wrong while {action}; your data is safe. The details were written to "
-            f"`{log_path()}` (id {error_id}); please try again, and quote the id if you report it.")
+            f"logs/{ERRORS_LOG} in the workspace (id {error_id}); please try again, and quote the id if you "
+            "report it.")
 
 
 def show_error(action: str, error: BaseException) -> str:
