@@ -130,10 +130,13 @@ min_size = controls[2].number_input(
 with controls[3]:
     contours = st.checkbox("Outlines", help="Draw each object's outline.")
     fill = st.checkbox("Fill holes", help="Fill background holes inside objects.")
+# A dataset without background (street scenes: 0 is sky) shows its class 0 like any other.
+first_shown = predictor.class_map.first_scored if predictor.class_map is not None and predictor.task != "instances" \
+    else 1
 visible = st.multiselect(
     "Classes shown",
-    list(range(1, predictor.num_classes)),
-    default=list(range(1, predictor.num_classes)),
+    list(range(first_shown, predictor.num_classes)),
+    default=list(range(first_shown, predictor.num_classes)),
     format_func=lambda k: predictor.class_names[k],
     help="Hide a class to see the image under it.",
 )

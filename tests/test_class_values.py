@@ -96,12 +96,12 @@ def _independent_scores(truth: np.ndarray, predicted: np.ndarray, classes: int) 
     return ious, float(np.mean(scored))
 
 
-def test_training_and_evaluation_average_every_class_and_leave_void_out(tmp_path):
+def test_training_and_evaluation_average_every_class_and_leave_void_out(tmp_path, monkeypatch):
     raw = _street(tmp_path / "raw", count=6)
     config = tmp_path / "tiny.json"
     config.write_text(json.dumps({"data": {"input_size": 64}, "augment": {"enabled": False},
                                   "model": {"depth": 2, "base_filters": 4}, "train": {"epochs": 3, "batch_size": 2}}))
-    run = tmp_path / "run"
+    run = tmp_path / "workspace" / "runs" / "20260101-000000-street"
     done = subprocess.run([sys.executable, "-m", "unet", "train", "--data", str(raw), "--out", str(run), "--config",
                            str(config), "--ignore-value", str(VOID)], cwd=ROOT, capture_output=True, text=True,
                           timeout=600)
@@ -131,6 +131,16 @@ def test_training_and_evaluation_average_every_class_and_leave_void_out(tmp_path
     assert result["iou"] == pytest.approx(mean, abs=1e-9)
     assert [row["iou"] for row in result["per_class"]] == pytest.approx(
         [None if v != v else v for v in ious], abs=1e-9)
+
+    # The Inference page can show class 0 ("sky"): with no background it is a class like any other.
+    from tests.conftest import open_page
+
+    at = open_page("pages/inference.py", tmp_path / "workspace", monkeypatch, run=run.name)
+    uploader = next(u for u in at.file_uploader if u.label.startswith("Images"))
+    uploader.upload("s0.png", (raw / "images" / "s0.png").read_bytes(), "image/png").run()
+    assert not at.exception
+    shown = next(m for m in at.multiselect if m.label == "Classes shown")
+    assert shown.value == [0, 1, 2]
 
 
 def test_a_stored_dataset_is_read_again_as_a_new_version_with_void_left_out(tmp_path):

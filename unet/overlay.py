@@ -47,9 +47,11 @@ def to_rgb(image: np.ndarray) -> np.ndarray:
 
 
 def colorize(mask: np.ndarray, colors: np.ndarray) -> np.ndarray:
-    """Class-index mask (H, W) -> RGB picture using `colors` [K, 3]."""
-    index = np.clip(mask.reshape(mask.shape[:2]), 0, len(colors) - 1)
-    return colors[index]
+    """Class-index mask (H, W) -> RGB picture using `colors` [K, 3]; an index past the classes (255: not labelled,
+    or a hidden class) is black."""
+    index = mask.reshape(mask.shape[:2])
+    table = np.concatenate([colors, np.zeros((1, 3), colors.dtype)])
+    return table[np.where((index >= 0) & (index < len(colors)), index, len(colors))]
 
 
 def overlay(
@@ -68,11 +70,12 @@ def overlay(
         colors: uint8 [K, 3] RGB, index 0 is background and stays untinted.
         opacity: 0 shows only the image, 1 only the class colour.
         contours: also draw each class's outline at full strength.
-        visible: class indices to draw (default: every foreground class).
+        visible: class indices to draw (default: every class but 0, the background; a dataset without background
+            passes its class 0 here to tint it too).
     """
     rgb = to_rgb(image).astype(np.float32)
     index = mask.reshape(mask.shape[:2]).astype(np.int64)
-    shown = set(range(1, len(colors))) if visible is None else {int(k) for k in visible if k > 0}
+    shown = set(range(1, len(colors))) if visible is None else {int(k) for k in visible if 0 <= k < len(colors)}
     painted = np.isin(index, list(shown)) if shown else np.zeros(index.shape, bool)
     tint = colors[np.clip(index, 0, len(colors) - 1)].astype(np.float32)
     rgb[painted] = (1 - opacity) * rgb[painted] + opacity * tint[painted]

@@ -239,7 +239,7 @@ def side_by_side(
     pixels, not the 35 bytes a pixel that tinting it whole would.
     """
     image, mask = shrink(image, max_side), shrink_mask(mask, max_side)
-    shown = mask if visible is None else np.where(np.isin(mask, list(visible)), mask, 0)
+    shown = mask if visible is None else np.where(np.isin(mask, list(visible)), mask, 255)  # hidden: black
     panels = [to_rgb(image), overlay(image, mask, colors, opacity, contours, visible), colorize(shown, colors)]
     return np.concatenate(panels, axis=1)
 
