@@ -5,15 +5,14 @@ from __future__ import annotations
 import streamlit as st
 
 from unet import backend, runs, workspace
-from unet.model import model_facts
-from unet.splits import training_count
+from unet.run_summary import network_classes
 from unet.ui.feedback import user_errors
 from unet.ui.finetune_view import start_from
-from unet.ui.model_facts_view import machine_gflops
+from unet.ui.model_facts_view import estimate_line, time_estimate
 from unet.ui.run_table import SHORT, run_table
 from unet.ui.state import align_config_with_dataset, current_dataset, get_config, set_config
-from unet.ui.train_view import resume, run_view, start, train_settings, where_trainings_run
-from unet.units import duration_text
+from unet.ui.train_view import REFRESH_SECONDS, polled, resume, run_view, start, train_settings, where_trainings_run
+from unet.units import count_text
 
 st.title("Train")
 runs_root = workspace.runs_dir()
@@ -39,27 +38,26 @@ with st.expander("New training", expanded=shown is None or not shown.is_active, 
         st.info("Choose a dataset first on the **Dataset** page (the demo data is one click away).")
         st.page_link("pages/dataset.py", label="Go to the Dataset page", icon=":material/photo_library:")
     elif len(dataset.stems) < 2:
-        st.info(f"“{dataset.name}” has {len(dataset.stems)} image(s) with a mask; training needs at least 2 (one to "
-                "learn from, one to check on), and learns better from more. Draw them on the **Annotate** page.")
+        st.info(f"“{dataset.name}” has {count_text(len(dataset.stems), 'image')} with a mask; training needs at "
+                "least 2 (one to learn from, one to check on), and learns better from more. Draw them on the "
+                "**Annotate** page.")
         st.page_link("pages/annotate.py", label="Go to the Annotate page", icon=":material/brush:")
     else:
         config, start_problem = start_from(config, dataset)
-        train_images = training_count(len(dataset.training_stems), config.train.validation_split)
-        facts = model_facts(config, num_images=train_images, gflops_per_second=machine_gflops())
-        per_epoch = facts.seconds_per_epoch or 0
-        st.markdown(
-            f"**Dataset** {dataset.name}: {len(dataset.stems)} pairs, {dataset.num_classes} classes · "
-            f"**Model** depth {config.model.depth}, {config.model.base_filters} filters, "
-            f"{config.data.input_size}×{config.data.input_size} input, {facts.params:,} parameters · "
-            f"**Estimate** about {duration_text(per_epoch)} per epoch, "
-            f"{duration_text(per_epoch * config.train.epochs)} for {config.train.epochs} epochs "
-            "(early stopping may end sooner)"
-        )
+        summary = st.empty()  # filled once the settings below are read, so it shows the epochs they set
         train, problems = train_settings(config.train)
         problems = ([start_problem] if start_problem else []) + problems
         if train != config.train or config.train.init_from != get_config().train.init_from:
             config = config.replace(train=train)
             set_config(config)
+        facts, _ = time_estimate(config, dataset)  # the Model page's estimate, in the same words
+        summary.markdown(
+            f"**Dataset** {dataset.name}: {count_text(len(dataset.stems), 'pair')}, "
+            f"{count_text(dataset.num_classes, 'class', 'classes')} · "
+            f"**Model** depth {config.model.depth}, {config.model.base_filters} filters, "
+            f"{config.data.input_size}×{config.data.input_size} input, {facts.params:,} parameters · "
+            f"**Estimate** {estimate_line(facts, config.train.epochs)} (early stopping may end sooner)"
+        )
         for problem in problems:
             st.error(problem, icon=":material/block:")
         name = st.text_input("Run name", value=f"{dataset.name}-d{config.model.depth}f{config.model.base_filters}",
@@ -76,10 +74,7 @@ with st.expander("New training", expanded=shown is None or not shown.is_active, 
                 st.rerun()
 
 if shown is not None:
-    recorded = shown.training_data()  # the run's own classes, not the current dataset's
-    class_names = [c.get("name", "") for c in recorded.get("classes", [])] or (
-        [c.name for c in dataset.classes] if dataset else [])
-    run_view(shown, class_names)
+    run_view(shown, *network_classes(shown))  # the run's own classes and colours, not the current dataset's
     can_resume = not shown.is_active and shown.can_resume
     if can_resume and st.button("Resume", icon=":material/play_arrow:", help="Continue from the last finished epoch."):
         with user_errors("resuming the run"):
@@ -89,7 +84,7 @@ if shown is not None:
 # --- Earlier runs ---------------------------------------------------------------------------------------------------
 if all_runs:
     st.subheader("Runs", divider="gray")
-    run_table(all_runs, SHORT)
+    run_table(all_runs, SHORT, refresh_seconds=REFRESH_SECONDS if any(polled(r) for r in all_runs) else None)
     ids = [r.id for r in all_runs]
     pick = st.selectbox("Open a run", ids, index=ids.index(shown.id) if shown else 0,
                         format_func=lambda i: next(r.name for r in all_runs if r.id == i))

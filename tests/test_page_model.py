@@ -72,3 +72,43 @@ def test_a_good_config_file_fills_the_controls(at: AppTest):
     assert not at.exception
     assert at.slider(key="m_depth").value == 2
     assert at.session_state["config"].model.activation == "elu"
+
+
+@pytest.mark.parametrize("size", [144, 208])
+def test_an_input_size_between_the_usual_steps_is_shown_as_the_config_has_it(tmp_path, monkeypatch, size):
+    """Issue #25: a suggestion's 144 (a multiple of 16, not one of the slider's steps) put the slider at 32 with a
+    red 'too deep' error while the sidebar said 144."""
+    from unet import workspace
+    from unet.config import Config, DataConfig, ModelConfig
+
+    monkeypatch.setenv("UNET_WORKSPACE", str(tmp_path / "workspace"))
+    workspace.write_last_used(config=Config(data=DataConfig(input_size=size), model=ModelConfig(depth=4)).to_dict())
+    at = AppTest.from_file(APP, default_timeout=90)
+    at.switch_page("pages/model.py").run()
+    assert not at.exception and not at.error
+    assert at.select_slider(key="m_input_size").value == size
+    assert at.session_state["config"].data.input_size == size  # what the sidebar shows
+    at.slider(key="m_depth").set_value(3).run()  # another control moved: the size stays
+    assert not at.error and at.select_slider(key="m_input_size").value == size
+
+
+def test_switching_to_a_dataset_whose_suggestion_has_its_own_input_size_keeps_slider_and_sidebar_agreeing(
+        tmp_path, monkeypatch):
+    from unet.dataset import ingest
+    from unet.demo import write_demo_dataset
+
+    datasets = tmp_path / "workspace" / "datasets"
+    ingest(write_demo_dataset(tmp_path / "raw" / "a", kind="cells", count=6, size=48), "a", datasets)
+    ingest(write_demo_dataset(tmp_path / "raw" / "b", kind="cells", count=6, size=140), "b", datasets)
+    monkeypatch.setenv("UNET_WORKSPACE", str(tmp_path / "workspace"))
+    at = AppTest.from_file(APP, default_timeout=90)
+    at.query_params["dataset"] = "b"
+    at.switch_page("pages/model.py").run()
+    next(b for b in at.button if b.label == "Apply the suggestion").click().run()
+    size = at.session_state["config"].data.input_size
+    assert size == 144 and at.select_slider(key="m_input_size").value == size and not at.error
+    at.session_state["dataset"] = "a"
+    at.query_params["dataset"] = "a"
+    at.run()
+    assert not at.exception and not at.error
+    assert at.select_slider(key="m_input_size").value == at.session_state["config"].data.input_size == size

@@ -40,7 +40,7 @@ def test_a_finished_run_shows_every_class_on_its_held_back_images_beside_the_bas
 def test_the_run_list_shows_every_run(trained_workspace, monkeypatch):
     at = _page(trained_workspace, monkeypatch)
     table = next(d.value for d in at.dataframe if "state" in d.value.columns)
-    assert any(state.startswith("completed") for state in table["state"])
+    assert any(state == "Completed" for state in table["state"])  # the words of the run's badge
 
 
 def test_without_a_dataset_the_page_says_where_to_get_one(trained_workspace, monkeypatch):
@@ -164,3 +164,129 @@ def test_time_left_never_passes_the_time_limit(tmp_path, monkeypatch):
     finally:
         alive.kill()
         alive.wait()
+
+
+def _cells(tmp_path: Path, count: int = 6, size: int = 48) -> Path:
+    from unet.dataset import ingest
+    from unet.demo import write_demo_dataset
+
+    workspace = tmp_path / "workspace"
+    ingest(write_demo_dataset(tmp_path / "raw" / "cells", kind="cells", count=count, size=size), "cells",
+           workspace / "datasets")
+    return workspace
+
+
+def _epochs_box(at: AppTest):
+    return next(n for n in at.number_input if n.label == "Epochs")
+
+
+def test_applying_the_suggestion_after_a_fine_tuning_choice_trains_a_new_network_with_its_epochs(
+        trained_workspace, monkeypatch, tmp_path):
+    """Issue #25: the user had 1000 epochs, chose to fine-tune an earlier run, then applied the Model page's
+    suggestion; the Train page kept fine-tuning (with the suggestion's network, which the run's weights do not
+    fit) and going back to a new network brought the 1000 epochs back."""
+    import shutil
+
+    workspace = _cells(tmp_path)
+    shutil.copytree(trained_workspace / "runs", workspace / "runs")
+    at = open_page("pages/train.py", workspace, monkeypatch, dataset="cells")
+    _epochs_box(at).set_value(1000).run()
+    next(s for s in at.selectbox if s.label == "Start from").set_value(TINY_RUN).run()
+    assert at.session_state["config"].train.init_from
+
+    at.switch_page("pages/model.py").run()
+    next(s for s in at.select_slider if s.label == "Time for training").set_value(1).run()
+    next(b for b in at.button if b.label == "Apply the suggestion").click().run()
+    assert not at.exception
+    suggested = at.session_state["config"].train.epochs
+    assert suggested != 1000 and at.session_state["config"].train.init_from is None
+
+    at.switch_page("pages/train.py").run()
+    assert not at.exception and not at.error
+    assert next(s for s in at.selectbox if s.label == "Start from").value == "scratch"
+    assert _epochs_box(at).value == suggested and at.session_state["config"].train.epochs == suggested
+    assert at.session_state["config"].train.init_from is None
+
+
+@pytest.fixture()
+def fast_machine(monkeypatch: pytest.MonkeyPatch):
+    """A machine on which an epoch of the small demo data takes a fraction of a second (about 0.15 s), so that
+    1000 epochs take minutes: the walk of issue #25."""
+    from unet import calibration
+    from unet.ui.model_facts_view import machine_gflops
+
+    monkeypatch.setattr(calibration, "achieved_gflops", lambda *args, **kwargs: 20.0)
+    machine_gflops.clear()
+    yield
+    machine_gflops.clear()
+
+
+def test_the_model_and_train_pages_show_one_time_estimate_in_the_same_words(tmp_path, monkeypatch, fast_machine):
+    """Issue #25: the Model page said 'about 0 s per epoch' and '1000 epochs fit in about 5 minutes' while the
+    Train page said 1 min 30 s for the same 1000 epochs."""
+    workspace = _cells(tmp_path)
+    at = open_page("pages/model.py", workspace, monkeypatch, dataset="cells")
+    next(b for b in at.button if b.label == "Apply the suggestion").click().run()
+    assert not at.exception
+    epochs = at.session_state["config"].train.epochs
+    metrics = {m.label: m.value for m in at.metric}
+    per_epoch, total = metrics["Time per epoch"], metrics[f"{epochs} epochs"]
+    assert per_epoch == "under a second" and "0 s" not in per_epoch
+    reason = next(c.value for c in at.caption if "per epoch" in c.value)
+    assert reason.startswith("· Because under a second per epoch") and f"{epochs} epochs" in reason
+    assert f"take about {total}" in reason and "fit in about 5 minutes" not in reason
+
+    at.switch_page("pages/train.py").run()
+    assert not at.exception
+    line = next(m.value for m in at.markdown if "**Estimate**" in m.value)
+    assert f"**Estimate** under a second per epoch, about {total} for {epochs} epochs" in line
+
+
+def _running_run(workspace: Path, epochs_done: int, planned: int):
+    """A run whose trainer (a sleeping stand-in named like one) is alive and has finished `epochs_done` epochs."""
+    import json
+    import subprocess
+    import sys
+
+    from unet import runs
+    from unet.config import Config, TrainConfig
+
+    run = runs.create_run(workspace / "runs", "busy", Config(train=TrainConfig(epochs=planned)))
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)  # unet train"])
+    runs.write_json_atomic(run.path / runs.STATUS, {"state": runs.RUNNING, "pid": alive.pid,
+                                                    "started": runs.now_iso(), "epochs": planned, "batch": 1,
+                                                    "batches": 4})
+    (run.path / runs.HISTORY).write_text("".join(json.dumps({"epoch": i, "seconds": 1.0, "val_dice": 0.5}) + "\n"
+                                                 for i in range(1, epochs_done + 1)))
+    return run, alive
+
+
+def test_the_run_table_says_what_the_badge_says_and_counts_epochs_done_of_planned(tmp_path, monkeypatch):
+    """Issue #25: a minute into a run the table said 'queued', 'None' and 0 epochs."""
+    run, alive = _running_run(tmp_path / "workspace", epochs_done=3, planned=50)
+    try:
+        at = _page(tmp_path / "workspace", monkeypatch, run=run.id)
+        assert any("Training" in m.value for m in at.markdown)  # the badge
+        table = next(d for d in at.dataframe if "state" in d.value.columns)
+        row = table.value.iloc[0]
+        assert row["state"] == "Training" and row["epochs"] == "3 of 50 (epoch 4 running)"
+        assert table.proto.placeholder == "–", "an empty cell (no held-back Dice yet) shows a dash, not 'None'"
+    finally:
+        alive.kill()
+        alive.wait()
+
+
+def test_one_held_back_image_is_one_image(trained_workspace, monkeypatch, tmp_path):
+    import json
+    import shutil
+
+    from unet import runs
+
+    workspace = tmp_path / "workspace"
+    shutil.copytree(trained_workspace / "runs" / TINY_RUN, workspace / "runs" / TINY_RUN)
+    held_back = workspace / "runs" / TINY_RUN / runs.HELD_BACK
+    held_back.write_text(json.dumps({**json.loads(held_back.read_text()), "images": 1}))
+    at = _page(workspace, monkeypatch, run=TINY_RUN)
+    texts = [m.value for m in at.markdown] + [c.value for c in at.caption]
+    assert any("1 held-back image:" in t for t in texts) and any("1 whole validation image," in t for t in texts)
+    assert not any("1 held-back images" in t or "1 whole validation images" in t for t in texts)

@@ -23,11 +23,13 @@ def _thin(rows: Sequence[dict]) -> list[dict]:
     return [*picked, rows[-1]]
 
 
-def history_figure(history: Sequence[dict], class_names: Sequence[str] | None = None) -> go.Figure:
+def history_figure(history: Sequence[dict], class_names: Sequence[str] | None = None,
+                   class_colors: Sequence[Sequence[int]] | None = None) -> go.Figure:
     """Loss, Dice and IoU per epoch, train and validation side by side, the best validation Dice marked.
 
     Per-class validation Dice curves are added (dotted): the background class always (on ISBI it is the membrane,
-    the class that matters), and every foreground class when there is more than one.
+    the class that matters), and every foreground class when there is more than one. Each is drawn in its class's
+    colour (`class_colors`, [r, g, b] per class: the colours of the masks and overlays), when given.
     """
     rows = _thin(history)
     epochs = [r["epoch"] for r in rows]
@@ -45,10 +47,14 @@ def history_figure(history: Sequence[dict], class_names: Sequence[str] | None = 
     names = list(class_names or [])
     shown = list(enumerate(names)) if len(names) > 2 else list(enumerate(names))[:1]
     if names:
+        colors = list(class_colors or [])
         for k, name in shown:
+            line = {"dash": "dot"}
+            if k < len(colors):
+                line["color"] = "rgb({}, {}, {})".format(*(int(c) for c in colors[k]))
             figure.add_trace(
                 go.Scatter(x=epochs, y=[r.get(f"val_dice_{k}") for r in rows], name=f"val Dice: {name}",
-                           mode="lines", line={"dash": "dot"}),
+                           mode="lines", line=line),
                 row=1, col=2,
             )
     scored = [r for r in history if r.get("val_dice") is not None]

@@ -23,6 +23,13 @@ CHOICE = "finetune_start_from"  # the widget's key: a changing index would make 
 BEFORE = "finetune_before"  # (learning rate, epochs) before the fine-tuning defaults replaced them
 
 
+def forget_start_from() -> None:
+    """A new network was chosen elsewhere (a suggestion applied on the Model page): the Train page then starts from
+    scratch with the config's own epochs and learning rate, not the ones kept from before a fine-tuning choice."""
+    st.session_state.pop(CHOICE, None)
+    st.session_state.pop(BEFORE, None)
+
+
 def _restored(config: Config) -> Config:
     """The config as it was before a fine-tuning source was chosen."""
     if not config.train.init_from:

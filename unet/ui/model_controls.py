@@ -73,7 +73,7 @@ def model_controls(config: Config) -> Config:
     load_into_widgets(config, overwrite=st.session_state.get(_SHOWN) not in (None, _values(config)))
     st.session_state[_SHOWN] = _values(config)
     model = {**_architecture_panel(), **_regularisation_panel()}
-    data, batch_size = _input_panel(model["depth"])
+    data, batch_size = _input_panel(model["depth"], config.data.input_size)
     return Config(
         data=dataclasses.replace(config.data, **data),
         augment=config.augment,
@@ -181,13 +181,22 @@ def _regularisation_panel() -> dict:
             "dropout": float(dropout), "dropout_placement": dropout_placement}
 
 
-def _input_panel(depth: int) -> tuple[dict, int]:
+def size_choices(current: int) -> tuple[int, ...]:
+    """The input sizes offered: the usual ones and the config's own (a suggestion's 144 or a loaded config's 208).
+
+    A select slider whose value is not among its options falls back to the first one (32), which a deep network
+    refuses: the slider would show 32 and an error while the config, and the sidebar, say 144.
+    """
+    return tuple(sorted({*SIZE_CHOICES, int(current)}))
+
+
+def _input_panel(depth: int, current_size: int) -> tuple[dict, int]:
     """Input size, resize or crop, brightness scaling and batch size: the `data` fields they set, and the batch."""
     with st.container(border=True):
         st.markdown("**Input**")
         input_size = st.select_slider(
             "Input size (pixels)",
-            SIZE_CHOICES,
+            size_choices(current_size),
             key="m_input_size",
             help=f"Images are brought to this size for training. Larger keeps more detail but costs time "
             f"(doubling the size quadruples it). Must be a multiple of 2^depth = {2**depth}.",

@@ -1,5 +1,9 @@
 """The table of runs, drawn by the Train page (a short form) and the Runs page (every column): one definition of
-its columns, their names and their help texts, over `unet.run_summary.summary_row`."""
+its columns, their names and their help texts, over `unet.run_summary.summary_row`.
+
+The Train page redraws it while a run trains (`refresh_seconds`), so its state and epochs follow the run as the
+live view above it does; a cell with nothing in it yet (the held-back Dice of a run still training) shows a dash.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import streamlit as st
 
 from unet.run_summary import summary_row
 from unet.runs import Run
+from unet.ui.score_view import EMPTY
 
 # summary_row's key -> how the column is shown; None hides it.
 COLUMNS = {
@@ -18,7 +23,7 @@ COLUMNS = {
         "Dataset", help="The dataset (version) the run trained on: annotating makes NAME-v2, -v3…"),
     "started_from": st.column_config.TextColumn(
         "Started from", help="Fine-tuned runs: the run or model file whose weights they started from."),
-    "state": "State",
+    "state": st.column_config.TextColumn("State", help="As the badge of the run on the Train page says it."),
     "best_val_dice": st.column_config.NumberColumn(
         "Val Dice (training view)", format="%.4f",
         help="The live check during training, on centre crops or shrunk images: it picks the best model."),
@@ -34,7 +39,9 @@ COLUMNS = {
     "near_baseline": st.column_config.CheckboxColumn(
         "Near baseline", help="Ticked when the model is barely better than the baseline: it learned little."),
     "best_epoch": "Best epoch",
-    "epochs": "Epochs",
+    "epochs": st.column_config.TextColumn(
+        "Epochs", help="Finished of planned, and the epoch in progress; early stopping may end a run sooner."),
+    "epochs_done": None,
     "duration": "Duration",
     "started": "Started",
 }
@@ -42,10 +49,24 @@ NUMBERS = ("best_val_dice", "best_val_iou", "held_back_dice", "baseline_dice", "
 SHORT = ("name", "state", "held_back_dice", "baseline_dice", "near_baseline", "epochs", "duration", "started")
 
 
-def run_table(all_runs: Sequence[Run], columns: Sequence[str] | None = None) -> None:
-    """Draw one row per run; `columns` picks and orders summary_row's keys (None: every column)."""
+def run_frame(all_runs: Sequence[Run]) -> pd.DataFrame:
+    """One row per run (summary_row's keys but the id), numbers as numbers (empty where not known yet)."""
     table = pd.DataFrame([summary_row(run) for run in all_runs]).drop(columns=["id"])
     for column in NUMBERS:
-        table[column] = pd.to_numeric(table[column], errors="coerce")  # a queued run: an empty cell, not "None"
-    st.dataframe(table, hide_index=True, width="stretch", column_config=COLUMNS,
-                 column_order=list(columns) if columns else None)
+        table[column] = pd.to_numeric(table[column], errors="coerce")
+    return table
+
+
+def run_table(all_runs: Sequence[Run], columns: Sequence[str] | None = None,
+              refresh_seconds: float | None = None) -> None:
+    """Draw one row per run; `columns` picks and orders summary_row's keys (None: every column);
+    `refresh_seconds` redraws the table that often (while a run trains), else it is drawn once."""
+
+    def draw() -> None:
+        st.dataframe(run_frame(all_runs), hide_index=True, width="stretch", column_config=COLUMNS,
+                     column_order=list(columns) if columns else None, placeholder=EMPTY)
+
+    if refresh_seconds:
+        st.fragment(draw, run_every=refresh_seconds)()
+    else:
+        draw()

@@ -13,7 +13,9 @@ import streamlit as st
 
 from unet import runs
 from unet.evaluation import headline_sentence
+from unet.units import count_text
 
+EMPTY = "–"  # what a table cell without a value shows (Streamlit's own default is the word "None")
 NEAR_BASELINE_ADVICE = (
     "Try a bigger input size or crops at the images' own resolution (Model page), more epochs, or class weights; "
     "thin structures such as membranes vanish when large images are shrunk."
@@ -61,7 +63,7 @@ def scores_panel(result: dict[str, Any], what: str) -> None:
             icon=":material/warning:",
         )
     st.dataframe(
-        class_rows(result), hide_index=True, width="stretch",
+        class_rows(result), hide_index=True, width="stretch", placeholder=EMPTY,
         column_config={name: st.column_config.NumberColumn(format="%.3f") for name in ("Dice", "IoU", "Baseline Dice")},
     )
     objects = result.get("objects")
@@ -76,6 +78,6 @@ def held_back_panel(run: runs.Run) -> None:
     if not result:
         return
     images = result.get("images", 0)
-    st.markdown(f"**Held-back images** · the best model on the {images} whole validation image"
-                f"{'s' if images != 1 else ''}, never trained on")
-    scores_panel(result, f"{images} held-back images")
+    st.markdown(f"**Held-back images** · the best model on {count_text(images, 'whole validation image')}, "
+                "never trained on")
+    scores_panel(result, count_text(images, "held-back image"))

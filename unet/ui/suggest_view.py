@@ -8,6 +8,7 @@ import streamlit as st
 from unet.config import Config
 from unet.dataset import Dataset
 from unet.suggest import Suggestion, suggest
+from unet.ui.finetune_view import forget_start_from
 from unet.ui.model_facts_view import machine_gflops
 
 BUDGETS = [1, 2, 5, 10, 15, 30, 60]  # minutes
@@ -42,6 +43,8 @@ def suggestion_panel(dataset: Dataset, config: Config) -> Config | None:
         for reason in suggestion.reasons:
             st.caption(f"· Because {reason}.")
         if st.button("Apply the suggestion", icon=":material/auto_fix_high:", type="primary",
-                     help="Fills every control below and the Train page's epochs; you can still change them."):
+                     help="Fills every control below and the Train page's epochs, for a new network (not "
+                          "fine-tuned from an earlier model); you can still change them."):
+            forget_start_from()
             return suggestion.config.replace(augment=config.augment)
     return None

@@ -15,18 +15,21 @@ from unet.charts import history_figure
 from unet.config import LOSS_NAMES, LOSSES, LR_SCHEDULES, OPTIMIZERS, SCHEDULE_NAMES, Config, TrainConfig
 from unet.dataset import Dataset
 from unet.errors import UserError
+from unet.run_summary import STATE_NAMES
 from unet.ui.score_view import held_back_panel
 from unet.units import clock_text
 
 REFRESH_SECONDS = 1.5
-STATE_BADGES = {
-    runs.STARTING: ("Starting", "gray", ":material/hourglass_top:"),
-    runs.QUEUED: ("Queued", "gray", ":material/schedule:"),
-    runs.RUNNING: ("Training", "blue", ":material/play_circle:"),
-    runs.COMPLETED: ("Completed", "green", ":material/check_circle:"),
-    runs.STOPPED: ("Stopped", "orange", ":material/stop_circle:"),
-    runs.FAILED: ("Failed", "red", ":material/error:"),
-    runs.INTERRUPTED: ("Interrupted", "violet", ":material/pause_circle:"),
+STATE_BADGES = {  # the words are STATE_NAMES', which the run tables and the report show too
+    state: (STATE_NAMES[state], color, icon) for state, color, icon in (
+        (runs.STARTING, "gray", ":material/hourglass_top:"),
+        (runs.QUEUED, "gray", ":material/schedule:"),
+        (runs.RUNNING, "blue", ":material/play_circle:"),
+        (runs.COMPLETED, "green", ":material/check_circle:"),
+        (runs.STOPPED, "orange", ":material/stop_circle:"),
+        (runs.FAILED, "red", ":material/error:"),
+        (runs.INTERRUPTED, "violet", ":material/pause_circle:"),
+    )
 }
 RECENT_SECONDS = 120.0
 LIMITS = {  # the typed boxes: no min/max on the widget, so what the user typed is what the page checks and shows
@@ -35,6 +38,11 @@ LIMITS = {  # the typed boxes: no min/max on the widget, so what the user typed 
     "Lower the learning rate after": (0, 1000),
     "Time limit": (0, 10080),
 }
+
+
+def polled(run: runs.Run) -> bool:
+    """Whether the page follows `run` live: active, or its status changed in the last RECENT_SECONDS."""
+    return run.is_active or runs.heartbeat_age(run) < RECENT_SECONDS
 
 
 def out_of_range(label: str, value: float) -> str | None:
@@ -164,8 +172,9 @@ def _progress(status: dict, history: list[dict], limit_seconds: float = 0.0) -> 
     return fraction, label, left
 
 
-def run_view(run: runs.Run, class_names: list[str]) -> None:
-    """Status, progress, charts and latest samples of a run; polls the folder while the run is active."""
+def run_view(run: runs.Run, class_names: list[str], class_colors: list[tuple[int, int, int]] | None = None) -> None:
+    """Status, progress, charts and latest samples of a run; polls the folder while the run is active. The classes
+    are the network's (`unet.run_summary.network_classes`): each per-class curve is drawn in its class's colour."""
     # Polled while the run is active, and for a while after its status last changed: a run that ended a moment
     # ago (or was judged gone too early) still shows what its trainer writes next.
     active = run.is_active
@@ -232,7 +241,8 @@ def run_view(run: runs.Run, class_names: list[str]) -> None:
         if state not in runs.ACTIVE_STATES:
             held_back_panel(run)
         if history:
-            st.plotly_chart(history_figure(history, class_names), width="stretch", key=f"chart_{run.id}")
+            st.plotly_chart(history_figure(history, class_names, class_colors), width="stretch",
+                            key=f"chart_{run.id}")
         elif state in runs.ACTIVE_STATES:
             st.caption("The charts appear after the first epoch.")
         latest = run.file("samples") / "latest.png"
