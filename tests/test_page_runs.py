@@ -19,7 +19,7 @@ def test_the_table_lists_the_run_with_its_best_dice(at: AppTest):
     table = at.dataframe[0].value
     assert list(table["name"]) == [TINY_RUN]
     assert 0 <= float(table["best_val_dice"].iloc[0]) <= 1
-    assert table["state"].iloc[0] == "completed"
+    assert table["state"].iloc[0] == "Completed"  # the words of the run's badge on the Train page
 
 
 def test_show_the_command_prints_a_train_line(at: AppTest):
@@ -100,3 +100,39 @@ def test_a_bioimage_model_zoo_package_is_built_checked_and_offered(at: AppTest):
     assert "/" not in message, "no server path in the message"
     labels = [b.label for b in at.get("download_button")]
     assert any(label.startswith("Download") and label.endswith(".bioimageio.zip") for label in labels)
+
+
+def test_compare_names_the_run_a_fine_tuning_started_from_never_its_server_path(two_runs: Path, monkeypatch):
+    """Issue #25: the Compare table showed the fine-tuned run's `init_from`, a path on the server."""
+    import json
+
+    first, second = sorted((two_runs / "runs").iterdir())
+    config = json.loads((second / "config.json").read_text())
+    config["train"]["init_from"] = str(first.resolve())
+    (second / "config.json").write_text(json.dumps(config))
+    at = open_page("pages/runs.py", two_runs, monkeypatch)
+    frame = at.dataframe[1].value
+    assert "Started from" in frame.index
+    assert sorted(frame.loc["Started from"]) == ["a new network", f"the model of run {first.name}"]
+    assert not any(str(two_runs) in str(value) or "/" in str(value) for value in frame.to_numpy().ravel())
+
+
+def test_compare_shows_every_setting_in_the_words_of_the_pages():
+    """Issue #25: raw keys and values (fill_mode, dice_ce, 'unit') in the Compare table and the report."""
+    from unet.config import AugmentConfig, Config, DataConfig, TrainConfig
+    from unet.run_summary import config_table
+
+    plain = Config()
+    other = Config(data=DataConfig(normalisation="standard", resize="crop"),
+                   augment=AugmentConfig(fill_mode="constant"), train=TrainConfig(lr_schedule="constant", loss="ce"))
+    rows, differing = config_table({"a": plain, "b": other})
+    table = {row["setting"]: (row["a"], row["b"]) for row in rows}
+    assert table["Fill corners with"] == ("Mirrored image", "Black")
+    assert table["Learning-rate schedule"] == ("Warm up, then lower smoothly", "Keep it fixed")
+    assert table["Loss"] == ("Dice + cross-entropy", "Cross-entropy")
+    assert table["Brightness scaling"] == ("0 to 1", "Dataset mean/std")
+    assert table["Bring images to the input size by"] == ("Resizing", "Random crops")
+    for setting, values in table.items():
+        assert "_" not in setting and not any("_" in v for v in values), (setting, values)
+    assert set(differing) == {"Fill corners with", "Learning-rate schedule", "Loss", "Brightness scaling",
+                              "Bring images to the input size by"}

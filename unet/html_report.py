@@ -26,7 +26,7 @@ import plotly.io as pio
 from unet import evaluation, postprocess, runs
 from unet.augment import preview_pairs
 from unet.charts import history_figure, object_ap_figure, threshold_sweep_figure
-from unet.config import Config, Task
+from unet.config import NORMALISATION_NAMES, RESIZE_NAMES, Config, Task
 from unet.dataset import Dataset
 from unet.diagram import architecture_svg
 from unet.errors import UserError
@@ -34,8 +34,15 @@ from unet.images import encode_png
 from unet.intensity import Intensity
 from unet.model import model_facts
 from unet.overlay import class_colors, overlay, to_rgb
-from unet.run_summary import summary_row, train_command
-from unet.units import duration_text
+from unet.run_summary import (
+    OBJECT_SCORES_EXPLAINED,
+    network_classes,
+    setting_name,
+    setting_value,
+    summary_row,
+    train_command,
+)
+from unet.units import count_text, duration_text
 
 SAMPLE_PAIRS = 6  # dataset samples shown
 PREVIEW_PAIRS = 8  # augmented previews shown
@@ -152,8 +159,14 @@ class _RunFacts:
         self.history = self.run.read_history()
         self.status = self.run.read_status()
         self.versions: dict[str, Any] = runs.read_json(self.run.file(runs.VERSIONS), {}) or {}
-        k = self.config.model.num_classes
-        by_index = {int(c["index"]): c for c in self.recorded.get("classes", []) if "index" in c}
+        self.held_back: dict[str, Any] = runs.read_json(self.run.file(runs.HELD_BACK), {}) or {}
+        self.separates_objects = self.config.data.task == Task.INSTANCES
+        # The network's classes (history's per-class figures) and the classes its predictions are shown in: the same
+        # for a semantic run; background / interior / boundary, and background / object, for a separate-objects run.
+        self.network_names, self.network_colors = network_classes(self.run)
+        recorded = self.recorded.get("classes", [])
+        k = len(recorded) if self.separates_objects and recorded else self.config.model.num_classes
+        by_index = {int(c["index"]): c for c in recorded if "index" in c}
         self.names = [str(by_index.get(i, {}).get("name") or f"class {i}") for i in range(k)]
         given = [by_index[i]["color"] for i in range(k) if "color" in by_index.get(i, {})]
         self.colors = class_colors(k, given if len(given) == k else None)
@@ -183,26 +196,48 @@ class _RunFacts:
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def _proxy_label(facts: _RunFacts) -> str:
+    """What the trainer's validation Dice was measured on: the training-time proxy, not the held-back figure."""
+    seen = "centre crops" if facts.config.data.resize == "crop" else "images shrunk to the input size"
+    return f"training-time check on validation {seen} (picked the best epoch)"
+
+
 def _header(facts: _RunFacts) -> str:
     row = summary_row(facts.run)
     best = facts.best
-    cards = [
-        (_number(best.get("val_dice")), "best validation Dice (1 = perfect)"),
-        (_number(best.get("val_iou")), "best validation IoU (1 = perfect)"),
-        (f"{row['epochs']}", f"epochs trained (best: {best.get('epoch', '–')})"),
+    held_back = facts.held_back
+    cards: list[tuple[str, str]] = []
+    if isinstance(held_back.get("dice"), (int, float)):
+        over = ", ".join(held_back.get("averaged_over") or []) or "the foreground"
+        cards.append((_number(held_back["dice"]), f"Dice on {count_text(held_back.get('images', 0), 'held-back image')}"
+                                                  f", whole ({over}; 1 = perfect)"))
+        baseline = (held_back.get("baseline") or {}).get("dice")
+        cards.append((_number(baseline), "the baseline's Dice: every pixel the most common class"))
+    objects = held_back.get("objects") or {}
+    if isinstance(objects.get("ap50"), (int, float)):
+        cards.append((_number(objects["ap50"], 2), f"objects: AP@0.5 ({objects.get('true_objects', 0)} true objects "
+                                                   "in the held-back images)"))
+    cards += [
+        (_number(best.get("val_dice")), f"best validation Dice, {_proxy_label(facts)}"),
+        (f"{row['epochs_done']}", f"{'epoch' if row['epochs_done'] == 1 else 'epochs'} trained "
+                                  f"(best: {best.get('epoch', '–')})"),
         (row["duration"] or "–", "training time"),
     ]
     card_html = "".join(f'<div class="card"><b>{_e(v)}</b><span>{_e(label)}</span></div>' for v, label in cards)
     message = facts.status.get("message") or ""
+    headline = ("The first figure is the headline: the best model on the whole held-back images at the end of "
+                "training. " if held_back else
+                "The held-back images have not been scored yet (the run has not ended), so only the training-time "
+                "check is shown. ")
     return (
         f"<header><h1>{_e(facts.run.name)}</h1>"
         f'<p class="muted">Segmentation model trained with U-Net Studio on the dataset '
         f"<b>{_e(facts.recorded.get('name', 'unknown'))}</b>; started {_e(row['started'] or 'unknown')}, "
         f"state: {_e(row['state'])}{' (' + _e(message) + ')' if message else ''}.</p>"
         f'<div class="cards">{card_html}</div>'
-        '<p class="note">Dice and IoU measure how well the predicted outline overlaps the true one: 1 means a '
-        "perfect match, 0 no overlap. The validation images were held back from training, but they were used to "
-        "choose the best epoch, so a separate test set is the stricter check. Every score stands beside the "
+        f'<p class="note">{_e(headline)}Dice and IoU measure how well the predicted outline overlaps the true one: '
+        "1 means a perfect match, 0 no overlap. The validation images were held back from training, but they were "
+        "used to choose the best epoch, so a separate test set is the stricter check. Every score stands beside the "
         "trivial baseline: what painting every pixel the most common class would score.</p></header>"
     )
 
@@ -225,12 +260,19 @@ def _dataset_section(facts: _RunFacts) -> str:
                  f"by a watershed; objects from {r.get('objects_from') or 'the masks'})"
          if cfg.data.task == Task.INSTANCES else "segment classes (one class per pixel)"),
         ("Image sizes", size_text or "unknown"),
-        ("Training input", f"{cfg.data.input_size}x{cfg.data.input_size} pixels ({cfg.data.resize}), "
-                           f"normalisation '{cfg.data.normalisation}'"),
+        ("Training input", f"{cfg.data.input_size}x{cfg.data.input_size} pixels, "
+                           f"{RESIZE_NAMES.get(cfg.data.resize, cfg.data.resize).lower()}; brightness scaled "
+                           f"{NORMALISATION_NAMES.get(cfg.data.normalisation, cfg.data.normalisation).lower()}"),
     ]
     parts = ["<section><h2>1. The data</h2>", _table(None, rows)]
-    parts.append("<h3>Classes</h3>")
-    parts.append(_table(["#", "class"], [(k, _swatch(n, facts.colors[k])) for k, n in enumerate(facts.names)]))
+    if facts.separates_objects:
+        parts.append("<h3>Objects</h3><p>The model finds objects, one id each, and is scored object by object. To "
+                     "separate touching objects it learns three classes:</p>")
+        parts.append(_table(["#", "class learned"], [(k, _swatch(n, facts.network_colors[k]))
+                                                     for k, n in enumerate(facts.network_names)]))
+    else:
+        parts.append("<h3>Classes</h3>")
+        parts.append(_table(["#", "class"], [(k, _swatch(n, facts.colors[k])) for k, n in enumerate(facts.names)]))
     samples = facts.pairs(train + val, SAMPLE_PAIRS)
     if samples:
         parts.append("<h3>Sample images with their masks</h3><div class='grid'>")
@@ -250,8 +292,9 @@ def _augment_section(facts: _RunFacts) -> str:
     else:
         parts.append("<p>During training each image was changed at random in these ways (image and mask alike), "
                      "so the model learns what stays the same.</p>")
-        settings = {key: value for key, value in aug.__dict__.items() if key != "enabled"}
-        parts.append(_table(["setting", "value"], list(settings.items())))
+        rows = [(setting_name(f"augment.{key}"), setting_value(f"augment.{key}", value))
+                for key, value in aug.__dict__.items() if key != "enabled"]
+        parts.append(_table(["setting", "value"], rows))
     samples = facts.pairs(facts.recorded.get("train", []), 4)
     if samples and aug.enabled:
         scale = facts.dataset.rule.as_scale() if facts.dataset else None
@@ -273,7 +316,9 @@ def _model_section(facts: _RunFacts) -> str:
         ("Training memory (estimate)", f"{m.memory_gb:.2f} GB for a batch of {cfg.train.batch_size}"),
         ("Receptive field", f"{m.receptive_field} pixels (how far each pixel's decision can look)"),
         ("Depth / base filters", f"{cfg.model.depth} / {cfg.model.base_filters}"),
-        ("Loss, optimiser, learning rate", f"{cfg.train.loss}, {cfg.train.optimizer}, {cfg.train.learning_rate:g}"),
+        ("Loss, optimiser, learning rate", f"{setting_value('train.loss', cfg.train.loss)}, "
+                                           f"{setting_value('train.optimizer', cfg.train.optimizer)}, "
+                                           f"{cfg.train.learning_rate:g}"),
     ]
     return ("<section><h2>3. The model</h2><p>A U-Net: it shrinks the image step by step to see context, then "
             "grows it back to full size to draw the outline, with shortcuts (dashed) that keep fine detail.</p>"
@@ -283,14 +328,15 @@ def _model_section(facts: _RunFacts) -> str:
 def _training_section(facts: _RunFacts, plots: _Plots) -> str:
     if not facts.history:
         return "<section><h2>4. Training</h2><p>No epoch has finished yet.</p></section>"
-    names = [_e(n) for n in facts.names]  # Plotly renders HTML-like tags in legends
+    names = [_e(n) for n in facts.network_names]  # Plotly renders HTML-like tags in legends
     seconds = sum(float(r.get("seconds") or 0) for r in facts.history)
     return ("<section><h2>4. Training</h2>"
-            f"<p>{len(facts.history)} epochs (passes over the training images), {_e(duration_text(seconds))} inside "
+            f"<p>{count_text(len(facts.history), 'epoch')} (passes over the training images), "
+            f"{_e(duration_text(seconds))} inside "
             "the epochs themselves (the training time above adds start-up, saving and every resumed session). "
             "Curves that keep rising on the validation images mean the model was still learning; "
             "a validation curve that falls while training rises means it started memorising.</p>"
-            f"{plots.html(history_figure(facts.history, names))}</section>")
+            f"{plots.html(history_figure(facts.history, names, facts.network_colors))}</section>")
 
 
 def _class_score_rows(result: dict[str, Any], facts: _RunFacts) -> list[tuple]:
@@ -319,30 +365,33 @@ def _objects_html(objects: dict[str, Any] | None, plots: _Plots) -> str:
             f"objects: {_e(objects.get('true_from', ''))}.</p>"
             + _table(["IoU needed", "found", "extra", "missed", "precision", "recall", "F1", "AP"], rows,
                      numeric=tuple(range(1, 8)))
-            + f"<p class='muted'>{_e(objects.get('averaged', ''))}</p>"
+            + f"<p class='muted'>{_e(OBJECT_SCORES_EXPLAINED)}</p>"
             + plots.html(object_ap_figure(objects)))
 
 
 def _validation_scores(facts: _RunFacts, plots: _Plots) -> str:
-    held_back = runs.read_json(facts.run.file(runs.HELD_BACK), {}) or {}
+    held_back = facts.held_back
     if held_back.get("per_class"):
-        return (f"<h3>On the {held_back.get('images', 0)} held-back images, whole, with the best model</h3>"
+        return (f"<h3>On the {count_text(held_back.get('images', 0), 'held-back image')}, whole, with the best "
+                "model (the headline)</h3>"
                 + _table(["class", "Dice", "IoU", "baseline Dice", "true pixels"],
                          _class_score_rows(held_back, facts), numeric=(1, 2, 3, 4))
                 + _headline_html(held_back) + _objects_html(held_back.get("objects"), plots))
     best = facts.best
     if not best:
         return ""
-    rows = [(_swatch(facts.names[k], facts.colors[k]), _number(best.get(f"val_dice_{k}")),
-             _number(best.get(f"val_iou_{k}"))) for k in range(len(facts.names))]
-    return (f"<h3>On the validation images as training saw them, at the best epoch ({_e(best.get('epoch'))})</h3>"
+    rows = [(_swatch(name, facts.network_colors[k]), _number(best.get(f"val_dice_{k}")),
+             _number(best.get(f"val_iou_{k}"))) for k, name in enumerate(facts.network_names)]
+    return (f"<h3>On the validation images as training saw them, at the best epoch ({_e(best.get('epoch'))}): the "
+            f"{_e(_proxy_label(facts))}</h3>"
             f"{_table(['class', 'Dice', 'IoU'], rows, numeric=(1, 2))}")
 
 
 def _evaluation_html(result: evaluation.Evaluation, data: Path, facts: _RunFacts, plots: _Plots) -> str:
     scored = result.to_dict()
-    parts = [f"<h3>On the dataset '{_e(result.data or data.name)}' ({result.images} images, {_e(result.split)}; "
-             "every pixel at full size)</h3>",
+    nouns = {"val": "held-back image", "test": "test image", "train": "training image"}
+    parts = [f"<h3>On the dataset '{_e(result.data or data.name)}' "
+             f"({count_text(result.images, nouns.get(result.split, 'image'))}, every pixel at full size)</h3>",
              _table(["class", "Dice", "IoU", "baseline Dice", "true pixels"], _class_score_rows(scored, facts),
                     numeric=(1, 2, 3, 4)),
              _headline_html(scored), _objects_html(scored.get("objects"), plots)]

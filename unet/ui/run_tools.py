@@ -14,9 +14,11 @@ from unet.evaluation import Evaluation, evaluate_detailed
 from unet.export import FORMATS, LABELS, export_model, unsupported_reason
 from unet.html_report import build_report
 from unet.model_zoo import export_package
+from unet.run_summary import OBJECT_COLUMNS, OBJECT_SCORES_EXPLAINED
 from unet.runs import Run
 from unet.ui.feedback import user_errors
-from unet.ui.score_view import scores_panel
+from unet.ui.score_view import EMPTY, scores_panel
+from unet.units import count_text
 
 INFERENCE_THRESHOLD = "inference_threshold"  # the Inference page's threshold slider key
 
@@ -29,8 +31,18 @@ SPLIT_NAMES = {
 }
 
 
+SPLIT_NOUNS = {"test": "test image", "val": "held-back image", "train": "training image", "all": "image"}
+
+
+def per_image_table(evaluation: Evaluation) -> list[dict]:
+    """The evaluation's per-image rows in words: image, Dice, IoU, pixel accuracy, then each class's Dice."""
+    return [{"Image": row["image"], "Dice": row["dice"], "IoU": row["iou"], "Pixel accuracy": row["pixel_accuracy"],
+             **{f"Dice: {c['name']}": c["dice"] for c in row.get("per_class", [])}}
+            for row in evaluation.per_image]
+
+
 def _show_evaluation(evaluation: Evaluation) -> None:
-    what = f"{evaluation.images} {SPLIT_NAMES[evaluation.split].split(' (')[0].lower()} of {evaluation.data}"
+    what = f"{count_text(evaluation.images, SPLIT_NOUNS[evaluation.split])} of {evaluation.data}"
     scores_panel(evaluation.to_dict(), what)
     if evaluation.split == "val":
         st.caption("The held-back images also chose the best epoch; a test set set aside on the Dataset page before "
@@ -38,7 +50,8 @@ def _show_evaluation(evaluation: Evaluation) -> None:
     elif evaluation.split != "test":
         st.caption("The model was chosen on the held-back images; scores on images it trained on flatter it.")
     for problem in evaluation.problems:
-        st.caption(f"Skipped {problem['file']}: {problem['problem']}")
+        st.caption(f"{'Skipped' if problem.get('skipped', True) else 'Note on'} {problem['file']}: "
+                   f"{problem['problem']}")
     if evaluation.binary and evaluation.sweep:
         st.plotly_chart(threshold_sweep_figure(evaluation.sweep, evaluation.best_threshold), width="stretch")
         if evaluation.best_threshold is not None and st.button(
@@ -51,7 +64,7 @@ def _show_evaluation(evaluation: Evaluation) -> None:
     if evaluation.objects:
         _show_objects(evaluation.objects)
     with st.expander(f"Per image ({evaluation.images}), worst first"):
-        st.dataframe(evaluation.per_image, hide_index=True, width="stretch")
+        st.dataframe(per_image_table(evaluation), hide_index=True, width="stretch", placeholder=EMPTY)
     if evaluation.worst:
         st.caption("Worst images: green right, red extra, blue missed.")
         cells = st.columns(4)
@@ -62,9 +75,10 @@ def _show_evaluation(evaluation: Evaluation) -> None:
 def _show_objects(objects: dict) -> None:
     """Object-level scores: how many objects were found one to one, over IoU thresholds (issue #15)."""
     st.plotly_chart(object_ap_figure(objects), width="stretch")  # the sentence is in the scores panel above
-    st.caption(objects["averaged"])
+    st.caption(OBJECT_SCORES_EXPLAINED)
     with st.expander("Objects per image"):
-        st.dataframe(objects["per_image"], hide_index=True, width="stretch")
+        rows = [{OBJECT_COLUMNS.get(key, key): value for key, value in row.items()} for row in objects["per_image"]]
+        st.dataframe(rows, hide_index=True, width="stretch", placeholder=EMPTY)
 
 
 def _evaluation_section(run: Run) -> None:
