@@ -330,27 +330,48 @@ def _copy_tree(source: Path, target: Path, folders: Sequence[str]) -> None:
                     shutil.copyfile(file, target / name / file.name)
 
 
+@dataclass(frozen=True)
+class _Version:
+    """The next version of a dataset while it is built: its hidden folder, its final place, number and lineage."""
+
+    folder: Path
+    target: Path
+    number: int
+    base: str
+
+    def record(self, info: dict, made_from: str, **more: object) -> None:
+        """Write dataset.json of the version: `info` (the source's, changed) with the version's own keys."""
+        info.update(name=self.target.name, version=self.number, parent=self.base, made_from=made_from, draft=True,
+                    **more)
+        atomic.write_json(self.folder / DATASET_FILE, info)
+
+
+@contextmanager
+def _next_version_folder(dataset: Dataset) -> Iterator[_Version]:
+    """Build the next version of `dataset` (`NAME-vN`) in a hidden folder beside it, renamed into place when the
+    block ends without an error: a failure leaves nothing half-made, and no existing folder is ever replaced."""
+    number, base = _next_version(dataset), lineage(dataset)
+    target = child(dataset.root.parent, f"{base}-v{number}")
+    work = Path(tempfile.mkdtemp(prefix=".version-", dir=dataset.root.parent))
+    try:
+        (work / "dataset").mkdir()
+        yield _Version(work / "dataset", target, number, base)
+        if target.exists():
+            raise UserError(f"a dataset named '{target.name}' is in the way; rename or delete it first")
+        (work / "dataset").rename(target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def editable_version(dataset: Dataset, runs_root: Path) -> Dataset:
     """The version that takes the next drawing: this one while it is a draft no run used, else a new version."""
     info = _info(dataset)
     if info.get("draft") and not used_by_runs(dataset, runs_root):
         return dataset
-    number = _next_version(dataset)
-    base = lineage(dataset)
-    target = child(dataset.root.parent, f"{base}-v{number}")
-    work = Path(tempfile.mkdtemp(prefix=".version-", dir=dataset.root.parent))
-    try:
-        folder = work / "dataset"
-        folder.mkdir()
-        _copy_tree(dataset.root, folder, ("images", "masks", "instances", UNLABELLED))
-        info.update(name=target.name, version=number, parent=base, made_from=dataset.name, draft=True)
-        atomic.write_json(folder / DATASET_FILE, info)
-        if target.exists():
-            raise UserError(f"a dataset named '{target.name}' is in the way; rename or delete it first")
-        folder.rename(target)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return Dataset.load(target)
+    with _next_version_folder(dataset) as version:
+        _copy_tree(dataset.root, version.folder, ("images", "masks", "instances", UNLABELLED))
+        version.record(info, dataset.name)
+    return Dataset.load(version.target)
 
 
 def add_as_version(existing: Dataset, addition: Dataset) -> tuple[Dataset, list[tuple[str, str]]]:
@@ -361,25 +382,13 @@ def add_as_version(existing: Dataset, addition: Dataset) -> tuple[Dataset, list[
     Why a version and not an edit: a run may have trained on `existing`, and the user's drawings are in it.
     """
     _check_joinable(existing, addition)
-    number, base = _next_version(existing), lineage(existing)
-    target = child(existing.root.parent, f"{base}-v{number}")
-    work = Path(tempfile.mkdtemp(prefix=".version-", dir=existing.root.parent))
-    try:
-        folder = work / "dataset"
-        folder.mkdir()
-        _copy_tree(existing.root, folder, ("images", "masks", "instances", UNLABELLED))
-        added, left_out = _add_files(existing, addition, folder)
+    with _next_version_folder(existing) as version:
+        _copy_tree(existing.root, version.folder, ("images", "masks", "instances", UNLABELLED))
+        added, left_out = _add_files(existing, addition, version.folder)
         if not added:
             raise UserError("no new image could be added: " + "; ".join(f"{f}: {p}" for f, p in left_out[:3]))
-        info = _merged_info(existing, addition, added, left_out, folder)
-        info.update(name=target.name, version=number, parent=base, made_from=existing.name, draft=True, added=added)
-        atomic.write_json(folder / DATASET_FILE, info)
-        if target.exists():
-            raise UserError(f"a dataset named '{target.name}' is in the way; rename or delete it first")
-        folder.rename(target)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return Dataset.load(target), left_out
+        version.record(_merged_info(existing, addition, added, left_out, version.folder), existing.name, added=added)
+    return Dataset.load(version.target), left_out
 
 
 def _check_joinable(existing: Dataset, addition: Dataset) -> None:
@@ -486,18 +495,13 @@ def reread_values(dataset: Dataset, background: int | None, not_labelled: Sequen
     order = ([background] if background is not None else []) + [i for i in kept if i != background]
     table = np.full(256, NOT_LABELLED, np.uint8)
     table[order] = np.arange(len(order), dtype=np.uint8)
-    number, base = _next_version(dataset), lineage(dataset)
-    target = child(dataset.root.parent, f"{base}-v{number}")
-    work = Path(tempfile.mkdtemp(prefix=".version-", dir=dataset.root.parent))
-    try:
-        folder = work / "dataset"
-        folder.mkdir()
-        _copy_tree(dataset.root, folder, ("images", UNLABELLED))
-        (folder / "masks").mkdir()
+    with _next_version_folder(dataset) as version:
+        _copy_tree(dataset.root, version.folder, ("images", UNLABELLED))
+        (version.folder / "masks").mkdir()
         pixels = np.zeros(len(order), np.int64)
         for stem in dataset.stems:
             mask = table[dataset.read_mask(stem)]
-            atomic.write_png(folder / "masks" / f"{stem}.png", mask)
+            atomic.write_png(version.folder / "masks" / f"{stem}.png", mask)
             pixels += np.bincount(mask.ravel(), minlength=256)[: len(order)]
         info = _info(dataset)
         records = info["classes"]
@@ -505,20 +509,12 @@ def reread_values(dataset: Dataset, background: int | None, not_labelled: Sequen
         classes = [dict(records[i], index=n, pixels=int(pixels[n])) for n, i in enumerate(order)]
         if background is not None and classes[0]["name"].startswith("class "):
             classes[0]["name"] = "background"
-        earlier = [v for v in (info.get("ignore_values") or ([info["ignore_value"]] if info.get("ignore_value")
-                                                            is not None else []))]
-        all_ignored = list(dict.fromkeys(earlier + ignored))
-        info.update(name=target.name, version=number, parent=base, made_from=dataset.name, draft=True,
-                    classes=classes, background=0 if background is not None else None,
-                    ignore_value=all_ignored[0] if all_ignored else None, ignore_values=all_ignored,
-                    hash=hashlib.sha256(f"{info.get('hash', '')}/values/{order}/{dropped}".encode()).hexdigest())
-        atomic.write_json(folder / DATASET_FILE, info)
-        if target.exists():
-            raise UserError(f"a dataset named '{target.name}' is in the way; rename or delete it first")
-        folder.rename(target)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return Dataset.load(target)
+        earlier = info.get("ignore_values") or ([info["ignore_value"]] if info.get("ignore_value") is not None else [])
+        all_ignored = list(dict.fromkeys([*earlier, *ignored]))
+        digest = hashlib.sha256(f"{info.get('hash', '')}/values/{order}/{dropped}".encode()).hexdigest()
+        version.record(info, dataset.name, classes=classes, background=0 if background is not None else None,
+                       ignore_value=all_ignored[0] if all_ignored else None, ignore_values=all_ignored, hash=digest)
+    return Dataset.load(version.target)
 
 
 def delete_dataset(dataset: Dataset, runs_root: Path) -> list[str]:
