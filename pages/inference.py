@@ -11,12 +11,13 @@ from unet.images import encode_png
 from unet.inference import mask_file_pixels
 from unet.instances import label_colours, label_file, table_csv
 from unet.overlay import to_rgb
-from unet.postprocess import ImageResult, measure, overlay_in_strips, results_zip, shrink, shrink_mask, side_by_side
+from unet.postprocess import ImageResult, overlay_in_strips, results_zip, shrink, shrink_mask, side_by_side
 from unet.postprocess import scores as truth_scores
 from unet.ui.feedback import user_errors
 from unet.ui.inference_view import (
     SHOWN_ROWS,
     SHOWN_SIDE,
+    class_rows,
     display_picture,
     error_view,
     image_key,
@@ -142,7 +143,7 @@ visible = st.multiselect(
 )
 
 results = []
-keys: dict[str, tuple] = {}  # image name -> what its results are kept under in this tab
+keys: dict[str, tuple] = {}  # image name -> what its tables are kept under in this tab (image and settings)
 bar = st.progress(0.0, text="Predicting…") if len(images) > 1 else None
 for i, (name, image) in enumerate(images):
     key = image_key(name, image)
@@ -160,7 +161,7 @@ for i, (name, image) in enumerate(images):
         results.append(ImageResult(name, image, mask, truth, score, prediction.notes,
                                    picture=display_picture(predictor, name, image),
                                    labels=object_labels(prediction, key, threshold, int(min_size))))
-        keys[name] = key
+        keys[name] = (*key, float(threshold), int(min_size), bool(fill))  # the image and the settings
     if bar:
         bar.progress((i + 1) / len(images), text=f"Predicted {i + 1} of {len(images)}")
 if bar:
@@ -193,7 +194,7 @@ for note in notes:
     st.caption(note)
 if truth is not None:
     error_view(shown.shown, mask, truth, score, opacity)
-rows = measure(mask, predictor.class_names, image=name, labels=shown.labels)
+rows = class_rows(keys[name], mask, predictor.class_names, name, shown.labels)
 st.dataframe(
     [{"Class": r["name"], "Pixels": r["pixels"], "Share of the image": r["percent"], "Objects": r["objects"]}
      for r in rows],
@@ -214,7 +215,7 @@ with st.expander(f"Objects: {total:,} (one row each)", icon=":material/table_row
     if total > SHOWN_ROWS:
         st.caption(f"The first {SHOWN_ROWS:,} of {total:,} objects (by id) are listed; the CSV has all {total:,}. "
                    "Their sizes and shapes in short:")
-        st.dataframe(object_summary(objects), hide_index=True)
+        st.dataframe(object_summary(keys[name], objects), hide_index=True)
     st.dataframe({k: v[:SHOWN_ROWS] for k, v in objects.items()}, hide_index=True, width="stretch",
                  column_config={"centroid_y": st.column_config.NumberColumn(format="%.1f"),
                                 "centroid_x": st.column_config.NumberColumn(format="%.1f"),

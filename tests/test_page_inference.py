@@ -95,7 +95,9 @@ def test_a_long_object_table_lists_the_first_rows_and_says_the_csv_has_all(at: A
     for k in range(5):
         squares[2 + 11 * k : 9 + 11 * k, 5:15] = 1  # five patches of the foreground class
     monkeypatch.setattr(inference_view, "SHOWN_ROWS", 2)
-    monkeypatch.setattr(inference_view, "predicted_mask", lambda *_args: squares)
+    monkeypatch.setattr(inference_view, "predicted_mask",  # three of the squares at a lower threshold
+                        lambda prediction, key, threshold, *_: squares if threshold >= 0.5 else
+                        np.where(np.arange(60)[:, None] < 33, squares, 0).astype(np.uint8))
     _images_uploader(at).upload("squares.png", _png(60, 60), "image/png").run()
     assert not at.exception and not at.error
     assert int(at.dataframe[0].value["Objects"].sum()) == 5
@@ -104,6 +106,8 @@ def test_a_long_object_table_lists_the_first_rows_and_says_the_csv_has_all(at: A
     summary = at.dataframe[-2].value
     assert list(summary["Measurement"])[:3] == ["area", "perimeter", "eccentricity"]
     assert summary["Median"].iloc[0] == 70
+    next(s for s in at.slider if s.label == "Threshold").set_value(0.3).run()
+    assert any("The first 2 of 3 objects" in c.value for c in at.caption), "the table follows the threshold"
 
 
 def test_an_image_beyond_the_free_memory_is_refused_with_its_size_and_what_to_do(at: AppTest, monkeypatch):

@@ -22,7 +22,7 @@ from unet.errors import UserError
 from unet.images import IMAGE_EXTENSIONS, is_lossy, read_images, read_mask_raw
 from unet.inference import Prediction, Predictor, check_memory
 from unet.instances import mask_objects, object_columns
-from unet.postprocess import baseline_scores, error_overlay, headline, shrink, shrink_mask
+from unet.postprocess import baseline_scores, error_overlay, headline, measure, shrink, shrink_mask
 from unet.runs import BEST_MODEL, COMPLETED, HELD_BACK, Run, read_json
 from unet.zipsafe import extract_zip
 
@@ -158,7 +158,8 @@ def rank_runs(finished: list[Run]) -> list[tuple[Run, str]]:
 def object_rows(key: tuple, mask: np.ndarray, class_names: tuple[str, ...], image: np.ndarray, name: str
                 ) -> dict[str, np.ndarray]:
     """`unet.instances.mask_objects` (one row per patch of a class) as columns, measured once per image and
-    setting (`key`) in this tab: a slider move must not re-measure every object of every image."""
+    setting (`key`: the image, threshold, minimum size and hole filling) in this tab: a slider move must not
+    re-measure every object of every image."""
     return _kept(_TABLES, ("patches", *key), lambda: mask_objects(mask, list(class_names), image, name=name))
 
 
@@ -246,7 +247,7 @@ def object_labels(prediction: Prediction, key: tuple, threshold: float, min_size
 
 
 def instance_rows(key: tuple, labels: np.ndarray, image: np.ndarray, name: str) -> dict[str, np.ndarray]:
-    """`unet.instances.object_columns` of one label image (`key`: its image and setting), measured once in this
+    """`unet.instances.object_columns` of one label image (`key`: its image and settings), measured once in this
     tab."""
     def measure() -> dict[str, np.ndarray]:
         with st.spinner(f"Measuring the objects of {name}…"):
@@ -255,8 +256,19 @@ def instance_rows(key: tuple, labels: np.ndarray, image: np.ndarray, name: str) 
     return _kept(_TABLES, ("objects", *key), measure)
 
 
-def object_summary(objects: dict[str, np.ndarray]) -> list[dict[str, Any]]:
-    """Minimum, quartiles, mean and maximum of each measurement of a long object table, one row per measurement."""
+def class_rows(key: tuple, mask: np.ndarray, class_names: tuple[str, ...], name: str, labels: np.ndarray | None
+               ) -> list[dict[str, Any]]:
+    """`unet.postprocess.measure` (pixels and objects per class), once per image and setting (`key`)."""
+    return _kept(_TABLES, ("classes", *key), lambda: measure(mask, class_names, image=name, labels=labels))
+
+
+def object_summary(key: tuple, objects: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """Minimum, quartiles, mean and maximum of each measurement of a long object table, one row per measurement;
+    once per image and setting (`key`)."""
+    return _kept(_TABLES, ("summary", *key), lambda: _summary(objects))
+
+
+def _summary(objects: dict[str, np.ndarray]) -> list[dict[str, Any]]:
     rows = []
     for name in (*SUMMARISED, *(k for k in objects if k.startswith("mean_intensity_"))):
         values = np.asarray(objects[name], np.float64)
