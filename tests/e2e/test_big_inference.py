@@ -124,7 +124,9 @@ def test_big_images_give_a_result_or_a_plain_message_within_6_gb(page, server, t
             found = page.get_by_test_id("stMetric").filter(has_text="Objects found")
             expect(found).to_be_visible()
             started = time.monotonic()  # a slider move redraws from what the tab keeps: no model, no watershed
-            page.get_by_test_id("stSlider").filter(has_text="Opacity").get_by_role("slider").press("ArrowRight")
+            slider = page.get_by_test_id("stSlider").filter(has_text="Opacity").get_by_role("slider")
+            slider.press("ArrowRight")
+            expect(slider).to_have_attribute("aria-valuetext", "0.55")
             wait_for_app(page)
             rerun = time.monotonic() - started
             expect(page.get_by_text("Predicting noise")).to_have_count(0)
