@@ -147,13 +147,13 @@ def test_the_same_name_saved_twice_from_the_annotate_page_keeps_every_drawn_mask
     wait_for_app(page)
     expect(page.get_by_text("A dataset named draw-v2 exists already")).to_be_visible()
     page.get_by_role("button", name=re.compile("Add them to .draw-v2. as a new version")).click()
-    wait_for_app(page)
+    # The page follows what was just saved (and only then is the new version surely on disk).
+    expect(page.get_by_role("combobox", name="Dataset")).to_match_aria_snapshot('- combobox "Dataset": draw-v3',
+                                                                               timeout=60_000)
     assert _tree(version.root / "masks") == masks, "the drawn masks must stay"
     joined = Dataset.load(workspace / "datasets" / "draw-v3")
     assert joined.stems == ["img0", "img1"] and "img9" in joined.unlabelled
     assert _tree(joined.root / "masks") == masks
-    # The page follows what was just saved.
-    expect(page.get_by_role("combobox", name="Dataset")).to_match_aria_snapshot('- combobox "Dataset": draw-v3')
     screenshot(page, "second-journey-annotate-added")
 
 
