@@ -275,9 +275,10 @@ with st.expander("Classes: names and colours", icon=":material/palette:"), st.fo
         with user_errors("saving the class names"):
             dataset.save_classes(names, [[int(c[i : i + 2], 16) for i in (1, 3, 5)] for c in colors])
             st.rerun()
+says_values = not dataset.instances and (dataset.num_classes > 2 or dataset.background != 0)
 with st.expander("Classes: background and not labelled", icon=":material/rule:",
-                 expanded=dataset.background is None and not dataset.instances), user_errors("saving the values"):
-    reread = values_form(dataset)
+                 expanded=dataset.background is None) if says_values else st.empty(), user_errors("saving the values"):
+    reread = values_form(dataset) if says_values else None
     if reread is not None:
         set_current_dataset(reread.name)
         st.session_state["ingest_summary"] = (f"Saved as '{reread.name}': {reread.num_classes} classes, "
