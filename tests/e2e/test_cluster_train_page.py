@@ -58,6 +58,8 @@ def test_two_trainings_started_from_the_train_page_run_at_once_on_the_cluster(pa
         assert runs.COMPLETED not in _states(workspace), "the first finished before the second started"
         time.sleep(0.3)
     screenshot(page, "cluster-train-page")
+    page.goto(url)  # the user leaves while both train (the Train page's polling would share their 2 cores)
+    wait_for_app(page)
 
     deadline = time.monotonic() + 300  # two trainings share 2 cores with the app and the browser
     while set(_states(workspace)) != {runs.COMPLETED}:
