@@ -103,6 +103,16 @@ def _read_files(files: Sequence[tuple[Path, str]], rule: stacks_module.StackRule
     return found, problems
 
 
+def _usable_reads(files: Sequence[tuple[Path, str]], rule: stacks_module.StackRule, progress: Progress
+                  ) -> tuple[list[_Read], list[tuple[str, str]]]:
+    """The images of `files` under the stack rule, and the files left out; UserError when none is usable."""
+    reads, problems = _read_files(files, rule, set(), progress)
+    if not reads:
+        reasons = "; ".join(f"{f}: {p}" for f, p in problems[:3])
+        raise UserError(f"no usable images: {reasons or 'no files given'}")
+    return reads, problems
+
+
 def _class_records(names: Sequence[str], instances: bool) -> list[dict]:
     """Classes for masks that will be drawn: the values the exported masks will use (0/255 for two classes,
     the index for more), each with its own colour."""
@@ -228,10 +238,7 @@ def new_image_dataset(files: Sequence[tuple[Path, str]], name: str, root: Path, 
     """
     progress = progress or _quiet
     rule = stacks_module.StackRule.parse(stacks)
-    reads, problems = _read_files(files, rule, set(), progress)
-    if not reads:
-        reasons = "; ".join(f"{f}: {p}" for f, p in problems[:3])
-        raise UserError(f"no usable images: {reasons or 'no files given'}")
+    reads, problems = _usable_reads(files, rule, progress)
     (channels, kept), *others = _channel_groups(reads)
     problems += [(r.stem, f"it has {image_io.channels_of(r.pixels)} channels but most images have {channels}")
                  for _, group in others for r in group]
@@ -267,10 +274,7 @@ def new_image_datasets(files: Sequence[tuple[Path, str]], name: str, root: Path,
     """
     progress = progress or _quiet
     rule = stacks_module.StackRule.parse(stacks)
-    reads, problems = _read_files(files, rule, set(), progress)
-    if not reads:
-        reasons = "; ".join(f"{f}: {p}" for f, p in problems[:3])
-        raise UserError(f"no usable images: {reasons or 'no files given'}")
+    reads, problems = _usable_reads(files, rule, progress)
     groups = _channel_groups(reads)
     target = _new_target(root, name)
     datasets = [_store_images(groups[0][1], groups[0][0], target, classes, instances, rule, problems, progress)]
