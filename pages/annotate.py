@@ -186,4 +186,9 @@ else:
             view.reload_canvas(dataset, stem)
             st.rerun()
 done = annotation.annotation_progress(dataset)
-progress_line.progress(done.labelled / max(done.total, 1), text=done.words())
+missing = [name for name, n in done.class_pixels.items() if n == 0] if any(done.class_pixels.values()) else []
+with progress_line.container():
+    st.progress(done.labelled / max(done.total, 1), text=done.words())
+    if missing and not dataset.instances:
+        st.caption(f":orange[No pixel of {', '.join(repr(m) for m in missing)} is labelled yet: paint a few strokes "
+                   "of it too, or the model never learns it.]")
