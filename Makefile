@@ -31,10 +31,12 @@ run: $(VENV)/.app-installed
 browser: $(VENV)/.dev-installed
 	$(PY) -m tests.e2e.browser
 
-## The whole suite: unit, page (AppTest) and browser (Playwright + Chromium) tests
+## The whole suite: unit, page (AppTest) and browser (Playwright + Chromium) tests, on two workers (the browser
+## tests, which mostly wait on the app, on one of them; see tests/conftest.py). TEST_WORKERS=0: in this process.
+TEST_WORKERS ?= 2
 test: $(VENV)/.dev-installed browser
 	$(PY) -m ruff check .
-	$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
 
 ## Everything except the browser tests and the Ray cluster tests
 test-fast: $(VENV)/.dev-installed

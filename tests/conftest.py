@@ -19,6 +19,19 @@ TINY_CONFIG = {
 TINY_RUN = "20260101-000000-tiny"
 
 
+BROWSER_GROUP = "browser"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`make test` runs the suite on two workers (pytest-xdist, `--dist loadgroup`): the browser tests, which mostly
+    wait on the app, in order on one worker, started first; each other module whole on either worker (its
+    module fixtures, such as a trained run, built once). A plain `pytest` run ignores the groups."""
+    for item in items:
+        group = BROWSER_GROUP if "/e2e/" in str(item.fspath) else item.module.__name__
+        item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=lambda item: "/e2e/" not in str(item.fspath))  # stable: the browser group is scheduled first
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _scan_installed_components_once() -> None:
     """Streamlit's AppTest scans every installed package's metadata for custom components on each new app

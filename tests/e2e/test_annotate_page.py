@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -74,8 +75,13 @@ def _upload(page, app_url, files: list[str], name: str, classes: str) -> None:
         expander.get_by_text("Start from images without masks").click()
     uploader = page.get_by_test_id("stFileUploader").filter(has_text="Images")
     uploader.locator("input[type='file']").set_input_files(files)
-    page.get_by_role("textbox", name="Dataset name").fill(name)
-    page.get_by_role("textbox", name="Classes").fill(classes)
+    for path in files:  # every upload finished before the form is used (a click during one was lost on CI)
+        expect(uploader.get_by_text(Path(path).name).first).to_be_visible(timeout=60_000)
+    wait_for_app(page)
+    for box, value in (("Dataset name", name), ("Classes", classes)):
+        page.get_by_role("textbox", name=box).fill(value)
+        page.get_by_role("textbox", name=box).press("Enter")  # committed, and its rerun over, before the click
+        wait_for_app(page)
     page.get_by_role("button", name="Save the images to annotate").click()
 
 

@@ -16,6 +16,7 @@ from tests.e2e.conftest import screenshot, start_training, streamlit_server, wai
 from unet import backend, runs
 
 pytestmark = pytest.mark.ray
+EPOCHS = 3  # a trainer spends longer starting (TensorFlow, the data) than 3 demo epochs: both are running at once
 
 
 @pytest.fixture(scope="module")
@@ -45,11 +46,11 @@ def test_two_trainings_started_from_the_train_page_run_at_once_on_the_cluster(pa
     where = page.get_by_test_id("stCaptionContainer").filter(has_text="Trainings run on the Ray cluster at 127.0.0.1:")
     expect(where).to_contain_text("(2 of 2 CPUs free)", timeout=30_000)
 
-    start_training(page, 12)
+    start_training(page, EPOCHS)
     expect(page.get_by_text(re.compile(r"Ray job unet-"))).to_be_visible(timeout=60_000)
     page.get_by_text("New training").click()  # folded while the shown run trains
     wait_for_app(page)
-    start_training(page, 12)
+    start_training(page, EPOCHS)
 
     # Both train at the same moment (one at a time, the second would wait as queued until the first ended).
     deadline = time.monotonic() + 120
@@ -66,7 +67,7 @@ def test_two_trainings_started_from_the_train_page_run_at_once_on_the_cluster(pa
         assert time.monotonic() < deadline, f"not both completed: {_states(workspace)}"
         time.sleep(1)
     for run in runs.list_runs(workspace / "runs"):
-        assert [h["epoch"] for h in run.read_history()] == list(range(1, 13))
+        assert [h["epoch"] for h in run.read_history()] == list(range(1, EPOCHS + 1))
         page.goto(f"{url}/train?run={run.id}")
         wait_for_app(page)
         expect(page.get_by_text("Completed").first).to_be_visible(timeout=30_000)
