@@ -22,10 +22,13 @@ TINY_RUN = "20260101-000000-tiny"
 BROWSER_GROUP = "browser"
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups into the test ids
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """`make test` runs the suite on two workers (pytest-xdist, `--dist loadgroup`): the browser tests, which mostly
     wait on the app, in order on one worker, started first; each other module whole on either worker (its
     module fixtures, such as a trained run, built once). A plain `pytest` run ignores the groups."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
     for item in items:
         group = BROWSER_GROUP if "/e2e/" in str(item.fspath) else item.module.__name__
         item.add_marker(pytest.mark.xdist_group(group))

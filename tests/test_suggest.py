@@ -189,3 +189,32 @@ def test_the_epochs_reason_says_the_time_they_take_in_the_pages_words(tmp_path):
     reason = suggestion.reasons[2]
     assert reason.startswith("under a second per epoch") and "0 s" not in reason.split(" take ")[0]
     assert f"take about {estimate_text(facts.seconds_per_epoch * 1000)}" in reason and "fit in" not in reason
+
+
+def test_train_suggest_on_instance_masks_plans_for_separating_objects_on_the_runs_own_stored_data(tmp_path):
+    """Issue #26: `train --suggest` on instance label masks used to plan before the task (separate objects) was
+    decided, so the boundary class trained unweighted and the watershed had no boundaries to follow."""
+    from tests.test_instance_task import TINY, _touching_pair
+    from unet import images as image_io
+
+    raw = tmp_path / "nuclei"
+    for sub in ("images", "masks"):
+        (raw / sub).mkdir(parents=True)
+    for i in range(6):
+        image, labels = _touching_pair(i)
+        image_io.write_png(raw / "images" / f"n{i}.png", image)
+        image_io.write_png(raw / "masks" / f"n{i}.png", labels)
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps({"model": TINY["model"], "train": {"epochs": 1, "batch_size": 4}}))
+    run = tmp_path / "run"
+    env = {"UNET_WORKSPACE": str(tmp_path / "ws"), "PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, "-m", "unet", "train", "--data", str(raw), "--out", str(run), "--suggest",
+                           "--minutes", "1", "--config", str(config)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    used = json.loads((run / "config.json").read_text())
+    assert used["data"]["task"] == "instances" and used["model"]["num_classes"] == 3
+    assert used["train"]["class_weights"] is True  # the suggestion's, for the task the run has
+    assert used["model"]["depth"] == 2 and used["train"]["epochs"] == 1  # the file's keys on top
+    assert "class weights from training pixel counts" in (run / "trainer.log").read_text()
+    assert sorted(p.name for p in (run / "data" / "masks").iterdir()) == [f"n{i}.png" for i in range(6)]

@@ -65,8 +65,10 @@ def _values(args: argparse.Namespace):
     return ValueChoices.parse(args.background, args.ignore_value or ())
 
 
-def _load_config(args: argparse.Namespace):
-    """Defaults, then a preset or the suggestion for the data, then --config's keys, then --epochs/--max-minutes."""
+def _load_config(args: argparse.Namespace, dataset=None):
+    """Defaults, then a preset or the suggestion for the data, then --config's keys, then --epochs/--max-minutes.
+
+    `dataset`, when given, is the stored dataset the suggestion plans on (`train` stores it once, in the run)."""
     import dataclasses
 
     from unet.config import Config
@@ -77,7 +79,7 @@ def _load_config(args: argparse.Namespace):
 
         config = apply_preset(config, args.preset)
     if getattr(args, "suggest", False):
-        config = _suggestion(Path(args.data), args.minutes).config
+        config = _suggestion(Path(args.data), args.minutes, dataset, getattr(args, "task", None)).config
     if args.config:
         Config.load(args.config)  # refuses an unreadable file, bad JSON, an unknown key or a bad value, naming it
         config = Config.from_dict(_merge(config.to_dict(), json.loads(Path(args.config).read_bytes())))
@@ -104,15 +106,26 @@ def _merge(base: dict, given: dict) -> dict:
     return merged
 
 
-def _suggestion(data: Path, minutes: float):
+def _suggestion(data: Path, minutes: float, dataset=None, task_name: str | None = None):
+    """The suggestion for `dataset` (else `data`, stored in a scratch folder), for the task the run will have:
+    `task_name`, else the dataset's default (separate objects for instance label masks), so that what the task
+    needs (the boundary class's weights) is part of it."""
+    import dataclasses
     import tempfile
 
-    from unet import pipeline
+    from unet import pipeline, task
+    from unet.config import Config
     from unet.suggest import suggest
 
+    def planned(stored) -> object:
+        base = Config()
+        base = base.replace(data=dataclasses.replace(base.data, task=task_name or task.default_task(stored)))
+        return suggest(stored, minutes, base=base)
+
+    if dataset is not None:
+        return planned(dataset)
     with tempfile.TemporaryDirectory(prefix="unet-suggest-") as scratch:
-        dataset = pipeline.open_dataset(data, Path(scratch) / "data")
-        return suggest(dataset, minutes)
+        return planned(pipeline.open_dataset(data, Path(scratch) / "data"))
 
 
 def _preset_names() -> list[str]:
@@ -143,15 +156,20 @@ def _train(args: argparse.Namespace) -> int:
         flag = f"--masks {args.masks}" if args.masks != "auto" else "--background/--ignore-value"
         raise UserError(f"{flag} says how raw masks are read, and '{Path(args.data).name}' is a stored "
                         "dataset whose masks were read when it was saved; give the raw folder or zip instead")
-    from unet.training import train
+    from unet.training import load_data, train
 
-    config = _load_config(args)
+    data, dataset = Path(args.data), None
+    if getattr(args, "suggest", False) and not args.resume:  # store the data once, in the run, and plan on it
+        dataset = load_data(data, Path(args.out).resolve(), reuse=False, stacks=args.stacks, masks=args.masks,
+                            values=_values(args))
+        data = dataset.root
+    config = _load_config(args, dataset)
     if args.task:
         config = config.replace(data=dataclasses.replace(config.data, task=args.task))
     if source is not None:
         config = _fine_tuned(config, source, args.epochs)
     said = bool(args.task) or (args.config and "task" in json.loads(Path(args.config).read_bytes()).get("data", {}))
-    return train(Path(args.out), Path(args.data), config, resume=args.resume, test_split=args.test_split,
+    return train(Path(args.out), data, config, resume=args.resume, test_split=args.test_split,
                  stacks=args.stacks, task_given=bool(said), masks=args.masks, values=_values(args))
 
 
