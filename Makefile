@@ -36,7 +36,7 @@ browser: $(VENV)/.dev-installed
 TEST_WORKERS ?= 2
 test: $(VENV)/.dev-installed browser
 	$(PY) -m ruff check .
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
+	$(PY) -m pytest -n $(TEST_WORKERS) --no-loadscope-reorder; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
 
 ## Everything except the browser tests and the Ray cluster tests
 test-fast: $(VENV)/.dev-installed

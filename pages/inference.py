@@ -17,6 +17,7 @@ from unet.ui.feedback import user_errors
 from unet.ui.inference_view import (
     SHOWN_ROWS,
     SHOWN_SIDE,
+    THRESHOLD_OFFER,
     class_rows,
     display_picture,
     error_view,
@@ -117,8 +118,17 @@ if not images:
 
 # --- 3. Results --------------------------------------------------------------------------------------------------
 st.header("3. Results", divider="gray")
-controls = st.columns(4)
-st.session_state.setdefault("inference_threshold", 0.5)  # the Runs page's evaluation may offer a better one
+separates = predictor.task == "instances"
+objects = predictor.objects  # a separate-objects run's settings, chosen on its held-back images (else the defaults)
+if st.session_state.get("inference_settings_of") != predictor.name:  # another model: start from its own settings
+    st.session_state.update(inference_settings_of=predictor.name, inference_threshold=objects.threshold,
+                            inference_min_size=objects.min_size, inference_seed=objects.seed_probability)
+offer = st.session_state.get(THRESHOLD_OFFER)  # (run, threshold): the Runs page's evaluation found a better one
+if offer and offer[0] == predictor.name:
+    st.session_state["inference_threshold"] = st.session_state.pop(THRESHOLD_OFFER)[1]
+if objects.tuned:
+    st.caption(f"Starting from the object settings chosen for this model: {objects.describe()}.")
+controls = st.columns(5 if separates else 4)
 threshold = controls[0].slider(
     "Threshold", 0.05, 0.95, step=0.05, key="inference_threshold", disabled=not binary,
     help="How sure the model must be to mark a pixel. Lower finds more (and more false alarms), higher finds less."
@@ -126,8 +136,16 @@ threshold = controls[0].slider(
 )
 opacity = controls[1].slider("Opacity", 0.0, 1.0, 0.5, 0.05, help="How strongly the mask colours cover the image.")
 min_size = controls[2].number_input(
-    "Remove objects smaller than (pixels)", 0, 100_000, 0, 10, help="Drops specks; 0 keeps everything."
+    "Remove objects smaller than (pixels)", 0, 100_000, step=10, key="inference_min_size",
+    help="Drops specks; 0 keeps everything.",
 )
+seed = objects.seed_probability
+if separates:
+    seed = controls[4].slider(
+        "Object centres", 0.3, 0.95, step=0.05, key="inference_seed",
+        help="How sure the model must be that a pixel is inside an object for it to start one. Lower finds objects "
+             "the model is unsure of (and may split one in two), higher merges or misses them.",
+    )
 with controls[3]:
     contours = st.checkbox("Outlines", help="Draw each object's outline.")
     fill = st.checkbox("Fill holes", help="Fill background holes inside objects.")
@@ -160,8 +178,8 @@ for i, (name, image) in enumerate(images):
         score = truth_scores(mask, truth, predictor.class_names) if truth is not None else None
         results.append(ImageResult(name, image, mask, truth, score, prediction.notes,
                                    picture=display_picture(predictor, name, image),
-                                   labels=object_labels(prediction, key, threshold, int(min_size))))
-        keys[name] = (*key, float(threshold), int(min_size), bool(fill))  # the image and the settings
+                                   labels=object_labels(prediction, key, threshold, int(min_size), seed)))
+        keys[name] = (*key, float(threshold), int(min_size), bool(fill), float(seed))  # the image and the settings
     if bar:
         bar.progress((i + 1) / len(images), text=f"Predicted {i + 1} of {len(images)}")
 if bar:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -19,20 +20,27 @@ TINY_CONFIG = {
 TINY_RUN = "20260101-000000-tiny"
 
 
-BROWSER_GROUP = "browser"
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The browser tests first: `make test`'s two workers start them at once (see `pytest_xdist_make_scheduler`)."""
+    items.sort(key=lambda item: not _is_browser_test(item.nodeid))  # stable: each part keeps its order
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups into the test ids
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """`make test` runs the suite on two workers (pytest-xdist, `--dist loadgroup`): the browser tests, which mostly
-    wait on the app, in order on one worker, started first; each other module whole on either worker (its
-    module fixtures, such as a trained run, built once). A plain `pytest` run ignores the groups."""
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
-    for item in items:
-        group = BROWSER_GROUP if "/e2e/" in str(item.fspath) else item.module.__name__
-        item.add_marker(pytest.mark.xdist_group(group))
-    items.sort(key=lambda item: "/e2e/" not in str(item.fspath))  # stable: the browser group is scheduled first
+def _is_browser_test(nodeid: str) -> bool:
+    return nodeid.startswith("tests/e2e/")
+
+
+if importlib.util.find_spec("xdist") is not None:  # `make test` runs the suite on two workers (pytest-xdist)
+
+    def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+        """The browser tests, which mostly wait on the app, in order on one worker; each other module whole on
+        either worker, so its module fixtures (a trained run) are built once."""
+        from xdist.scheduler import LoadScopeScheduling
+
+        class BrowserTestsTogether(LoadScopeScheduling):
+            def _split_scope(self, nodeid: str) -> str:
+                return "browser tests" if _is_browser_test(nodeid) else nodeid.split("::", 1)[0]
+
+        return BrowserTestsTogether(config, log)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -8,6 +8,7 @@ separation itself is checked on hand-made probabilities whose right answer is kn
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -146,6 +147,17 @@ def test_an_instance_run_trains_predicts_labels_and_scores_objects(instance_sour
     classes = predict_folder(run, instance_source / "images", tmp_path / "classes", labels=False)
     assert set(np.unique(image_io.read_mask_raw(classes[0]))) <= {0, 1}  # the class mask (a palette PNG)
 
+    # The object settings were chosen on the held-back images (issue #26), and predict uses what the run holds.
+    chosen = json.loads((run / "objects.json").read_text())
+    assert chosen["measured"]["images"] == len(recorded["val"]) and 0 <= chosen["measured"]["ap50"] <= 1
+    assert chosen["measured"]["ap50"] >= chosen["measured"]["default_ap50"]  # the defaults are a candidate
+    assert "object settings:" in (run / "trainer.log").read_text()
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    (copy / "objects.json").write_text(json.dumps({**chosen, "min_size": SIDE * SIDE + 1}))
+    none = predict_folder(copy, instance_source / "images", tmp_path / "none")
+    assert all(image_io.read_image(w).max() == 0 for w in none)  # every object is under that size: dropped
+
 
 def test_the_inference_page_colours_counts_and_lists_each_object(instance_workspace, monkeypatch):
     from tests.conftest import open_page
@@ -162,6 +174,20 @@ def test_the_inference_page_colours_counts_and_lists_each_object(instance_worksp
     assert {"id", "area", "centroid_x", "mean_intensity_0"} <= set(table.columns)
     labels = [b.label for b in at.get("download_button")]
     assert "Object ids (PNG)" in labels and "Objects (CSV)" in labels
+
+    # The sliders start from the settings chosen for this run (issue #26); moving "Object centres" above every
+    # interior probability leaves no object.
+    chosen = json.loads((instance_workspace / "runs" / "20260101-000000-nuclei" / "objects.json").read_text())
+    assert at.slider(key="inference_threshold").value == chosen["threshold"]
+    assert at.number_input(key="inference_min_size").value == chosen["min_size"]
+    assert at.slider(key="inference_seed").value == chosen["seed_probability"]
+    assert any("object settings chosen for this model" in c.value for c in at.caption)
+    at.slider(key="inference_seed").set_value(0.95).run()
+    assert not at.exception
+    interior = Predictor.from_run(instance_workspace / "runs" / "20260101-000000-nuclei").predict(image).interior
+    expected = 0 if float(np.max(interior)) < 0.95 else None
+    if expected is not None:
+        assert int(next(m for m in at.metric if m.label == "Objects found").value) == expected
 
 
 def test_the_report_shows_the_object_scores_of_the_held_back_images(instance_workspace, tmp_path):

@@ -416,7 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", required=True, help="folder of images")
     p.add_argument("--out", required=True, help="folder for the masks")
     p.add_argument("--model", help="a .keras file (with --run: the run's settings are kept)")
-    p.add_argument("--threshold", type=float, default=0.5, help="probability above which a pixel is foreground")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="probability above which a pixel is foreground (default 0.5, or for a run that separates "
+                        "touching objects the one chosen on its held-back images: see its objects.json)")
     p.add_argument("--class-indices", action="store_true",
                    help="write class numbers 0..K-1 instead of the masks' own values (0/255, colours, ...); for a "
                         "run trained to separate touching objects, its class mask (0 background, 1 object) instead "

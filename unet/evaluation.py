@@ -28,12 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from unet import metrics, pipeline, postprocess, runs, task
+from unet import metrics, object_tuning, pipeline, postprocess, runs, task
 from unet.classmap import IGNORE_INDEX, ClassEntry, ClassMap
 from unet.dataset import DATASET_FILE, Dataset, ingest
 from unet.errors import UserError
 from unet.inference import Prediction, Predictor
-from unet.instances import SEED_PROBABILITY
 from unet.object_scores import ObjectScores, summary_sentence
 
 DEFAULT_THRESHOLD = metrics.BINARY_THRESHOLD
@@ -85,15 +84,16 @@ def seeded_foreground(prediction: Prediction, threshold: float) -> np.ndarray:
     """bool [H, W]: `Prediction.labels(threshold) > 0` of an object-separating run, without the watershed.
 
     The watershed floods every 4-connected region of the foreground (probability >= threshold) that holds a seed
-    (interior probability >= SEED_PROBABILITY) and nothing else, so those regions are its foreground; labelling
-    them costs a few milliseconds where the watershed costs a quarter of a second on 512x512 pixels, which the
+    (interior probability >= the prediction's seed level) and nothing else, so those regions are its foreground;
+    labelling them costs a few milliseconds where the watershed costs a quarter of a second on 512x512 pixels, which the
     threshold sweep pays 19 times per image. `tests/test_honest_figures.py` checks both agree at every threshold.
+    The run's minimum object size is not applied here: the sweep's Dice counts the specks it would drop.
     """
     from scipy.ndimage import label
 
     foreground = prediction.probabilities[..., 0].astype(np.float32) >= threshold
     regions, _ = label(foreground)  # 4-connected, as the watershed floods
-    interior = np.asarray(prediction.interior, np.float32) >= SEED_PROBABILITY
+    interior = np.asarray(prediction.interior, np.float32) >= prediction.seed_probability
     seeded = np.unique(regions[foreground & interior])
     return np.isin(regions, seeded[seeded > 0])
 
@@ -399,7 +399,7 @@ def _split_stems(run: runs.Run, dataset: Dataset, split: str | None, own: bool) 
 def evaluate_detailed(
     run_dir: Path,
     data: Path | None = None,
-    threshold: float = DEFAULT_THRESHOLD,
+    threshold: float | None = None,
     gallery: int = GALLERY_SIZE,
     progress: Progress | None = None,
     split: str | None = None,
@@ -410,7 +410,9 @@ def evaluate_detailed(
         run_dir: a run folder with config.json, training_data.json and model.keras.
         data: a stored dataset, or a raw folder/zip (read with the run's class map into a temporary folder inside
             the run, then removed); None for the dataset the run trained on.
-        threshold: the foreground threshold of a binary model for the headline numbers (argmax for multi-class).
+        threshold: the foreground threshold of a binary model for the headline numbers (argmax for multi-class);
+            None: 0.5, or for a separate-objects run the one chosen on its held-back images (`unet.object_tuning`,
+            whose seed level and minimum object size its object ids use too).
         gallery: how many of the worst images to keep as error pictures.
         progress: called with (fraction done, message) after each image.
         split: "test", "val" (held back from training), "train" or "all"; None: on the run's own data its test
@@ -418,6 +420,7 @@ def evaluate_detailed(
     """
     run = runs.Run(Path(run_dir))
     predictor = Predictor.from_run(run.path)
+    threshold = predictor.objects.threshold if threshold is None else threshold
     k, names = predictor.num_classes, list(predictor.class_names)
     run_map = run_class_map(run)
     first = run_map.first_scored if run_map is not None and predictor.task != task.INSTANCES else 1
@@ -436,7 +439,7 @@ def evaluate_detailed(
             image, stored = dataset.read_pair(stem)
             truth = table[stored]
             prediction = predictor.predict(dataset.as_given(stem, image))  # the values `predict` reads from the file
-            labels = prediction.labels(threshold) if objects is not None else None
+            labels = prediction.labels(threshold, predictor.objects.min_size) if objects is not None else None
             mask = scored_mask(prediction, threshold, labels)
             if objects is not None:  # touching objects: split by the instance task's watershed, else merged
                 objects.add(task.true_objects(dataset, stem), labels, stem)
@@ -487,7 +490,35 @@ def _objects_section(objects: ObjectScores | None, predictor: Predictor, dataset
     return section
 
 
-def evaluate(run_dir: Path, data: Path | None = None, threshold: float = DEFAULT_THRESHOLD,
+MAX_TUNING_IMAGES = 50  # held-back images the object settings are chosen on: enough, and bounded in memory
+
+
+def choose_object_settings(run_dir: Path, budget_seconds: float = object_tuning.BUDGET_SECONDS
+                           ) -> object_tuning.ObjectSettings | None:
+    """A separate-objects run's object settings (foreground threshold, seed level, minimum size) chosen on its
+    held-back images and written to its folder (`unet.object_tuning`); None for every other run.
+
+    The held-back (validation) images also chose the best epoch, never the test set: a test figure stays clean."""
+    run = runs.Run(Path(run_dir))
+    predictor = Predictor.from_run(run.path)
+    if predictor.task != task.INSTANCES:
+        return None
+    dataset = _own_dataset(run)
+    _, stems = _split_stems(run, dataset, "val", own=True)
+    pairs = []
+    for stem in stems[:MAX_TUNING_IMAGES]:
+        image, _ = dataset.read_pair(stem)
+        prediction = predictor.predict(dataset.as_given(stem, image))
+        pairs.append((prediction.probabilities[..., 0].astype(np.float32),
+                      np.asarray(prediction.interior, np.float32), task.true_objects(dataset, stem)))
+    if not pairs:
+        return None
+    settings = object_tuning.tune(pairs, budget_seconds)
+    object_tuning.write(run.path, settings)
+    return settings
+
+
+def evaluate(run_dir: Path, data: Path | None = None, threshold: float | None = None,
              split: str | None = None) -> dict[str, Any]:
     """The evaluation as JSON (see `Evaluation.to_dict`).
 

@@ -43,6 +43,7 @@ from unet.config import MAX_CHANNELS, Config
 from unet.errors import UserError
 from unet.instances import (
     OBJECT_COLUMNS,
+    SEED_PROBABILITY,
     drop_small_objects,
     label_file_pixels,
     labels_from_probabilities,
@@ -52,6 +53,8 @@ from unet.instances import (
     table_csv,
 )
 from unet.intensity import FIXED, Intensity
+from unet.object_tuning import ObjectSettings
+from unet.object_tuning import read as read_object_settings
 from unet.overlay import class_colors
 from unet.postprocess import measurements_csv, zip_results
 from unet.task import INSTANCES, SEMANTIC
@@ -248,6 +251,7 @@ class Prediction:
     num_classes: int
     notes: tuple[str, ...] = ()
     interior: np.ndarray | None = None  # instance task: float16 [H, W] probability of "object interior"
+    seed_probability: float = SEED_PROBABILITY  # instance task: the run's chosen seed level (`unet.object_tuning`)
 
     @property
     def binary(self) -> bool:
@@ -290,7 +294,8 @@ class Prediction:
         if self.interior is None:
             labels, _ = ndimage.label(foreground, structure=ndimage.generate_binary_structure(2, 1))
             return renumber(drop_small_objects(labels.astype(np.int32, copy=False), min_size))
-        return labels_from_probabilities(foreground, self.interior, min_size=min_size)
+        return labels_from_probabilities(foreground, self.interior, seed_probability=self.seed_probability,
+                                         min_size=min_size)
 
 
 @dataclass(eq=False)
@@ -326,6 +331,7 @@ class Predictor:
     tile: int = tiling.TILE
     overlap: int = tiling.OVERLAP
     tile_batch: int = tiling.TILE_BATCH
+    objects: ObjectSettings = field(default_factory=ObjectSettings)  # instance task: how probabilities become objects
     _forward: Callable[[Any], Any] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -374,6 +380,7 @@ class Predictor:
             task=task,
             train_scale=_pair(recorded.get("resize_scale")) if data.resize == preprocess.RESIZE else None,
             train_size=_pair(recorded.get("train_image_size"), int),
+            objects=read_object_settings(run.path) if task == INSTANCES else ObjectSettings(),
         )
 
     @classmethod
@@ -454,7 +461,8 @@ class Predictor:
             foreground = np.subtract(1.0, probs[..., :1], dtype=BINARY_DTYPE)
             interior = probs[..., 1].astype(MULTI_CLASS_DTYPE)
             del probs
-            return Prediction(foreground, self.num_classes, tuple(notes), interior=interior)
+            return Prediction(foreground, self.num_classes, tuple(notes), interior=interior,
+                              seed_probability=self.objects.seed_probability)
         dtype = BINARY_DTYPE if probs.shape[-1] == 1 else MULTI_CLASS_DTYPE
         return Prediction(probs.astype(dtype, copy=False), self.num_classes, tuple(notes))
 
@@ -690,7 +698,7 @@ def predict_folder(
     images: Path,
     out: Path,
     model_file: Path | None = None,
-    threshold: float = 0.5,
+    threshold: float | None = None,
     report: Callable[[str, str], None] = _print_problem,
     class_indices: bool = False,
     labels: bool | None = None,
@@ -707,6 +715,8 @@ def predict_folder(
     `objects.csv` beside them has one row per object of every image (area, centroid, box, perimeter,
     eccentricity, mean intensity per channel). Unreadable images and files that are not images are passed to
     `report(file name, problem)` and skipped. Returns the masks written.
+    `threshold` None: the run's own (chosen on its held-back images for a separate-objects run, else 0.5); object
+    ids use the run's chosen seed level and minimum object size (`unet.object_tuning`).
     """
     images, out = Path(images), Path(out)
     if not images.is_dir():
@@ -718,6 +728,7 @@ def predict_folder(
         raise UserError(f"'{images.name}' holds no images ({', '.join(image_io.IMAGE_EXTENSIONS)})")
     predictor = load_predictor(run_dir, model_file)
     labels = predictor.task == INSTANCES if labels is None else labels
+    threshold = predictor.objects.threshold if threshold is None else threshold
     if labels and predictor.num_classes != 2:
         raise UserError(f"object ids need a model of one foreground class; this one has {predictor.num_classes} "
                         "classes")
@@ -736,7 +747,7 @@ def predict_folder(
                 for suffix, image in image_io.read_images(path):
                     prediction = predictor.predict(image)
                     if labels:
-                        ids = prediction.labels(threshold)
+                        ids = prediction.labels(threshold, predictor.objects.min_size)
                         masks.append((label_file_pixels(ids), None))
                         objects += object_table(ids, image, path.name + suffix)
                     else:

@@ -400,6 +400,24 @@ def _outcome(recorder: RunRecorder, early: ResumableEarlyStopping | None, config
     return runs.COMPLETED, f"finished {last_epoch} epochs"
 
 
+def _choose_object_settings(run_dir: Path, status: StatusWriter) -> None:
+    """A separate-objects run: choose how its probabilities become objects on the held-back images, so `predict`,
+    `evaluate` and the Inference page start from settings measured for this model (`unet.object_tuning`)."""
+    if not (run_dir / runs.BEST_MODEL).exists() or Config.load(run_dir / runs.CONFIG).data.task != task.INSTANCES:
+        return
+    from unet.evaluation import choose_object_settings  # imports the inference path, needed only here
+
+    status.write(message="choosing how the model's probabilities become objects, on the held-back images",
+                 force=True)
+    try:
+        settings = choose_object_settings(run_dir)
+    except UserError as exc:
+        log.warning("could not choose the object settings: %s", exc)
+        return
+    if settings is not None:
+        log.info("object settings: %s", settings.describe())
+
+
 def _score_held_back(run_dir: Path, status: StatusWriter, message: str) -> str:
     """Score the best model on the whole held-back images, as `evaluate --split val` does, into held_back.json.
 
@@ -483,6 +501,7 @@ def train(run_dir: Path, data: Path, config: Config, resume: bool = False,
                 state, message = _fit(run_dir, data, config, resume, status, callbacks, test_split, stacks,
                                       task_given, masks, values)
                 if state in (runs.COMPLETED, runs.STOPPED):
+                    _choose_object_settings(run_dir, status)
                     message = _score_held_back(run_dir, status, message)
         status.write(state=state, message=message, ended=runs.now_iso(), force=True)
     except UserError as exc:

@@ -6,6 +6,7 @@ user's data and must never be shared with another session.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import shutil
 import uuid
@@ -26,6 +27,7 @@ from unet.postprocess import baseline_scores, error_overlay, headline, measure, 
 from unet.runs import BEST_MODEL, COMPLETED, HELD_BACK, Run, read_json
 from unet.zipsafe import extract_zip
 
+THRESHOLD_OFFER = "inference_threshold_offer"  # (run name, threshold) from the Runs page: that run starts there
 _PREDICTOR = "inference_predictor"
 _PREDICTIONS = "inference_predictions"
 _PICTURES = "inference_pictures"
@@ -234,16 +236,20 @@ def predicted_mask(prediction: Prediction, key: tuple, threshold: float, min_siz
                  lambda: prediction.mask(threshold=threshold, min_size=int(min_size), fill_holes=fill))
 
 
-def object_labels(prediction: Prediction, key: tuple, threshold: float, min_size: int) -> np.ndarray | None:
-    """One id per object for runs that separate touching objects (the watershed), once per image and setting."""
+def object_labels(prediction: Prediction, key: tuple, threshold: float, min_size: int,
+                  seed: float | None = None) -> np.ndarray | None:
+    """One id per object for runs that separate touching objects (the watershed), once per image and setting;
+    `seed`: the interior probability that starts an object (None: the run's own)."""
     if not prediction.separates_objects:
         return None
+    if seed is not None:
+        prediction = dataclasses.replace(prediction, seed_probability=float(seed))
 
     def separate() -> np.ndarray:
         with st.spinner(f"Separating the objects of {key[0]}…"):
             return prediction.labels(threshold, int(min_size))
 
-    return _kept(_LABELS, (*key, float(threshold), int(min_size)), separate)
+    return _kept(_LABELS, (*key, float(threshold), int(min_size), prediction.seed_probability), separate)
 
 
 def instance_rows(key: tuple, labels: np.ndarray, image: np.ndarray, name: str) -> dict[str, np.ndarray]:

@@ -17,11 +17,9 @@ from unet.model_zoo import export_package
 from unet.run_summary import OBJECT_COLUMNS, OBJECT_SCORES_EXPLAINED
 from unet.runs import Run
 from unet.ui.feedback import user_errors
+from unet.ui.inference_view import THRESHOLD_OFFER
 from unet.ui.score_view import EMPTY, scores_panel
 from unet.units import count_text
-
-INFERENCE_THRESHOLD = "inference_threshold"  # the Inference page's threshold slider key
-
 
 SPLIT_NAMES = {
     "test": "Test images (never trained on, never used to choose the model)",
@@ -57,7 +55,7 @@ def _show_evaluation(evaluation: Evaluation) -> None:
         if evaluation.best_threshold is not None and st.button(
             f"Use threshold {evaluation.best_threshold:g} on the Inference page", icon=":material/tune:"
         ):
-            st.session_state[INFERENCE_THRESHOLD] = float(evaluation.best_threshold)
+            st.session_state[THRESHOLD_OFFER] = (evaluation.run, float(evaluation.best_threshold))
             st.toast(f"The Inference page will start at threshold {evaluation.best_threshold:g}.")
     elif not evaluation.binary:
         st.plotly_chart(confusion_figure(evaluation.confusion, evaluation.class_names), width="stretch")
