@@ -31,8 +31,8 @@ run: $(VENV)/.app-installed
 browser: $(VENV)/.dev-installed
 	$(PY) -m tests.e2e.browser
 
-## The whole suite: unit, page (AppTest) and browser (Playwright + Chromium) tests, on two workers (the browser
-## tests, which mostly wait on the app, on one of them; see tests/conftest.py). TEST_WORKERS=0: in this process.
+## The whole suite: unit, page (AppTest) and browser (Playwright + Chromium) tests, on two workers, each module whole
+## on one of them, the slowest first (tests/conftest.py). TEST_WORKERS=0: all in this process.
 TEST_WORKERS ?= 2
 test: $(VENV)/.dev-installed browser
 	$(PY) -m ruff check .

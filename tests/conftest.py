@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -20,27 +19,41 @@ TINY_CONFIG = {
 TINY_RUN = "20260101-000000-tiny"
 
 
+# The slowest modules, slowest first (pytest's --durations on this 2-core machine): `make test`'s two workers take
+# them first, so the suite does not end with one worker on a long test while the other waits.
+SLOWEST_FIRST = (
+    "tests/e2e/test_cluster_train_page.py", "tests/e2e/test_train_page.py", "tests/test_bench.py",
+    "tests/test_instance_task.py", "tests/e2e/test_objects_page.py", "tests/e2e/test_second_journey.py",
+    "tests/test_annotation_loop.py", "tests/test_faults.py", "tests/test_class_values.py",
+    "tests/e2e/test_right_by_default.py", "tests/test_honest_figures.py", "tests/test_suggest.py",
+    "tests/test_clean_cwd.py", "tests/test_training.py", "tests/test_ray_backend.py",
+)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The browser tests first: `make test`'s two workers start them at once (see `pytest_xdist_make_scheduler`)."""
-    items.sort(key=lambda item: not _is_browser_test(item.nodeid))  # stable: each part keeps its order
+    """The slowest modules first (stable: each module keeps its order); see `_OneModulePerWorker`."""
+    rank = {path: i for i, path in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
 
 
-def _is_browser_test(nodeid: str) -> bool:
-    return nodeid.startswith("tests/e2e/")
+class _OneModulePerWorker:
+    """`make test` runs the suite on two workers (pytest-xdist): each module whole on one worker, so its module
+    fixtures (a trained run, a Ray cluster) are built once, handed out in the order above."""
 
-
-if importlib.util.find_spec("xdist") is not None:  # `make test` runs the suite on two workers (pytest-xdist)
-
+    @staticmethod
     def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
-        """The browser tests, which mostly wait on the app, in order on one worker; each other module whole on
-        either worker, so its module fixtures (a trained run) are built once."""
         from xdist.scheduler import LoadScopeScheduling
 
-        class BrowserTestsTogether(LoadScopeScheduling):
+        class ModulesInOrder(LoadScopeScheduling):
             def _split_scope(self, nodeid: str) -> str:
-                return "browser tests" if _is_browser_test(nodeid) else nodeid.split("::", 1)[0]
+                return nodeid.split("::", 1)[0]
 
-        return BrowserTestsTogether(config, log)
+        return ModulesInOrder(config, log)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.pluginmanager.hasplugin("xdist"):  # its hooks are known only when it is loaded
+        config.pluginmanager.register(_OneModulePerWorker(), "one-module-per-worker")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -538,13 +538,19 @@ def readme(run: runs.Run, config: Config, recorded: dict[str, Any], held_back: d
 
     lines += ["## What it segments", ""]
     if _is_instances(config, recorded):
+        from unet import object_tuning
+
+        chosen = object_tuning.read(run.path)
         lines += [f"Separate objects of class '{names[1]}', touching ones included. The network gives, per pixel, "
                   "the probabilities of background, object interior and object boundary (channels "
                   f"{', '.join(out_names)}). Object labels are not in the package: U-Net Studio makes them from "
                   "these probabilities (`unet.instances.labels_from_probabilities`): foreground = background "
-                  "probability under 0.5; seeds = connected regions where the interior probability is at least "
-                  "0.8; a watershed over the interior probability grows the seeds across the foreground, so "
-                  "touching objects stay apart at their boundary.", ""]
+                  f"probability under {1 - chosen.threshold:g}; seeds = connected regions where the interior "
+                  f"probability is at least {chosen.seed_probability:g}; a watershed over the interior probability "
+                  "grows the seeds across the foreground, so touching objects stay apart at their boundary"
+                  + (f"; objects under {chosen.min_size} pixels are dropped" if chosen.min_size else "") + "."
+                  + (f" These values were chosen on the run's held-back images ({chosen.describe()})."
+                     if chosen.tuned else ""), ""]
     elif model.num_classes == 2:
         lines += [f"'{names[1]}' against '{names[0]}': one channel, the probability of '{names[1]}' per pixel "
                   "(sigmoid); threshold it at 0.5 for a mask.", ""]

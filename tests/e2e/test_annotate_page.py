@@ -28,8 +28,12 @@ def _images(folder) -> list[str]:
     return paths
 
 
-def _ready(page) -> None:
-    expect(page.locator("[data-testid='mask-canvas-viewport'][data-ready='true']")).to_be_attached(timeout=30_000)
+def _ready(page, stem: str | None = None) -> None:
+    """The canvas takes strokes (for `stem`'s image, when given: after "Next image" the previous one may still
+    be on screen for a moment, and a stroke on it would go to that image)."""
+    image = f"[data-image-id$='/{stem}']" if stem else ""
+    expect(page.locator(f"[data-testid='mask-canvas-viewport'][data-ready='true']{image}")).to_be_attached(
+        timeout=30_000)
 
 
 def _drag(page, points: list[tuple[float, float]]) -> None:

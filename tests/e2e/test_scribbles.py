@@ -60,12 +60,12 @@ def test_a_few_strokes_of_two_classes_train_a_model_that_finds_both(page, app_ur
         if i:
             page.get_by_role("button", name="Next image without a mask").click()
             wait_for_app(page)
-        _ready(page)
+        _ready(page, f"plate{i}")
         page.get_by_role("button", name="cell", exact=True).click()
         x, y = CELLS[0]
         _stroke(page, [(x + 2 * i - 6, y), (x + 2 * i + 6, y)])  # across the first cell
         expect(page.get_by_text(f"{i + 1} of 4 images have a mask")).to_be_visible(timeout=30_000)
-        _ready(page)
+        _ready(page, f"plate{i}")
         page.get_by_role("button", name="background", exact=True).click()
         _stroke(page, [(60, 10), (110, 10)])  # along the top, away from the cells
         _both_saved(workspace / "datasets" / "strokes-e2e-v2" / "masks" / f"plate{i}.png")

@@ -399,6 +399,7 @@ class MaskEditor {
     this.overlayPixels = new Uint32Array(this.overlay.data.buffer);
     this.drawPicture(picture);
     this.ready = true;
+    this.viewport.dataset.imageId = String(data.image_id); // for tests: which image painting now goes to
     this.viewport.dataset.ready = "true"; // for tests: painting works from now on
     this.renderRect(0, 0, width - 1, height - 1);
     this.fit();
