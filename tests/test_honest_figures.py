@@ -68,7 +68,8 @@ def deep_run(tmp_path_factory) -> Path:
     config = root / "tiny.json"
     config.write_text(json.dumps({
         "data": {"input_size": DISC_SIDE}, "augment": {"enabled": False}, "model": {"depth": 2, "base_filters": 4},
-        "train": {"epochs": 30, "batch_size": 4, "learning_rate": 0.01, "early_stopping_patience": 0}}))
+        "train": {"epochs": 30, "batch_size": 4, "learning_rate": 0.01, "early_stopping_patience": 0,
+                  "class_weights": True}}))  # once, unweighted, it never left "all background" in 30 epochs
     run = tmp_path_factory.mktemp("runs") / "deep"
     done = subprocess.run([sys.executable, "-m", "unet", "train", "--data", str(root), "--out", str(run),
                            "--config", str(config)], cwd=ROOT, capture_output=True, text=True, timeout=600)

@@ -21,7 +21,7 @@ def test_upload_see_overlay_change_opacity_download_zip(page, app_url, trained_r
     path = tmp_path / "my sample.png"
     cv2.imwrite(str(path), image)
 
-    page.goto(f"{app_url}/inference")
+    page.goto(f"{app_url}/inference?run={trained_run.name}")  # other browser tests add runs to the workspace
     wait_for_app(page)
     expect(page.get_by_text("tiny-cells").first).to_be_visible()
     uploader = page.get_by_test_id("stFileUploader").filter(has_text="Images (or a zip")
