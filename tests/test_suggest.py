@@ -218,3 +218,22 @@ def test_train_suggest_on_instance_masks_plans_for_separating_objects_on_the_run
     assert used["model"]["depth"] == 2 and used["train"]["epochs"] == 1  # the file's keys on top
     assert "class weights from training pixel counts" in (run / "trainer.log").read_text()
     assert sorted(p.name for p in (run / "data" / "masks").iterdir()) == [f"n{i}.png" for i in range(6)]
+
+
+def test_a_resume_from_the_command_line_keeps_the_runs_own_settings(tmp_path):
+    """`train --resume --epochs N` used to rebuild the config from the defaults and write it over the run's: the
+    resumed network had the run's depth, the recorded config another, and scoring the held-back images crashed."""
+    data = _write(tmp_path / "raw", [_blobs(i, 64) for i in range(6)])
+    config = tmp_path / "shallow.json"
+    config.write_text(json.dumps({"data": {"input_size": 64}, "augment": {"enabled": False},
+                                  "model": {"depth": 2, "base_filters": 4}, "train": {"epochs": 1, "batch_size": 4}}))
+    run = tmp_path / "run"
+    env = {"UNET_WORKSPACE": str(tmp_path / "ws"), "PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    for extra in (["--config", str(config)], ["--resume", "--epochs", "2"]):
+        done = subprocess.run([sys.executable, "-m", "unet", "train", "--data", str(data), "--out", str(run), *extra],
+                              cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+        assert done.returncode == 0, done.stderr[-2000:]
+    used = json.loads((run / "config.json").read_text())
+    assert used["model"]["depth"] == 2 and used["model"]["base_filters"] == 4 and used["train"]["epochs"] == 2
+    assert [json.loads(line)["epoch"] for line in (run / "history.jsonl").read_text().splitlines()] == [1, 2]
+    assert json.loads((run / "status.json").read_text())["state"] == "completed"

@@ -74,11 +74,14 @@ def _load_config(args: argparse.Namespace, dataset=None):
     from unet.config import Config
 
     config = Config()
-    if getattr(args, "preset", None):
+    recorded = Path(args.out) / "config.json" if getattr(args, "resume", False) and getattr(args, "out", None) else None
+    if recorded is not None and recorded.exists():  # a resume continues the run's own settings (its network's shape)
+        config = Config.load(recorded)
+    elif getattr(args, "preset", None):
         from unet.presets import apply_preset
 
         config = apply_preset(config, args.preset)
-    if getattr(args, "suggest", False):
+    if getattr(args, "suggest", False) and not (recorded is not None and recorded.exists()):
         config = _suggestion(Path(args.data), args.minutes, dataset, getattr(args, "task", None)).config
     if args.config:
         Config.load(args.config)  # refuses an unreadable file, bad JSON, an unknown key or a bad value, naming it
