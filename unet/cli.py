@@ -74,7 +74,9 @@ def _load_config(args: argparse.Namespace, dataset=None):
     from unet.config import Config
 
     config = Config()
-    recorded = Path(args.out) / "config.json" if getattr(args, "resume", False) and getattr(args, "out", None) else None
+    from unet.runs import CONFIG
+
+    recorded = Path(args.out) / CONFIG if getattr(args, "resume", False) and getattr(args, "out", None) else None
     if recorded is not None and recorded.exists():  # a resume continues the run's own settings (its network's shape)
         config = Config.load(recorded)
     elif getattr(args, "preset", None):

@@ -57,8 +57,9 @@ class ObjectSettings:
                 f"objects of at least {self.min_size} px")
         if self.measured:
             m = self.measured
-            text += (f" (chosen on {count_text(int(m['images']), 'held-back image')}: AP@0.5 {m['ap50']:.3f}, against "
-                     f"{m['default_ap50']:.3f} with the fixed 0.5 / {SEED_PROBABILITY:g} / 0)")
+            text += (f" (chosen on {count_text(int(m['images']), 'held-back image')}: object score AP@0.5 "
+                     f"{m['ap50']:.3f}, objects found over found, missed and extra, against {m['default_ap50']:.3f} "
+                     f"with the fixed 0.5 / {SEED_PROBABILITY:g} / 0)")
         return text
 
 
